@@ -1,0 +1,93 @@
+//! The contract between intake and projection: the JetStream stream that
+//! carries events (its settings live here, in code), the subject and header
+//! conventions, and the codec between the domain's [`domain::Event`] and the
+//! versioned protobuf `motcua.events.v1.Event` stored and published.
+//!
+//! This crate must not know about databases, gRPC services or read models.
+
+mod codec;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+pub use codec::{
+    DecodeError, decode_event, encode_event, timestamp_from_proto, timestamp_to_proto,
+};
+
+/// Header carrying the event's position in intake's store.
+pub const POSITION_HEADER: &str = "Motcua-Position";
+/// Header carrying the event's kind, for operators reading the stream.
+pub const KIND_HEADER: &str = "Motcua-Kind";
+
+/// Where events travel. Both services take these from configuration, so
+/// several deployments (or tests) can share one NATS server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// JetStream stream name, e.g. `MOTCUA_EVENTS`.
+    pub stream: String,
+    /// Subject prefix; events go to `{prefix}.{province}.{office}.{kind}`.
+    pub subject_prefix: String,
+    /// How long JetStream remembers a `Nats-Msg-Id` to drop a re-publish.
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            stream: "MOTCUA_EVENTS".into(),
+            subject_prefix: "motcua.events".into(),
+            duplicate_window: Duration::from_secs(600),
+        }
+    }
+}
+
+impl StreamSettings {
+    /// The subject an event is published on.
+    pub fn subject(&self, event: &domain::Event) -> String {
+        format!(
+            "{}.{}.{}.{}",
+            self.subject_prefix,
+            event.province_code,
+            event.office_code,
+            event.payload.kind()
+        )
+    }
+
+    /// The filter that matches every event.
+    pub fn all_subjects(&self) -> String {
+        format!("{}.>", self.subject_prefix)
+    }
+
+    /// The stream's settings: file storage, kept forever (the log is the
+    /// source of every report), duplicates dropped by event id.
+    pub fn config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream.clone(),
+            subjects: vec![self.all_subjects()],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            duplicate_window: self.duplicate_window,
+            description: Some("Motcua dossier lifecycle events (motcua.events.v1.Event)".into()),
+            ..Default::default()
+        }
+    }
+
+    /// Gets the stream, creating it with [`Self::config`] when absent.
+    pub async fn ensure_stream(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<stream::Stream, async_nats::Error> {
+        Ok(js.get_or_create_stream(self.config()).await?)
+    }
+}
+
+/// A code that may appear in a subject token: letters, digits, `-` and `_`.
+pub fn is_subject_token(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,75 @@
+//! Intake's configuration, from flags or the environment.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "intake",
+    version,
+    about = "Motcua intake: takes the desk's commands over gRPC, appends events, publishes them to NATS JetStream.",
+    after_help = "Example:\n  intake --listen 127.0.0.1:50051 --database-url sqlite://data/intake.db --nats-url nats://127.0.0.1:4222"
+)]
+pub struct Config {
+    /// Address the gRPC server listens on (port 0 picks a free one).
+    #[arg(long, env = "INTAKE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Event store: postgres://… or sqlite://path/to/file.db.
+    #[arg(
+        long,
+        env = "INTAKE_DATABASE_URL",
+        default_value = "sqlite://data/intake.db"
+    )]
+    pub database_url: String,
+
+    /// NATS server with JetStream.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// JetStream stream that carries the events.
+    #[arg(long, env = "MOTCUA_STREAM", default_value = "MOTCUA_EVENTS")]
+    pub stream: String,
+
+    /// Subject prefix of the events.
+    #[arg(long, env = "MOTCUA_SUBJECT_PREFIX", default_value = "motcua.events")]
+    pub subject_prefix: String,
+
+    /// Address of the Prometheus metrics endpoint (`/metrics`); off when absent.
+    #[arg(long, env = "INTAKE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log format: pretty or json.
+    #[arg(long, env = "MOTCUA_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: telemetry::LogFormat,
+
+    /// Most commands one group commit takes.
+    #[arg(long, env = "INTAKE_MAX_BATCH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_batch: u32,
+
+    /// How long shutdown may take to finish in-flight work, e.g. 10s.
+    #[arg(long, env = "MOTCUA_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = telemetry::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    pub fn stream_settings(&self) -> bus::StreamSettings {
+        bus::StreamSettings {
+            stream: self.stream.clone(),
+            subject_prefix: self.subject_prefix.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// A configuration for tests and tools: defaults, with these overrides.
+    pub fn for_tests(database_url: &str, nats_url: &str, stream: &str) -> Self {
+        let mut config = Self::parse_from(["intake"]);
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.database_url = database_url.to_owned();
+        config.nats_url = nats_url.to_owned();
+        config.stream = stream.to_owned();
+        config.subject_prefix = format!("{}.events", stream.to_ascii_lowercase());
+        config
+    }
+}

@@ -1,0 +1,276 @@
+//! The `motcua.intake.v1.Intake` service: validates each request's fields,
+//! turns it into a domain command and hands it to the writer.
+
+use domain::{Channel, Command, Procedure, Rating, RatingScale, Timestamp};
+use proto::{events::v1 as ev, intake::v1 as pb};
+use tonic::{Request, Response, Status};
+
+use crate::{error::IntakeError, writer::WriterHandle};
+
+/// How far in the future a command's `occurred_at` may be (clock skew).
+const MAX_FUTURE_MICROS: i64 = 5 * 60 * 1_000_000;
+const MAX_TEXT: usize = 2_000;
+
+#[derive(Clone)]
+pub struct IntakeService {
+    writer: WriterHandle,
+    clock: crate::writer::Clock,
+}
+
+impl IntakeService {
+    pub fn new(writer: WriterHandle, clock: crate::writer::Clock) -> Self {
+        Self { writer, clock }
+    }
+
+    async fn run(
+        &self,
+        meta: Option<pb::CommandMeta>,
+        dossier_id: String,
+        command: Result<Command, IntakeError>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let meta =
+            meta.ok_or_else(|| IntakeError::invalid("meta", "is required (request_id, actor)"))?;
+        let request_id = text(&meta.request_id, "meta.request_id", 1, 128)?;
+        let actor = text(&meta.actor, "meta.actor", 0, 128)?;
+        let dossier_id = code(&dossier_id, "dossier_id", 64)?;
+        let occurred_at = match meta.occurred_at.as_ref() {
+            None => None,
+            Some(t) => {
+                let t = bus::timestamp_from_proto(t).ok_or_else(|| {
+                    IntakeError::invalid("meta.occurred_at", "is not a valid timestamp")
+                })?;
+                let now = (self.clock)();
+                if t.micros_since(now) > MAX_FUTURE_MICROS {
+                    return Err(IntakeError::invalid(
+                        "meta.occurred_at",
+                        format!("{t} is in the future (now {now})"),
+                    )
+                    .into());
+                }
+                Some(t)
+            }
+        };
+        let command = command?;
+        let reply = self
+            .writer
+            .execute(request_id, actor, dossier_id, occurred_at, command)
+            .await?;
+        Ok(Response::new(reply))
+    }
+}
+
+fn text(value: &str, field: &'static str, min: usize, max: usize) -> Result<String, IntakeError> {
+    let len = value.chars().count();
+    if len < min {
+        return Err(IntakeError::invalid(field, "is required"));
+    }
+    if len > max {
+        return Err(IntakeError::invalid(
+            field,
+            format!("is {len} characters long; at most {max}"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(IntakeError::invalid(field, "contains control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// An identifier: letters, digits, `-`, `_`, `.` and `/` (as on slips).
+fn code(value: &str, field: &'static str, max: usize) -> Result<String, IntakeError> {
+    let value = text(value, field, 1, max)?;
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    {
+        return Err(IntakeError::invalid(
+            field,
+            format!("{value:?} may hold only letters, digits, '-', '_', '.' and '/'"),
+        ));
+    }
+    Ok(value)
+}
+
+fn unit_code(value: &str, field: &'static str) -> Result<String, IntakeError> {
+    if !bus::is_subject_token(value) {
+        return Err(IntakeError::invalid(
+            field,
+            format!("{value:?} must be 1 to 64 letters, digits, '-' or '_'"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn reason(value: &str, field: &'static str, required: bool) -> Result<String, IntakeError> {
+    text(value, field, usize::from(required), MAX_TEXT)
+}
+
+fn timestamp(
+    t: Option<&prost_types::Timestamp>,
+    field: &'static str,
+) -> Result<Timestamp, IntakeError> {
+    let t = t.ok_or_else(|| IntakeError::invalid(field, "is required"))?;
+    bus::timestamp_from_proto(t)
+        .ok_or_else(|| IntakeError::invalid(field, "is not a valid timestamp"))
+}
+
+fn procedure(p: Option<&ev::Procedure>) -> Result<Procedure, IntakeError> {
+    let p = p.ok_or_else(|| IntakeError::invalid("procedure", "is required (code and field)"))?;
+    Ok(Procedure {
+        code: code(&p.code, "procedure.code", 64)?,
+        field: text(&p.field, "procedure.field", 0, 64)?,
+    })
+}
+
+fn channel(value: i32) -> Result<Channel, IntakeError> {
+    Channel::from_code(value).ok_or_else(|| {
+        IntakeError::invalid(
+            "channel",
+            "must be one of CHANNEL_IN_PERSON, CHANNEL_POSTAL, CHANNEL_ONLINE_PARTIAL, CHANNEL_ONLINE_FULL, CHANNEL_INTER_AGENCY",
+        )
+    })
+}
+
+#[tonic::async_trait]
+impl pb::intake_server::Intake for IntakeService {
+    async fn receive_dossier(
+        &self,
+        request: Request<pb::ReceiveDossierRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let command = (|| {
+            Ok(Command::Receive {
+                office_code: unit_code(&r.office_code, "office_code")?,
+                province_code: unit_code(&r.province_code, "province_code")?,
+                procedure: procedure(r.procedure.as_ref())?,
+                channel: channel(r.channel)?,
+                due_at: timestamp(r.due_at.as_ref(), "due_at")?,
+            })
+        })();
+        self.run(r.meta, r.dossier_id, command).await
+    }
+
+    async fn submit_online(
+        &self,
+        request: Request<pb::SubmitOnlineRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let command = (|| {
+            Ok(Command::SubmitOnline {
+                office_code: unit_code(&r.office_code, "office_code")?,
+                province_code: unit_code(&r.province_code, "province_code")?,
+                procedure: procedure(r.procedure.as_ref())?,
+                channel: channel(r.channel)?,
+            })
+        })();
+        self.run(r.meta, r.dossier_id, command).await
+    }
+
+    async fn refuse_at_intake(
+        &self,
+        request: Request<pb::RefuseAtIntakeRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let command =
+            reason(&r.reason, "reason", true).map(|reason| Command::RefuseAtIntake { reason });
+        self.run(r.meta, r.dossier_id, command).await
+    }
+
+    async fn request_supplement(
+        &self,
+        request: Request<pb::RequestSupplementRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let command =
+            reason(&r.reason, "reason", true).map(|reason| Command::RequestSupplement { reason });
+        self.run(r.meta, r.dossier_id, command).await
+    }
+
+    async fn provide_supplement(
+        &self,
+        request: Request<pb::ProvideSupplementRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let command = match r.due_at.as_ref() {
+            None => Ok(None),
+            Some(t) => timestamp(Some(t), "due_at").map(Some),
+        }
+        .map(|due_at| Command::ProvideSupplement { due_at });
+        self.run(r.meta, r.dossier_id, command).await
+    }
+
+    async fn reschedule(
+        &self,
+        request: Request<pb::RescheduleRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let command = (|| {
+            Ok(Command::Reschedule {
+                due_at: timestamp(r.due_at.as_ref(), "due_at")?,
+                reason: reason(&r.reason, "reason", true)?,
+            })
+        })();
+        self.run(r.meta, r.dossier_id, command).await
+    }
+
+    async fn record_result(
+        &self,
+        request: Request<pb::RecordResultRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        self.run(r.meta, r.dossier_id, Ok(Command::RecordResult))
+            .await
+    }
+
+    async fn return_result(
+        &self,
+        request: Request<pb::ReturnResultRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        self.run(r.meta, r.dossier_id, Ok(Command::ReturnResult))
+            .await
+    }
+
+    async fn withdraw(
+        &self,
+        request: Request<pb::WithdrawRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let command = reason(&r.reason, "reason", false).map(|reason| Command::Withdraw { reason });
+        self.run(r.meta, r.dossier_id, command).await
+    }
+
+    async fn stop(
+        &self,
+        request: Request<pb::StopRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let command = reason(&r.reason, "reason", true).map(|reason| Command::Stop { reason });
+        self.run(r.meta, r.dossier_id, command).await
+    }
+
+    async fn record_survey(
+        &self,
+        request: Request<pb::RecordSurveyRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let command = (|| {
+            Ok(Command::RecordSurvey {
+                scale: RatingScale::from_code(r.scale).ok_or_else(|| {
+                    IntakeError::invalid(
+                        "scale",
+                        "must be RATING_SCALE_SATISFACTION or RATING_SCALE_QUALITY",
+                    )
+                })?,
+                rating: Rating::from_code(r.rating).ok_or_else(|| {
+                    IntakeError::invalid(
+                        "rating",
+                        "must be RATING_TOP, RATING_MIDDLE or RATING_BOTTOM",
+                    )
+                })?,
+                comment: reason(&r.comment, "comment", false)?,
+            })
+        })();
+        self.run(r.meta, r.dossier_id, command).await
+    }
+}

@@ -1,0 +1,156 @@
+//! Motcua intake: the one-stop desk's side. It takes commands over gRPC
+//! (`motcua.intake.v1.Intake`), decides each against the dossier's state with
+//! the pure domain crate, appends the resulting events to its event store in
+//! group commits, and relays committed events to NATS JetStream in position
+//! order.
+//!
+//! Intake must not know about read models or reports: what it owes the rest
+//! of the system is the log, durable before any reply and published in order.
+//!
+//! [`Application::build`] connects and binds; [`Application::run_until_stopped`]
+//! serves until a shutdown token is cancelled, then drains.
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod relay;
+pub mod store;
+pub mod writer;
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context as _;
+use proto::intake::v1::intake_server::IntakeServer;
+use tokio::{net::TcpListener, sync::watch};
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use store::EventStore;
+use writer::{Clock, Writer};
+
+/// A built intake: connected to its store and NATS, its port bound.
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    store: EventStore,
+    nats: async_nats::Client,
+    clock: Clock,
+}
+
+impl Application {
+    /// Opens the store, connects to NATS and binds the gRPC port.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, writer::system_clock()).await
+    }
+
+    /// As [`Self::build`], reading time from `clock`.
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        let store = EventStore::open(&config.database_url).await?;
+        let nats =
+            telemetry::connect_nats(&config.nats_url, "motcua-intake", Duration::from_secs(10))
+                .await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("bind the gRPC port {}", config.listen))?;
+        Ok(Self {
+            config,
+            listener,
+            store,
+            nats,
+            clock,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Serves until `shutdown` is cancelled; then stops taking commands,
+    /// commits what was taken, publishes what was committed, all within
+    /// the configured shutdown timeout.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self {
+            config,
+            listener,
+            store,
+            nats,
+            clock,
+        } = self;
+        let head = store.head().await?;
+        let (head_tx, head_rx) = watch::channel(head);
+        let (writer, handle) = Writer::new(
+            store.clone(),
+            head_tx,
+            clock.clone(),
+            config.max_batch as usize,
+        );
+        let writer = tokio::spawn(writer.run());
+
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .max_ack_inflight(8_192)
+            .build(nats.clone());
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(
+            relay::Relay {
+                store: store.clone(),
+                js,
+                settings: config.stream_settings(),
+                head: head_rx,
+                acked: None,
+            }
+            .run(relay_stop.clone()),
+        );
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<IntakeServer<grpc::IntakeService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("build the reflection service")?;
+        let service = grpc::IntakeService::new(handle, clock);
+        let addr = listener.local_addr().context("read the bound address")?;
+        tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %config.nats_url, stream = %config.stream, "intake serving");
+
+        let server_shutdown = shutdown.clone();
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(IntakeServer::new(service))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move { server_shutdown.cancelled().await },
+            );
+
+        let result = served.await.context("serve gRPC");
+        // The server is down and its handles dropped: the writer drains and
+        // exits, then the relay publishes the rest and stops.
+        let drain = async {
+            if let Err(e) = writer.await {
+                tracing::error!(error = %e, "writer task failed");
+            }
+            relay_stop.cancel();
+            if let Err(e) = relay.await {
+                tracing::error!(error = %e, "relay task failed");
+            }
+        };
+        if tokio::time::timeout(config.shutdown_timeout, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timed out; unpublished events will be relayed at next start");
+        }
+        if let Err(e) = nats.flush().await {
+            tracing::debug!(error = %e, "NATS flush at shutdown");
+        }
+        store.close().await;
+        tracing::info!("intake stopped");
+        result
+    }
+}

@@ -1,0 +1,279 @@
+//! The event store: an append-only log of encoded events with positions in
+//! commit order, unique (dossier, version), and the replies of commands by
+//! client request id.
+
+use std::collections::HashMap;
+
+use anyhow::Context as _;
+use sqlkit::{Backend, list_placeholders, push, values_placeholders};
+use sqlx::{AnyPool, Row as _, any::AnyArguments};
+
+const SCHEMA_POSTGRES: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position    BIGINT PRIMARY KEY,
+    event_id    TEXT   NOT NULL UNIQUE,
+    dossier_id  TEXT   NOT NULL,
+    version     BIGINT NOT NULL,
+    kind        TEXT   NOT NULL,
+    recorded_at BIGINT NOT NULL,
+    payload     BYTEA  NOT NULL,
+    CONSTRAINT events_dossier_version UNIQUE (dossier_id, version)
+);
+CREATE TABLE IF NOT EXISTS command_replies (
+    request_id TEXT PRIMARY KEY,
+    position   BIGINT NOT NULL,
+    reply      BYTEA  NOT NULL
+)";
+
+const SCHEMA_SQLITE: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position    INTEGER PRIMARY KEY,
+    event_id    TEXT    NOT NULL UNIQUE,
+    dossier_id  TEXT    NOT NULL,
+    version     INTEGER NOT NULL,
+    kind        TEXT    NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    payload     BLOB    NOT NULL,
+    CONSTRAINT events_dossier_version UNIQUE (dossier_id, version)
+);
+CREATE TABLE IF NOT EXISTS command_replies (
+    request_id TEXT    PRIMARY KEY,
+    position   INTEGER NOT NULL,
+    reply      BLOB    NOT NULL
+)";
+
+/// Advisory lock key held by a group commit while it takes positions, so
+/// several intake instances on one PostgreSQL still commit in position order.
+const APPEND_LOCK_KEY: i64 = 0x6d6f_7463_7561; // "motcua"
+
+/// One event ready to append, already encoded.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub dossier_id: String,
+    pub version: u64,
+    pub kind: &'static str,
+    pub recorded_at: i64,
+    pub payload: Vec<u8>,
+}
+
+/// One event read back, with its position.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub position: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Why an append did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended the same (dossier, version) first.
+    #[error("another writer appended to one of these dossiers first")]
+    Conflict,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct EventStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl EventStore {
+    /// Opens the store at `url` and creates its tables when absent.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let (pool, backend) = sqlkit::connect(url, 8).await?;
+        let schema = match backend {
+            Backend::Postgres => SCHEMA_POSTGRES,
+            Backend::Sqlite => SCHEMA_SQLITE,
+        };
+        sqlkit::run_ddl(&pool, schema)
+            .await
+            .context("create the event store's tables")?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Stored replies of the given request ids that were already answered.
+    pub async fn find_replies(
+        &self,
+        request_ids: &[&str],
+    ) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+        let mut found = HashMap::new();
+        for chunk in request_ids.chunks(500) {
+            let sql = format!(
+                "SELECT request_id, reply FROM command_replies WHERE request_id IN ({})",
+                list_placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q
+                .fetch_all(&self.pool)
+                .await
+                .context("look up earlier replies")?
+            {
+                found.insert(row.try_get::<String, _>(0)?, row.try_get::<Vec<u8>, _>(1)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every stored event of the given dossiers, in (dossier, version) order.
+    pub async fn load_dossiers(&self, dossier_ids: &[&str]) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut payloads = Vec::new();
+        for chunk in dossier_ids.chunks(500) {
+            let sql = format!(
+                "SELECT payload FROM events WHERE dossier_id IN ({}) ORDER BY dossier_id, version",
+                list_placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q
+                .fetch_all(&self.pool)
+                .await
+                .context("load dossiers' events")?
+            {
+                payloads.push(row.try_get::<Vec<u8>, _>(0)?);
+            }
+        }
+        Ok(payloads)
+    }
+
+    /// Appends `events` in one transaction (a group commit) and stores each
+    /// reply made by `replies` from the first position taken. Returns that
+    /// first position; event `i` gets `first + i`.
+    pub async fn append(
+        &self,
+        events: &[NewEvent],
+        replies: impl FnOnce(u64) -> Vec<(String, u64, Vec<u8>)>,
+    ) -> Result<u64, AppendError> {
+        let mut tx = self.pool.begin().await.context("begin an append")?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(APPEND_LOCK_KEY)
+                .execute(&mut *tx)
+                .await
+                .context("take the append lock")?;
+        }
+        let head: i64 =
+            sqlx::query("SELECT CAST(COALESCE(MAX(position), 0) AS BIGINT) FROM events")
+                .fetch_one(&mut *tx)
+                .await
+                .context("read the log's head")?
+                .try_get(0)
+                .context("read the log's head")?;
+        let first = u64::try_from(head).unwrap_or(0) + 1;
+
+        for (offset, chunk) in events.chunks(1000).enumerate() {
+            let base = first + (offset * 1000) as u64;
+            let sql = format!(
+                "INSERT INTO events (position, event_id, dossier_id, version, kind, recorded_at, payload) VALUES {}",
+                values_placeholders(chunk.len(), 7)
+            );
+            let mut args = AnyArguments::default();
+            for (i, e) in chunk.iter().enumerate() {
+                push(&mut args, (base + i as u64) as i64)?;
+                push(&mut args, e.event_id.as_str())?;
+                push(&mut args, e.dossier_id.as_str())?;
+                push(&mut args, e.version as i64)?;
+                push(&mut args, e.kind)?;
+                push(&mut args, e.recorded_at)?;
+                push(&mut args, e.payload.as_slice())?;
+            }
+            let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                .persistent(false)
+                .execute(&mut *tx)
+                .await;
+            if let Err(e) = result {
+                if is_unique_violation(&e) {
+                    return Err(AppendError::Conflict);
+                }
+                return Err(anyhow::Error::new(e).context("insert events").into());
+            }
+        }
+
+        let replies = replies(first);
+        for chunk in replies.chunks(1000) {
+            let sql = format!(
+                "INSERT INTO command_replies (request_id, position, reply) VALUES {}",
+                values_placeholders(chunk.len(), 3)
+            );
+            let mut args = AnyArguments::default();
+            for (request_id, position, reply) in chunk {
+                push(&mut args, request_id.as_str())?;
+                push(&mut args, *position as i64)?;
+                push(&mut args, reply.as_slice())?;
+            }
+            let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                .persistent(false)
+                .execute(&mut *tx)
+                .await;
+            if let Err(e) = result {
+                if is_unique_violation(&e) {
+                    // Another instance answered the same request id first.
+                    return Err(AppendError::Conflict);
+                }
+                return Err(anyhow::Error::new(e).context("store replies").into());
+            }
+        }
+        tx.commit().await.context("commit the append")?;
+        Ok(first)
+    }
+
+    /// Up to `limit` events after `position`, in position order.
+    pub async fn read_after(&self, position: u64, limit: u32) -> anyhow::Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT position, payload FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(position as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .context("read events after a position")?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    position: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
+                    payload: row.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The last position taken, 0 for an empty log.
+    pub async fn head(&self) -> anyhow::Result<u64> {
+        let head: i64 =
+            sqlx::query("SELECT CAST(COALESCE(MAX(position), 0) AS BIGINT) FROM events")
+                .fetch_one(&self.pool)
+                .await
+                .context("read the log's head")?
+                .try_get(0)?;
+        Ok(u64::try_from(head).unwrap_or(0))
+    }
+
+    /// How many events the log holds.
+    pub async fn count(&self) -> anyhow::Result<u64> {
+        let n: i64 = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .context("count events")?
+            .try_get(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}

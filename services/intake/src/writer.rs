@@ -1,0 +1,341 @@
+//! The one writer: every command goes through a single task that decides it
+//! against the dossier's state and appends the resulting events in groups
+//! (group commit), so positions follow commit order and one fsync serves
+//! many commands.
+
+use std::collections::{HashMap, HashSet, hash_map::Entry};
+
+use domain::{Command, Dossier, Event, Timestamp};
+use prost::Message as _;
+use proto::intake::v1::CommandReply;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{
+    error::IntakeError,
+    store::{AppendError, EventStore, NewEvent},
+};
+
+/// Dossier states kept in memory between batches; beyond this the cache is
+/// emptied and states are reloaded from the store as needed.
+const CACHE_LIMIT: usize = 200_000;
+/// How often a batch is retried after losing a race to another instance.
+const CONFLICT_RETRIES: usize = 3;
+
+/// One command on its way to the writer.
+#[derive(Debug)]
+pub struct Submission {
+    pub request_id: String,
+    pub actor: String,
+    pub dossier_id: String,
+    /// When it happened at the desk; `None` means now.
+    pub occurred_at: Option<Timestamp>,
+    pub command: Command,
+    pub reply: oneshot::Sender<Result<CommandReply, IntakeError>>,
+}
+
+/// The clock the writer reads; tests and the deadline monitor inject one.
+pub type Clock = std::sync::Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        Timestamp::from_micros(now)
+    })
+}
+
+/// Handle to submit commands to the writer.
+#[derive(Clone, Debug)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Submission>,
+}
+
+impl WriterHandle {
+    /// Sends a command and waits until its event is durable (or refused).
+    pub async fn execute(
+        &self,
+        request_id: String,
+        actor: String,
+        dossier_id: String,
+        occurred_at: Option<Timestamp>,
+        command: Command,
+    ) -> Result<CommandReply, IntakeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Submission {
+                request_id,
+                actor,
+                dossier_id,
+                occurred_at,
+                command,
+                reply,
+            })
+            .await
+            .map_err(|_| IntakeError::ShuttingDown)?;
+        rx.await.map_err(|_| IntakeError::ShuttingDown)?
+    }
+}
+
+pub struct Writer {
+    store: EventStore,
+    rx: mpsc::Receiver<Submission>,
+    cache: HashMap<String, Dossier>,
+    head: watch::Sender<u64>,
+    clock: Clock,
+    max_batch: usize,
+}
+
+impl Writer {
+    /// A writer and its handle. `head` is told each committed position.
+    pub fn new(
+        store: EventStore,
+        head: watch::Sender<u64>,
+        clock: Clock,
+        max_batch: usize,
+    ) -> (Self, WriterHandle) {
+        let (tx, rx) = mpsc::channel(max_batch * 4);
+        (
+            Self {
+                store,
+                rx,
+                cache: HashMap::new(),
+                head,
+                clock,
+                max_batch,
+            },
+            WriterHandle { tx },
+        )
+    }
+
+    /// Runs until every handle is dropped and the queue is drained.
+    pub async fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while self.rx.recv_many(&mut batch, self.max_batch).await > 0 {
+            metrics::histogram!("intake_batch_size").record(batch.len() as f64);
+            self.commit_batch(std::mem::take(&mut batch)).await;
+        }
+        tracing::debug!("writer drained");
+    }
+
+    async fn commit_batch(&mut self, batch: Vec<Submission>) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_batch(&batch).await {
+                Ok(outcomes) => {
+                    for (submission, outcome) in batch.into_iter().zip(outcomes) {
+                        // The caller may have gone away; the event stays.
+                        drop(submission.reply.send(outcome));
+                    }
+                    return;
+                }
+                Err(AppendError::Conflict) if attempt <= CONFLICT_RETRIES => {
+                    // Another instance appended first: forget what we knew of
+                    // these dossiers and decide again from the store.
+                    for s in &batch {
+                        self.cache.remove(&s.dossier_id);
+                    }
+                    metrics::counter!("intake_append_conflicts_total").increment(1);
+                }
+                Err(e) => {
+                    for s in &batch {
+                        self.cache.remove(&s.dossier_id);
+                    }
+                    let error = match e {
+                        AppendError::Conflict => IntakeError::Conflict,
+                        AppendError::Other(e) => {
+                            tracing::error!(error = ?e, "append failed");
+                            IntakeError::Unavailable(format!("{e:#}"))
+                        }
+                    };
+                    for s in batch {
+                        drop(s.reply.send(Err(error.clone())));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decides every command of the batch and appends the accepted ones in
+    /// one transaction. Returns each submission's outcome, in order.
+    async fn try_batch(
+        &mut self,
+        batch: &[Submission],
+    ) -> Result<Vec<Result<CommandReply, IntakeError>>, AppendError> {
+        // Replies already given to these request ids (client retries).
+        let ids: Vec<&str> = batch
+            .iter()
+            .map(|s| s.request_id.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let answered = self.store.find_replies(&ids).await?;
+
+        // The states of the dossiers the batch touches.
+        let missing: Vec<&str> = batch
+            .iter()
+            .map(|s| s.dossier_id.as_str())
+            .filter(|id| !self.cache.contains_key(*id))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if !missing.is_empty() {
+            if self.cache.len() + missing.len() > CACHE_LIMIT {
+                self.cache.clear();
+            }
+            for payload in self.store.load_dossiers(&missing).await? {
+                let event = bus::decode_event(&payload)
+                    .map_err(|e| anyhow::anyhow!("decode a stored event: {e}"))?;
+                let state = self.cache.remove(&event.dossier_id);
+                let state = Dossier::apply(state, &event).map_err(|e| anyhow::anyhow!(e))?;
+                self.cache.insert(event.dossier_id.clone(), state);
+            }
+        }
+
+        let now = (self.clock)();
+        let mut working: HashMap<&str, Option<Dossier>> = HashMap::new();
+        let mut events: Vec<NewEvent> = Vec::new();
+        let mut due: Vec<Option<Timestamp>> = Vec::new();
+        // Per submission: a stored reply, an index into `events`, a refusal,
+        // or the index of an earlier submission with the same request id.
+        enum Outcome {
+            Stored(Vec<u8>),
+            Appended(usize),
+            Refused(IntakeError),
+            SameAs(usize),
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut first_of_request: HashMap<&str, usize> = HashMap::new();
+        for (i, s) in batch.iter().enumerate() {
+            if let Some(reply) = answered.get(&s.request_id) {
+                outcomes.push(Outcome::Stored(reply.clone()));
+                continue;
+            }
+            match first_of_request.entry(s.request_id.as_str()) {
+                Entry::Occupied(first) => {
+                    outcomes.push(Outcome::SameAs(*first.get()));
+                    continue;
+                }
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+            }
+            let state = working
+                .entry(s.dossier_id.as_str())
+                .or_insert_with(|| self.cache.get(&s.dossier_id).cloned());
+            let at = s.occurred_at.unwrap_or(now);
+            match domain::decide(&s.dossier_id, state.as_ref(), &s.command, at) {
+                Ok(payload) => {
+                    let (office_code, province_code) = match (&s.command, state.as_ref()) {
+                        (_, Some(d)) => (d.office_code.clone(), d.province_code.clone()),
+                        (
+                            Command::Receive {
+                                office_code,
+                                province_code,
+                                ..
+                            }
+                            | Command::SubmitOnline {
+                                office_code,
+                                province_code,
+                                ..
+                            },
+                            None,
+                        ) => (office_code.clone(), province_code.clone()),
+                        (_, None) => (String::new(), String::new()),
+                    };
+                    let event = Event {
+                        event_id: uuid::Uuid::now_v7().to_string(),
+                        dossier_id: s.dossier_id.clone(),
+                        office_code,
+                        province_code,
+                        version: state.as_ref().map_or(1, |d| d.version + 1),
+                        occurred_at: at,
+                        recorded_at: now,
+                        actor: s.actor.clone(),
+                        request_id: s.request_id.clone(),
+                        payload,
+                    };
+                    let next = Dossier::apply(state.take(), &event)
+                        .map_err(|e| anyhow::anyhow!("apply a decided event: {e}"))?;
+                    due.push(next.due_at);
+                    *state = Some(next);
+                    events.push(NewEvent {
+                        event_id: event.event_id.clone(),
+                        dossier_id: event.dossier_id.clone(),
+                        version: event.version,
+                        kind: event.payload.kind().as_str(),
+                        recorded_at: now.micros(),
+                        payload: bus::encode_event(&event),
+                    });
+                    outcomes.push(Outcome::Appended(events.len() - 1));
+                }
+                Err(refusal) => outcomes.push(Outcome::Refused(refusal.into())),
+            }
+        }
+
+        let reply_for = |index: usize, first: u64| CommandReply {
+            dossier_id: events[index].dossier_id.clone(),
+            version: events[index].version,
+            event_id: events[index].event_id.clone(),
+            position: first + index as u64,
+            due_at: due[index].map(bus::timestamp_to_proto),
+        };
+        let mut first_position = 0;
+        if !events.is_empty() {
+            let request_ids: Vec<(usize, &str)> = outcomes
+                .iter()
+                .zip(batch)
+                .filter_map(|(o, s)| match o {
+                    Outcome::Appended(index) => Some((*index, s.request_id.as_str())),
+                    _ => None,
+                })
+                .collect();
+            first_position = self
+                .store
+                .append(&events, |first| {
+                    request_ids
+                        .iter()
+                        .map(|(index, request_id)| {
+                            let reply = reply_for(*index, first);
+                            (
+                                (*request_id).to_owned(),
+                                reply.position,
+                                reply.encode_to_vec(),
+                            )
+                        })
+                        .collect()
+                })
+                .await?;
+            let last = first_position + events.len() as u64 - 1;
+            self.head.send_replace(last);
+            metrics::counter!("intake_events_appended_total").increment(events.len() as u64);
+            metrics::gauge!("intake_log_head").set(last as f64);
+        }
+        for (id, state) in working {
+            match state {
+                Some(state) => {
+                    self.cache.insert(id.to_owned(), state);
+                }
+                None => {
+                    self.cache.remove(id);
+                }
+            }
+        }
+
+        let mut results: Vec<Result<CommandReply, IntakeError>> = Vec::with_capacity(batch.len());
+        for outcome in outcomes {
+            let result = match outcome {
+                Outcome::Stored(bytes) => CommandReply::decode(bytes.as_slice())
+                    .map_err(|e| IntakeError::Unavailable(format!("decode a stored reply: {e}"))),
+                Outcome::Appended(index) => Ok(reply_for(index, first_position)),
+                Outcome::Refused(error) => Err(error),
+                Outcome::SameAs(earlier) => results[earlier].clone(),
+            };
+            results.push(result);
+        }
+        Ok(results)
+    }
+}

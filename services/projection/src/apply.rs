@@ -1,0 +1,258 @@
+//! Folding events into read-model changes, without I/O: each dossier's row,
+//! its supplement pauses, and per-day counters. Events of a dossier apply in
+//! version order only: an older version is a duplicate and changes nothing, a
+//! version past the next one waits (is held) until the gap is filled.
+
+use std::collections::HashMap;
+
+use domain::{Event, Payload, Timeliness};
+
+/// What the read model keeps of one dossier.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DossierRow {
+    pub dossier_id: String,
+    pub office_code: String,
+    pub province_code: String,
+    pub procedure_code: String,
+    pub field: String,
+    pub channel: i32,
+    pub version: i64,
+    pub status: String,
+    pub received_day: Option<i32>,
+    pub due_at: Option<i64>,
+    pub due_day: Option<i32>,
+    /// First local day it stopped being open: resolved, refused, withdrawn or stopped.
+    pub closed_day: Option<i32>,
+    pub resolved_day: Option<i32>,
+    pub timeliness: Option<i32>,
+    pub late_at: Option<i64>,
+    pub pauses: i32,
+}
+
+/// Key of a per-day counter.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CounterKey {
+    pub office_code: String,
+    pub day: i32,
+    pub procedure_code: String,
+    pub channel: i32,
+    pub metric: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterDelta {
+    pub province_code: String,
+    pub field: String,
+    pub n: i64,
+}
+
+/// A supplement pause: from the request's day until the provision's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pause {
+    pub from_day: i32,
+    pub until_day: Option<i32>,
+}
+
+/// Counter metric names.
+pub mod metric {
+    pub const RECEIVED: &str = "received";
+    pub const RESOLVED_EARLY: &str = "resolved_early";
+    pub const RESOLVED_ON_TIME: &str = "resolved_on_time";
+    pub const RESOLVED_LATE: &str = "resolved_late";
+    pub const RETURNED: &str = "returned";
+    pub const WITHDRAWN: &str = "withdrawn";
+    pub const REFUSED: &str = "refused";
+    pub const STOPPED: &str = "stopped";
+    pub const BECAME_LATE: &str = "became_late";
+    pub const SURVEY_PREFIX: &str = "survey_";
+
+    pub fn survey(scale: domain::RatingScale, rating: domain::Rating) -> String {
+        format!("{SURVEY_PREFIX}{}_{}", scale.code(), rating.code())
+    }
+}
+
+/// How an event was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// Already applied (redelivery or republish).
+    Duplicate,
+    /// A gap before it: kept until the missing versions arrive.
+    Held,
+    /// Cannot ever apply; parked with the reason.
+    Rejected(String),
+}
+
+/// The changes a batch makes, accumulated in memory.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub rows: HashMap<String, DossierRow>,
+    pub counters: HashMap<CounterKey, CounterDelta>,
+    pub pauses: HashMap<(String, i32), Pause>,
+}
+
+impl Changes {
+    fn count(&mut self, row: &DossierRow, day: i32, metric: &str) {
+        let key = CounterKey {
+            office_code: row.office_code.clone(),
+            day,
+            procedure_code: row.procedure_code.clone(),
+            channel: row.channel,
+            metric: metric.to_owned(),
+        };
+        let delta = self.counters.entry(key).or_insert_with(|| CounterDelta {
+            province_code: row.province_code.clone(),
+            field: row.field.clone(),
+            n: 0,
+        });
+        delta.n += 1;
+    }
+
+    /// Applies `event` if it is the dossier's next version. `row` is the
+    /// dossier's current row (None when unknown); the result goes into
+    /// `self.rows`.
+    pub fn apply(&mut self, row: Option<DossierRow>, event: &Event) -> Applied {
+        let current = row.as_ref().map_or(0, |r| r.version);
+        let version = i64::try_from(event.version).unwrap_or(i64::MAX);
+        if version <= current {
+            if let Some(row) = row {
+                self.rows.insert(row.dossier_id.clone(), row);
+            }
+            return Applied::Duplicate;
+        }
+        if version > current + 1 {
+            if let Some(row) = row {
+                self.rows.insert(row.dossier_id.clone(), row);
+            }
+            return Applied::Held;
+        }
+        let day = event.occurred_at.local_day().days();
+        let mut row = match (row, &event.payload) {
+            (Some(row), _) => row,
+            (
+                None,
+                Payload::Submitted { procedure, channel }
+                | Payload::Received {
+                    procedure, channel, ..
+                },
+            ) => DossierRow {
+                dossier_id: event.dossier_id.clone(),
+                office_code: event.office_code.clone(),
+                province_code: event.province_code.clone(),
+                procedure_code: procedure.code.clone(),
+                field: procedure.field.clone(),
+                channel: channel.code(),
+                ..Default::default()
+            },
+            (None, other) => {
+                return Applied::Rejected(format!(
+                    "the first event of dossier {} is {}, not submitted or received",
+                    event.dossier_id,
+                    other.kind()
+                ));
+            }
+        };
+        match &event.payload {
+            Payload::Submitted { .. } => row.status = "submitted".into(),
+            Payload::Received {
+                procedure,
+                channel,
+                due_at,
+            } => {
+                row.procedure_code = procedure.code.clone();
+                row.field = procedure.field.clone();
+                row.channel = channel.code();
+                row.status = "received".into();
+                row.received_day = Some(day);
+                row.due_at = Some(due_at.micros());
+                row.due_day = Some(due_at.local_day().days());
+                self.count(&row, day, metric::RECEIVED);
+            }
+            Payload::RefusedAtIntake { .. } => {
+                row.status = "refused".into();
+                row.closed_day.get_or_insert(day);
+                self.count(&row, day, metric::REFUSED);
+            }
+            Payload::SupplementRequested { .. } => {
+                row.status = "paused".into();
+                row.pauses += 1;
+                self.pauses.insert(
+                    (row.dossier_id.clone(), row.pauses),
+                    Pause {
+                        from_day: day,
+                        until_day: None,
+                    },
+                );
+            }
+            Payload::SupplementProvided { due_at } => {
+                row.status = "received".into();
+                row.due_at = Some(due_at.micros());
+                row.due_day = Some(due_at.local_day().days());
+                self.end_pause(&row, day);
+            }
+            Payload::Rescheduled { due_at, .. } => {
+                row.due_at = Some(due_at.micros());
+                row.due_day = Some(due_at.local_day().days());
+            }
+            Payload::Processed { timeliness, .. } => {
+                row.status = "processed".into();
+                row.resolved_day = Some(day);
+                row.closed_day.get_or_insert(day);
+                row.timeliness = Some(timeliness.code());
+                let metric = match timeliness {
+                    Timeliness::Early => metric::RESOLVED_EARLY,
+                    Timeliness::OnTime => metric::RESOLVED_ON_TIME,
+                    Timeliness::Late => metric::RESOLVED_LATE,
+                };
+                self.count(&row, day, metric);
+            }
+            Payload::Returned => {
+                row.status = "returned".into();
+                self.count(&row, day, metric::RETURNED);
+            }
+            Payload::Withdrawn { .. } => {
+                if row.status == "paused" {
+                    self.end_pause(&row, day);
+                }
+                row.status = "withdrawn".into();
+                row.closed_day.get_or_insert(day);
+                self.count(&row, day, metric::WITHDRAWN);
+            }
+            Payload::Stopped { .. } => {
+                if row.status == "paused" {
+                    self.end_pause(&row, day);
+                }
+                row.status = "stopped".into();
+                row.closed_day.get_or_insert(day);
+                self.count(&row, day, metric::STOPPED);
+            }
+            Payload::Late { .. } => {
+                row.late_at = Some(event.occurred_at.micros());
+                self.count(&row, day, metric::BECAME_LATE);
+            }
+            Payload::SurveyRecorded { scale, rating, .. } => {
+                self.count(&row, day, &metric::survey(*scale, *rating));
+            }
+        }
+        row.version = version;
+        self.rows.insert(row.dossier_id.clone(), row);
+        Applied::Applied
+    }
+
+    fn end_pause(&mut self, row: &DossierRow, day: i32) {
+        let key = (row.dossier_id.clone(), row.pauses);
+        match self.pauses.get_mut(&key) {
+            Some(pause) => pause.until_day = Some(day),
+            None => {
+                // Opened in an earlier batch: the upsert keeps its from_day.
+                self.pauses.insert(
+                    key,
+                    Pause {
+                        from_day: i32::MIN,
+                        until_day: Some(day),
+                    },
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The JetStream consumer: a durable pull consumer whose position is our
+//! checkpoint. At start it is (re)created to deliver from the checkpoint on,
+//! so the database, not the server's ack state, says what was applied; each
+//! batch commits with its checkpoint in one transaction and is then acked
+//! (AckAll acks the whole batch with one message).
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, pull},
+};
+use bus::StreamSettings;
+use futures::{FutureExt as _, StreamExt as _};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    apply::{Applied, Changes},
+    store::{BatchWrite, Parked, ReadStore},
+};
+
+pub struct Consumer {
+    pub store: ReadStore,
+    pub js: jetstream::Context,
+    pub settings: StreamSettings,
+    /// Durable consumer name, also the checkpoint's key.
+    pub name: String,
+    pub max_batch: usize,
+}
+
+/// One message, taken apart.
+struct Incoming {
+    stream_seq: u64,
+    subject: String,
+    payload: Vec<u8>,
+    message: jetstream::Message,
+}
+
+impl Consumer {
+    /// Consumes until `stop` is cancelled; the batch in hand is finished
+    /// first, what was not taken stays in the stream for the next start.
+    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        let mut held = self.store.held_count().await?;
+        loop {
+            match self.consume(&stop, &mut held).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "consumer interrupted; resuming from the checkpoint");
+                    metrics::counter!("projection_consumer_errors_total").increment(1);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.cancelled() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn consume(&self, stop: &CancellationToken, held: &mut u64) -> anyhow::Result<()> {
+        let stream = self
+            .settings
+            .ensure_stream(&self.js)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("get or create the event stream")?;
+        let checkpoint = self.store.checkpoint(&self.name).await?;
+        // The checkpoint decides where delivery starts, whatever the
+        // server remembers of earlier acks.
+        match stream.delete_consumer(&self.name).await {
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("not found") => {}
+            Err(e) => tracing::debug!(error = %e, "delete the old durable consumer"),
+        }
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(self.name.clone()),
+                description: Some("Motcua projection (delivery starts at its checkpoint)".into()),
+                deliver_policy: if checkpoint == 0 {
+                    DeliverPolicy::All
+                } else {
+                    DeliverPolicy::ByStartSequence {
+                        start_sequence: checkpoint + 1,
+                    }
+                },
+                ack_policy: AckPolicy::All,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 100_000,
+                filter_subject: self.settings.all_subjects(),
+                ..Default::default()
+            })
+            .await
+            .context("create the durable consumer")?;
+        tracing::info!(consumer = %self.name, checkpoint, "consuming events");
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(self.max_batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .context("start pulling messages")?;
+
+        let mut batch: Vec<Incoming> = Vec::with_capacity(self.max_batch);
+        loop {
+            let first = tokio::select! {
+                next = messages.next() => next,
+                () = stop.cancelled() => return Ok(()),
+            };
+            let Some(first) = first else {
+                anyhow::bail!("the message stream ended");
+            };
+            batch.push(incoming(
+                first
+                    .map_err(|e| anyhow::anyhow!(e))
+                    .context("receive a message")?,
+            )?);
+            // Take whatever else is already here, without waiting.
+            while batch.len() < self.max_batch {
+                match messages.next().now_or_never() {
+                    Some(Some(next)) => batch.push(incoming(
+                        next.map_err(|e| anyhow::anyhow!(e))
+                            .context("receive a message")?,
+                    )?),
+                    Some(None) | None => break,
+                }
+            }
+            let pending = batch
+                .last()
+                .and_then(|m| m.message.info().ok())
+                .map(|i| i.pending);
+            self.apply_batch(&batch, held).await?;
+            if let Some(last) = batch.last() {
+                last.message
+                    .ack()
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))
+                    .context("acknowledge a batch")?;
+            }
+            if let Some(pending) = pending {
+                metrics::gauge!("projection_consumer_lag_events").set(pending as f64);
+            }
+            batch.clear();
+        }
+    }
+
+    /// Applies a batch in one transaction with its checkpoint; retries the
+    /// same batch while the database fails, so nothing is skipped.
+    async fn apply_batch(&self, batch: &[Incoming], held: &mut u64) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.try_apply(batch, *held).await {
+                Ok((write, applied)) => {
+                    *held = held
+                        .saturating_add(write.held.len() as u64)
+                        .saturating_sub(write.released.len() as u64);
+                    metrics::counter!("projection_events_applied_total").increment(applied);
+                    metrics::histogram!("projection_batch_size").record(batch.len() as f64);
+                    metrics::gauge!("projection_checkpoint").set(write.checkpoint as f64);
+                    if !write.parked.is_empty() {
+                        metrics::counter!("projection_events_parked_total")
+                            .increment(write.parked.len() as u64);
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "applying a batch failed; retrying it");
+                    metrics::counter!("projection_batch_failures_total").increment(1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn try_apply(
+        &self,
+        batch: &[Incoming],
+        held_count: u64,
+    ) -> anyhow::Result<(BatchWrite, u64)> {
+        let mut write = BatchWrite::default();
+        let mut decoded = Vec::with_capacity(batch.len());
+        for m in batch {
+            match bus::decode_event(&m.payload) {
+                Ok(event) => decoded.push((event, m)),
+                Err(e) => write.parked.push(Parked {
+                    stream_seq: m.stream_seq,
+                    subject: m.subject.clone(),
+                    reason: e.to_string(),
+                    payload: m.payload.clone(),
+                }),
+            }
+        }
+        let mut ids: Vec<&str> = decoded.iter().map(|(e, _)| e.dossier_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rows = self.store.load_rows(&ids).await?;
+        // Held events of these dossiers: (version, payload, stored in the database?).
+        let mut waiting: HashMap<String, Vec<(i64, Vec<u8>, bool)>> = HashMap::new();
+        if held_count > 0 {
+            for (dossier_id, version, payload) in self.store.load_held(&ids).await? {
+                waiting
+                    .entry(dossier_id)
+                    .or_default()
+                    .push((version, payload, true));
+            }
+        }
+        let mut changes = Changes::default();
+        let mut applied = 0u64;
+        for (event, m) in &decoded {
+            let row = changes
+                .rows
+                .remove(&event.dossier_id)
+                .or_else(|| rows.remove(&event.dossier_id));
+            match changes.apply(row, event) {
+                Applied::Applied => {
+                    applied += 1;
+                    if let Some(queue) = waiting.get_mut(&event.dossier_id) {
+                        applied +=
+                            release(&mut changes, &event.dossier_id, queue, &mut write.released)?;
+                    }
+                }
+                Applied::Duplicate => {}
+                Applied::Held => {
+                    let version = i64::try_from(event.version).unwrap_or(i64::MAX);
+                    waiting.entry(event.dossier_id.clone()).or_default().push((
+                        version,
+                        m.payload.clone(),
+                        false,
+                    ));
+                }
+                Applied::Rejected(reason) => write.parked.push(Parked {
+                    stream_seq: m.stream_seq,
+                    subject: m.subject.clone(),
+                    reason,
+                    payload: m.payload.clone(),
+                }),
+            }
+        }
+        // What still waits and is not yet in the database gets stored.
+        for (dossier_id, queue) in waiting {
+            for (version, payload, stored) in queue {
+                if !stored {
+                    write.held.push((dossier_id.clone(), version, payload));
+                }
+            }
+        }
+        write.changes = changes;
+        write.checkpoint = batch.last().map_or(0, |m| m.stream_seq);
+        self.store.commit(&self.name, &write).await?;
+        Ok((write, applied))
+    }
+}
+
+/// Applies the queued events that now follow the dossier's version; drops
+/// queued duplicates. Records which stored ones left the queue.
+fn release(
+    changes: &mut Changes,
+    dossier_id: &str,
+    queue: &mut Vec<(i64, Vec<u8>, bool)>,
+    released: &mut Vec<(String, i64)>,
+) -> anyhow::Result<u64> {
+    let mut applied = 0;
+    loop {
+        let current = changes.rows.get(dossier_id).map_or(0, |r| r.version);
+        let mut progressed = false;
+        let mut i = 0;
+        while i < queue.len() {
+            let version = queue[i].0;
+            if version <= current + 1 {
+                let (version, payload, stored) = queue.swap_remove(i);
+                if stored {
+                    released.push((dossier_id.to_owned(), version));
+                }
+                if version == current + 1 {
+                    let event = bus::decode_event(&payload).context("decode a held event")?;
+                    let row = changes.rows.remove(dossier_id);
+                    if changes.apply(row, &event) == Applied::Applied {
+                        applied += 1;
+                    }
+                    progressed = true;
+                    break;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if !progressed {
+            return Ok(applied);
+        }
+    }
+}
+
+fn incoming(message: jetstream::Message) -> anyhow::Result<Incoming> {
+    let stream_seq = message
+        .info()
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("read a message's stream sequence")?
+        .stream_sequence;
+    Ok(Incoming {
+        stream_seq,
+        subject: message.subject.to_string(),
+        payload: message.payload.to_vec(),
+        message,
+    })
+}

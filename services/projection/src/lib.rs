@@ -1,0 +1,119 @@
+//! Motcua projection: the province's side. It consumes dossier events from
+//! the JetStream stream with a durable pull consumer, folds them in batches
+//! into read models (dossier rows, pauses, per-day counters) with the
+//! checkpoint in the same transaction, and serves statistics, survey
+//! aggregates and yearly series over gRPC (`motcua.reports.v1.Reports`).
+//!
+//! Projection must not know how commands are decided or how intake stores
+//! its log: it reads only the published events, and every figure it serves
+//! can be rebuilt from them.
+
+pub mod apply;
+pub mod config;
+pub mod consumer;
+pub mod error;
+pub mod reports;
+pub mod store;
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context as _;
+use proto::reports::v1::reports_server::ReportsServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use store::ReadStore;
+
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    store: ReadStore,
+    nats: async_nats::Client,
+}
+
+impl Application {
+    /// Opens the read models, connects to NATS and binds the gRPC port.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = ReadStore::open(&config.database_url).await?;
+        let nats = telemetry::connect_nats(
+            &config.nats_url,
+            "motcua-projection",
+            Duration::from_secs(10),
+        )
+        .await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("bind the gRPC port {}", config.listen))?;
+        Ok(Self {
+            config,
+            listener,
+            store,
+            nats,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    pub fn store(&self) -> &ReadStore {
+        &self.store
+    }
+
+    /// Consumes and serves until `shutdown` is cancelled; then finishes the
+    /// batch in hand (the rest stays in the stream) within the timeout.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self {
+            config,
+            listener,
+            store,
+            nats,
+        } = self;
+        let consumer = consumer::Consumer {
+            store: store.clone(),
+            js: async_nats::jetstream::new(nats.clone()),
+            settings: config.stream_settings(),
+            name: config.consumer.clone(),
+            max_batch: config.max_batch as usize,
+        };
+        let consumer_stop = shutdown.clone();
+        let consuming = tokio::spawn(consumer.run(consumer_stop));
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<ReportsServer<reports::ReportsService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("build the reflection service")?;
+        let addr = listener.local_addr().context("read the bound address")?;
+        tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %config.nats_url, stream = %config.stream, consumer = %config.consumer, "projection serving");
+        let server_shutdown = shutdown.clone();
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(ReportsServer::new(reports::ReportsService::new(
+                store.pool().clone(),
+            )))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move { server_shutdown.cancelled().await },
+            )
+            .await
+            .context("serve gRPC");
+        match tokio::time::timeout(config.shutdown_timeout, consuming).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %format!("{e:#}"), "consumer failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "consumer task failed"),
+            Err(_) => {
+                tracing::warn!("shutdown timed out; unacknowledged events will be redelivered")
+            }
+        }
+        store.close().await;
+        tracing::info!("projection stopped");
+        served
+    }
+}

@@ -1,0 +1,428 @@
+//! The `motcua.reports.v1.Reports` service: every indicator of DESIGN.md's
+//! "Reports", computed from the read models for any period of local dates.
+
+use std::collections::BTreeMap;
+
+use domain::{Channel, LocalDay, Rating, RatingScale};
+use proto::reports::v1 as pb;
+use sqlx::{AnyPool, Row as _, any::AnyArguments};
+use tonic::{Request, Response, Status};
+
+use crate::{apply::metric, error::ReportError};
+
+#[derive(Clone, Debug)]
+pub struct ReportsService {
+    pool: AnyPool,
+}
+
+/// A validated scope: which rows, as SQL conditions with their arguments.
+struct Filter {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+#[derive(Clone)]
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Filter {
+    fn from_scope(scope: Option<&pb::Scope>) -> Result<Self, ReportError> {
+        let scope = scope.ok_or_else(|| {
+            ReportError::invalid("scope", "is required: an office_code or a province_code")
+        })?;
+        let mut f = Filter {
+            sql: String::new(),
+            args: Vec::new(),
+        };
+        match scope.unit.as_ref() {
+            Some(pb::scope::Unit::OfficeCode(code)) if !code.is_empty() => {
+                f.push("office_code", Arg::Text(code.clone()))
+            }
+            Some(pb::scope::Unit::ProvinceCode(code)) if !code.is_empty() => {
+                f.push("province_code", Arg::Text(code.clone()))
+            }
+            _ => {
+                return Err(ReportError::invalid(
+                    "scope",
+                    "needs an office_code or a province_code",
+                ));
+            }
+        }
+        if !scope.procedure_code.is_empty() {
+            f.push("procedure_code", Arg::Text(scope.procedure_code.clone()));
+        }
+        if !scope.field.is_empty() {
+            f.push("field", Arg::Text(scope.field.clone()));
+        }
+        if scope.channel != 0 {
+            let channel = Channel::from_code(scope.channel)
+                .ok_or_else(|| ReportError::invalid("scope.channel", "is not a known channel"))?;
+            f.push("channel", Arg::Int(i64::from(channel.code())));
+        }
+        Ok(f)
+    }
+
+    fn office(office_code: &str) -> Self {
+        let mut f = Filter {
+            sql: String::new(),
+            args: Vec::new(),
+        };
+        f.push("office_code", Arg::Text(office_code.to_owned()));
+        f
+    }
+
+    fn push(&mut self, column: &str, arg: Arg) {
+        self.args.push(arg);
+        if !self.sql.is_empty() {
+            self.sql.push_str(" AND ");
+        }
+        self.sql
+            .push_str(&format!("{column} = ${}", self.args.len()));
+    }
+
+    /// Arguments for a query whose own placeholders follow the filter's.
+    fn arguments(&self, extra: &[i64]) -> Result<AnyArguments, ReportError> {
+        use sqlx::Arguments as _;
+        let mut args = AnyArguments::default();
+        for a in &self.args {
+            match a {
+                Arg::Text(s) => args.add(s.clone()),
+                Arg::Int(i) => args.add(*i),
+            }
+            .map_err(|e| ReportError::Internal(anyhow::anyhow!("encode an argument: {e}")))?;
+        }
+        for i in extra {
+            args.add(*i)
+                .map_err(|e| ReportError::Internal(anyhow::anyhow!("encode an argument: {e}")))?;
+        }
+        Ok(args)
+    }
+
+    fn next(&self, k: usize) -> String {
+        format!("${}", self.args.len() + k)
+    }
+}
+
+/// Sums of counters by (metric, channel) over [from, to].
+async fn counter_sums(
+    pool: &AnyPool,
+    filter: &Filter,
+    from: LocalDay,
+    to: LocalDay,
+) -> Result<BTreeMap<(String, i32), u64>, ReportError> {
+    let sql = format!(
+        "SELECT metric, channel, CAST(SUM(n) AS BIGINT) FROM daily_counts WHERE {} AND day >= {} AND day <= {} GROUP BY metric, channel",
+        filter.sql,
+        filter.next(1),
+        filter.next(2)
+    );
+    let args = filter.arguments(&[i64::from(from.days()), i64::from(to.days())])?;
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| ReportError::Internal(anyhow::Error::new(e).context("sum daily counters")))?;
+    let mut sums = BTreeMap::new();
+    for r in rows {
+        let metric: String = r.try_get(0).map_err(internal)?;
+        let channel: i64 = r.try_get(1).map_err(internal)?;
+        let n: i64 = r.try_get(2).map_err(internal)?;
+        *sums.entry((metric, channel as i32)).or_insert(0) += u64::try_from(n).unwrap_or(0);
+    }
+    Ok(sums)
+}
+
+fn internal(e: sqlx::Error) -> ReportError {
+    ReportError::Internal(anyhow::Error::new(e).context("read a report row"))
+}
+
+fn total(sums: &BTreeMap<(String, i32), u64>, metric: &str) -> u64 {
+    sums.iter()
+        .filter(|((m, _), _)| m == metric)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn surveys_of(sums: &BTreeMap<(String, i32), u64>) -> (u64, Vec<pb::ScaleDistribution>) {
+    let mut scales = Vec::new();
+    let mut all = 0;
+    for scale in RatingScale::ALL {
+        let ratings: Vec<pb::RatingCount> = Rating::ALL
+            .iter()
+            .map(|rating| pb::RatingCount {
+                rating: rating.code(),
+                count: total(sums, &metric::survey(scale, *rating)),
+            })
+            .collect();
+        let count: u64 = ratings.iter().map(|r| r.count).sum();
+        if count > 0 {
+            all += count;
+            scales.push(pb::ScaleDistribution {
+                scale: scale.code(),
+                count,
+                ratings,
+            });
+        }
+    }
+    (all, scales)
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+fn day(d: Option<&pb::LocalDate>, field: &'static str) -> Result<LocalDay, ReportError> {
+    let d = d.ok_or_else(|| ReportError::invalid(field, "is required"))?;
+    let (month, dd) = (u8::try_from(d.month).ok(), u8::try_from(d.day).ok());
+    month
+        .zip(dd)
+        .and_then(|(m, dd)| LocalDay::from_ymd(d.year, m, dd))
+        .ok_or_else(|| {
+            ReportError::invalid(
+                field,
+                format!("{}-{}-{} is not a date", d.year, d.month, d.day),
+            )
+        })
+}
+
+impl ReportsService {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    async fn count_dossiers(
+        &self,
+        filter: &Filter,
+        condition: &str,
+        days: &[i64],
+    ) -> Result<u64, ReportError> {
+        let mut condition = condition.to_owned();
+        for k in (1..=days.len()).rev() {
+            condition = condition.replace(&format!("?{k}"), &filter.next(k));
+        }
+        let sql = format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM dossiers WHERE {} AND received_day IS NOT NULL AND {condition}",
+            filter.sql
+        );
+        let n: i64 = sqlx::query_with(sqlx::AssertSqlSafe(sql), filter.arguments(days)?)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| ReportError::Internal(anyhow::Error::new(e).context("count dossiers")))?
+            .try_get(0)
+            .map_err(internal)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub async fn statistics(
+        &self,
+        request: &pb::StatisticsRequest,
+    ) -> Result<pb::Statistics, ReportError> {
+        let filter = Filter::from_scope(request.scope.as_ref())?;
+        let (from, to) = (
+            day(request.from.as_ref(), "from")?,
+            day(request.to.as_ref(), "to")?,
+        );
+        if from > to {
+            return Err(ReportError::invalid(
+                "to",
+                format!("{to} is before from {from}"),
+            ));
+        }
+        let sums = counter_sums(&self.pool, &filter, from, to).await?;
+        let received_by_channel: Vec<pb::ChannelCount> = Channel::ALL
+            .iter()
+            .filter_map(|c| {
+                let n = sums
+                    .get(&(metric::RECEIVED.to_owned(), c.code()))
+                    .copied()
+                    .unwrap_or(0);
+                (n > 0).then_some(pb::ChannelCount {
+                    channel: c.code(),
+                    count: n,
+                })
+            })
+            .collect();
+        let (early, on_time, late) = (
+            total(&sums, metric::RESOLVED_EARLY),
+            total(&sums, metric::RESOLVED_ON_TIME),
+            total(&sums, metric::RESOLVED_LATE),
+        );
+        let resolved = early + on_time + late;
+        let (f, t) = (i64::from(from.days()), i64::from(to.days()));
+        let carried_over = self
+            .count_dossiers(
+                &filter,
+                "received_day < ?1 AND (closed_day IS NULL OR closed_day >= ?1)",
+                &[f],
+            )
+            .await?;
+        let open_at_to = "received_day <= ?1 AND (closed_day IS NULL OR closed_day > ?1)";
+        let pending = self.count_dossiers(&filter, open_at_to, &[t]).await?;
+        let pending_overdue = self
+            .count_dossiers(&filter, &format!("{open_at_to} AND due_day < ?1"), &[t])
+            .await?;
+        let pending_paused = self
+            .count_dossiers(
+                &filter,
+                &format!(
+                    "{open_at_to} AND EXISTS (SELECT 1 FROM pauses p WHERE p.dossier_id = dossiers.dossier_id \
+                     AND p.from_day <= ?1 AND (p.until_day IS NULL OR p.until_day > ?1))"
+                ),
+                &[t],
+            )
+            .await?;
+        Ok(pb::Statistics {
+            carried_over,
+            received: total(&sums, metric::RECEIVED),
+            received_by_channel,
+            resolved,
+            resolved_early: early,
+            resolved_on_time: on_time,
+            resolved_late: late,
+            on_time_rate: ratio(early + on_time, resolved),
+            returned: total(&sums, metric::RETURNED),
+            withdrawn: total(&sums, metric::WITHDRAWN),
+            refused: total(&sums, metric::REFUSED),
+            stopped: total(&sums, metric::STOPPED),
+            pending,
+            pending_not_yet_due: pending - pending_overdue,
+            pending_overdue,
+            pending_paused,
+            on_time_over_resolved: format!("{}/{}", early + on_time, resolved),
+        })
+    }
+
+    pub async fn surveys(
+        &self,
+        request: &pb::StatisticsRequest,
+    ) -> Result<pb::SurveyAggregate, ReportError> {
+        let filter = Filter::from_scope(request.scope.as_ref())?;
+        let (from, to) = (
+            day(request.from.as_ref(), "from")?,
+            day(request.to.as_ref(), "to")?,
+        );
+        if from > to {
+            return Err(ReportError::invalid(
+                "to",
+                format!("{to} is before from {from}"),
+            ));
+        }
+        let sums = counter_sums(&self.pool, &filter, from, to).await?;
+        let (surveys, scales) = surveys_of(&sums);
+        let received = total(&sums, metric::RECEIVED);
+        Ok(pb::SurveyAggregate {
+            surveys,
+            dossiers_received: received,
+            coverage: ratio(surveys, received),
+            scales,
+        })
+    }
+
+    pub async fn yearly(
+        &self,
+        request: &pb::YearlySeriesRequest,
+    ) -> Result<pb::YearlySeries, ReportError> {
+        if !bus::is_subject_token(&request.office_code) {
+            return Err(ReportError::invalid(
+                "office_code",
+                "is required: 1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+        let filter = Filter::office(&request.office_code);
+        let (from_year, to_year) = if request.from_year == 0 && request.to_year == 0 {
+            let sql = format!(
+                "SELECT MIN(day), MAX(day) FROM daily_counts WHERE {}",
+                filter.sql
+            );
+            let row = sqlx::query_with(sqlx::AssertSqlSafe(sql), filter.arguments(&[])?)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| {
+                    ReportError::Internal(
+                        anyhow::Error::new(e).context("find the years with events"),
+                    )
+                })?;
+            let (min, max): (Option<i64>, Option<i64>) = (
+                row.try_get(0).map_err(internal)?,
+                row.try_get(1).map_err(internal)?,
+            );
+            match min.zip(max) {
+                Some((min, max)) => (
+                    LocalDay::from_days(min as i32).year(),
+                    LocalDay::from_days(max as i32).year(),
+                ),
+                None => {
+                    return Ok(pb::YearlySeries {
+                        office_code: request.office_code.clone(),
+                        rows: Vec::new(),
+                    });
+                }
+            }
+        } else {
+            (request.from_year, request.to_year)
+        };
+        if from_year > to_year || to_year - from_year > 200 {
+            return Err(ReportError::invalid(
+                "to_year",
+                format!("{from_year}..{to_year} is not a range of years"),
+            ));
+        }
+        let mut rows = Vec::new();
+        for year in from_year..=to_year {
+            let (Some(from), Some(to)) =
+                (LocalDay::first_of_year(year), LocalDay::last_of_year(year))
+            else {
+                return Err(ReportError::invalid(
+                    "from_year",
+                    format!("{year} is out of range"),
+                ));
+            };
+            let sums = counter_sums(&self.pool, &filter, from, to).await?;
+            let received = total(&sums, metric::RECEIVED);
+            let on_time =
+                total(&sums, metric::RESOLVED_EARLY) + total(&sums, metric::RESOLVED_ON_TIME);
+            let late = total(&sums, metric::RESOLVED_LATE);
+            let (surveys, survey_scales) = surveys_of(&sums);
+            rows.push(pb::YearRow {
+                year,
+                received,
+                resolved: on_time + late,
+                on_time,
+                late,
+                on_time_over_resolved: format!("{on_time}/{}", on_time + late),
+                surveys,
+                survey_coverage: ratio(surveys, received),
+                survey_scales,
+            });
+        }
+        Ok(pb::YearlySeries {
+            office_code: request.office_code.clone(),
+            rows,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::reports_server::Reports for ReportsService {
+    async fn get_statistics(
+        &self,
+        request: Request<pb::StatisticsRequest>,
+    ) -> Result<Response<pb::Statistics>, Status> {
+        Ok(Response::new(self.statistics(request.get_ref()).await?))
+    }
+
+    async fn get_surveys(
+        &self,
+        request: Request<pb::StatisticsRequest>,
+    ) -> Result<Response<pb::SurveyAggregate>, Status> {
+        Ok(Response::new(self.surveys(request.get_ref()).await?))
+    }
+
+    async fn get_yearly_series(
+        &self,
+        request: Request<pb::YearlySeriesRequest>,
+    ) -> Result<Response<pb::YearlySeries>, Status> {
+        Ok(Response::new(self.yearly(request.get_ref()).await?))
+    }
+}

@@ -1,0 +1,178 @@
+//! Database plumbing shared by intake's event store and projection's read
+//! models: opening a sqlx `AnyPool` on PostgreSQL or an embedded SQLite file,
+//! applying schema statements, and building placeholder lists that both
+//! dialects accept (`$1`, `$2`, …).
+//!
+//! It knows SQL connections and nothing of events, dossiers or reports.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use anyhow::Context as _;
+use sqlx::{
+    AnyPool, Executor as _,
+    any::{AnyConnectOptions, AnyPoolOptions},
+};
+
+/// Which SQL dialect the pool speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else {
+            anyhow::bail!(
+                "unsupported database URL {url:?}: expected postgres://… or sqlite://path/to/file.db"
+            )
+        }
+    }
+}
+
+/// Connects, creating an SQLite file (and its folder) when needed.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<(AnyPool, Backend)> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::from_url(url)?;
+    let mut url = url.to_owned();
+    if backend == Backend::Sqlite {
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:")
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if path != ":memory:"
+            && let Some(parent) = Path::new(&path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("create the database folder {}", parent.display()))?;
+        }
+        if !url.contains("mode=") {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("mode=rwc");
+        }
+    }
+    let options =
+        AnyConnectOptions::from_str(&url).with_context(|| format!("parse database URL {url:?}"))?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets readers run beside the one writer; FULL makes
+                    // every commit durable before a reply is sent.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connect to the database at {}", redact(&url)))?;
+    Ok((pool, backend))
+}
+
+/// Runs DDL statements one by one (SQLite runs one statement per call).
+pub async fn run_ddl(pool: &AnyPool, statements: &str) -> anyhow::Result<()> {
+    for statement in statements
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        pool.execute(sqlx::AssertSqlSafe(statement.to_owned()))
+            .await
+            .with_context(|| format!("apply schema statement: {statement}"))?;
+    }
+    Ok(())
+}
+
+/// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `cols` columns.
+pub fn values_placeholders(rows: usize, cols: usize) -> String {
+    let mut sql = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(r * cols + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `$1, $2, $3`: placeholders for an `IN (…)` list.
+pub fn list_placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Adds one bind argument, with a readable error.
+pub fn push<'q, T>(args: &mut sqlx::any::AnyArguments, value: T) -> anyhow::Result<()>
+where
+    T: sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + 'q,
+{
+    use sqlx::Arguments as _;
+    args.add(value)
+        .map_err(|e| anyhow::anyhow!("encode a query argument: {e}"))
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_across_rows() {
+        assert_eq!(values_placeholders(2, 2), "($1,$2),($3,$4)");
+        assert_eq!(list_placeholders(3), "$1,$2,$3");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused_with_the_expected_forms() {
+        let err = Backend::from_url("mysql://x").unwrap_err().to_string();
+        assert!(err.contains("postgres://"), "{err}");
+    }
+}

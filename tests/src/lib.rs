@@ -1,1 +1,640 @@
+//! Test harness for Motcua's end-to-end tests and load generator: starts a
+//! real `nats-server` with its own store on a free port, a fresh database
+//! (PostgreSQL or SQLite) per test, and both services, in process or as
+//! child processes that can be killed; one client helper per RPC.
+//!
+//! It must not reach into the services' internals beyond their public
+//! `build`/`run_until_stopped` and gRPC APIs.
 
+pub mod district;
+
+use std::{
+    future::Future,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use domain::{LocalDay, Timestamp};
+use proto::{
+    events::v1 as ev,
+    intake::v1::{self as pb, intake_client::IntakeClient},
+    reports::v1::{self as rp, reports_client::ReportsClient},
+};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// Retries `check` until it returns `Ok`, or fails with its last error after
+/// `timeout`. The way to wait for eventual consistency: never a bare sleep.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(e.context(format!("still failing after {timeout:?}")));
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+        }
+    }
+}
+
+/// A `nats-server` with JetStream and its own store, killed on drop.
+pub struct NatsServer {
+    pub port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    pub async fn start() -> anyhow::Result<Self> {
+        let mut server = Self {
+            port: free_port(),
+            store: tempfile::tempdir().context("create a JetStream store folder")?,
+            child: None,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start nats-server (is it on the PATH?)")?;
+        self.child = Some(child);
+        let url = self.url();
+        eventually(Duration::from_secs(10), || async {
+            let client = async_nats::connect(&url).await?;
+            let info = client.request("$JS.API.INFO", "".into()).await?;
+            let body = String::from_utf8_lossy(&info.payload);
+            anyhow::ensure!(!body.contains("\"error\""), "JetStream not ready: {body}");
+            Ok(())
+        })
+        .await
+        .context("wait for nats-server with JetStream")
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port and store.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn().await
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.kill());
+            drop(child.wait());
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn nats_server_binary() -> PathBuf {
+    std::env::var_os("NATS_SERVER_BIN").map_or_else(|| PathBuf::from("nats-server"), PathBuf::from)
+}
+
+/// Which database the services use in a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database for one service of one test.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("MOTCUA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend, name: &str) -> anyhow::Result<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().context("create a database folder")?;
+                let url = format!("sqlite://{}/{name}.db", dir.path().display());
+                Ok(Self {
+                    url,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                use sqlx::Executor as _;
+                sqlx::any::install_default_drivers();
+                let database = format!("motcua_{name}_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let pool = sqlx::AnyPool::connect(&admin)
+                    .await
+                    .with_context(|| format!("connect to PostgreSQL at {admin}"))?;
+                pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+                    .await
+                    .context("create a test database")?;
+                pool.close().await;
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(base, _)| base);
+                Ok(Self {
+                    url: format!("{base}/{database}"),
+                    _dir: None,
+                })
+            }
+        }
+    }
+}
+
+/// A stream name of this test's own, so tests may share a NATS server.
+pub fn unique_stream() -> String {
+    format!("T{}", uuid::Uuid::new_v4().simple()).to_uppercase()
+}
+
+/// Both services running inside the test process.
+pub struct Pair {
+    pub nats: NatsServer,
+    pub intake_db: TestDb,
+    pub projection_db: TestDb,
+    pub stream: String,
+    pub intake: InProcess,
+    pub projection: InProcess,
+    pub intake_store: intake::store::EventStore,
+}
+
+/// A service task and the token that stops it.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcess {
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("join a service task")?
+    }
+}
+
+pub async fn start_intake(
+    database_url: &str,
+    nats_url: &str,
+    stream: &str,
+) -> anyhow::Result<(InProcess, intake::store::EventStore)> {
+    let config = intake::Config::for_tests(database_url, nats_url, stream);
+    let app = intake::Application::build(config).await?;
+    let addr = app.local_addr();
+    let store = app.store().clone();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    Ok((InProcess { addr, stop, task }, store))
+}
+
+pub async fn start_projection(
+    database_url: &str,
+    nats_url: &str,
+    stream: &str,
+) -> anyhow::Result<InProcess> {
+    let config = projection::Config::for_tests(database_url, nats_url, stream);
+    let app = projection::Application::build(config).await?;
+    let addr = app.local_addr();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    Ok(InProcess { addr, stop, task })
+}
+
+impl Pair {
+    pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        telemetry::init_tracing(telemetry::LogFormat::Pretty);
+        let nats = NatsServer::start().await?;
+        let intake_db = TestDb::new(backend, "intake").await?;
+        let projection_db = TestDb::new(backend, "projection").await?;
+        let stream = unique_stream();
+        let (intake, intake_store) = start_intake(&intake_db.url, &nats.url(), &stream).await?;
+        let projection = start_projection(&projection_db.url, &nats.url(), &stream).await?;
+        Ok(Self {
+            nats,
+            intake_db,
+            projection_db,
+            stream,
+            intake,
+            projection,
+            intake_store,
+        })
+    }
+
+    pub async fn desk(&self) -> anyhow::Result<Desk> {
+        Desk::connect(self.intake.addr).await
+    }
+
+    pub async fn province(&self) -> anyhow::Result<Province> {
+        Province::connect(self.projection.addr).await
+    }
+}
+
+async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
+    Channel::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("connect to {addr}"))
+}
+
+/// A one-stop desk: one helper per intake RPC.
+#[derive(Clone)]
+pub struct Desk {
+    client: IntakeClient<Channel>,
+}
+
+pub type Reply = Result<pb::CommandReply, tonic::Status>;
+
+pub fn ts(t: Timestamp) -> Option<prost_types::Timestamp> {
+    Some(bus::timestamp_to_proto(t))
+}
+
+/// Command metadata with a fresh request id.
+pub fn meta(at: Timestamp) -> Option<pb::CommandMeta> {
+    Some(pb::CommandMeta {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        actor: "clerk-1".into(),
+        occurred_at: ts(at),
+    })
+}
+
+/// What every test dossier is about.
+pub fn procedure() -> Option<ev::Procedure> {
+    Some(ev::Procedure {
+        code: "1.004227".into(),
+        field: "dat-dai".into(),
+    })
+}
+
+impl Desk {
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: IntakeClient::new(channel(addr).await?),
+        })
+    }
+
+    pub async fn receive(
+        &self,
+        dossier: &str,
+        office: &str,
+        at: Timestamp,
+        due: Timestamp,
+    ) -> Reply {
+        self.receive_with(pb::ReceiveDossierRequest {
+            meta: meta(at),
+            dossier_id: dossier.into(),
+            office_code: office.into(),
+            province_code: "BTH".into(),
+            procedure: procedure(),
+            channel: ev::Channel::InPerson.into(),
+            due_at: ts(due),
+        })
+        .await
+    }
+
+    pub async fn receive_with(&self, r: pb::ReceiveDossierRequest) -> Reply {
+        self.client
+            .clone()
+            .receive_dossier(r)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn submit_online(&self, r: pb::SubmitOnlineRequest) -> Reply {
+        self.client
+            .clone()
+            .submit_online(r)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn refuse(&self, dossier: &str, at: Timestamp, reason: &str) -> Reply {
+        let r = pb::RefuseAtIntakeRequest {
+            meta: meta(at),
+            dossier_id: dossier.into(),
+            reason: reason.into(),
+        };
+        self.client
+            .clone()
+            .refuse_at_intake(r)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn request_supplement(&self, dossier: &str, at: Timestamp) -> Reply {
+        let r = pb::RequestSupplementRequest {
+            meta: meta(at),
+            dossier_id: dossier.into(),
+            reason: "thiếu giấy tờ".into(),
+        };
+        self.client
+            .clone()
+            .request_supplement(r)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn provide_supplement(
+        &self,
+        dossier: &str,
+        at: Timestamp,
+        due: Option<Timestamp>,
+    ) -> Reply {
+        let r = pb::ProvideSupplementRequest {
+            meta: meta(at),
+            dossier_id: dossier.into(),
+            due_at: due.and_then(ts),
+        };
+        self.client
+            .clone()
+            .provide_supplement(r)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn reschedule(&self, dossier: &str, at: Timestamp, due: Timestamp) -> Reply {
+        let r = pb::RescheduleRequest {
+            meta: meta(at),
+            dossier_id: dossier.into(),
+            due_at: ts(due),
+            reason: "xin lỗi, hẹn lại".into(),
+        };
+        self.client
+            .clone()
+            .reschedule(r)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn record_result(&self, dossier: &str, at: Timestamp) -> Reply {
+        self.record_result_with(pb::RecordResultRequest {
+            meta: meta(at),
+            dossier_id: dossier.into(),
+        })
+        .await
+    }
+
+    pub async fn record_result_with(&self, r: pb::RecordResultRequest) -> Reply {
+        self.client
+            .clone()
+            .record_result(r)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn return_result(&self, dossier: &str, at: Timestamp) -> Reply {
+        let r = pb::ReturnResultRequest {
+            meta: meta(at),
+            dossier_id: dossier.into(),
+        };
+        self.client
+            .clone()
+            .return_result(r)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn withdraw(&self, dossier: &str, at: Timestamp) -> Reply {
+        let r = pb::WithdrawRequest {
+            meta: meta(at),
+            dossier_id: dossier.into(),
+            reason: String::new(),
+        };
+        self.client
+            .clone()
+            .withdraw(r)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn stop(&self, dossier: &str, at: Timestamp) -> Reply {
+        let r = pb::StopRequest {
+            meta: meta(at),
+            dossier_id: dossier.into(),
+            reason: "dừng theo yêu cầu".into(),
+        };
+        self.client.clone().stop(r).await.map(|r| r.into_inner())
+    }
+
+    pub async fn record_survey(
+        &self,
+        dossier: &str,
+        at: Timestamp,
+        scale: ev::RatingScale,
+        rating: ev::Rating,
+    ) -> Reply {
+        let r = pb::RecordSurveyRequest {
+            meta: meta(at),
+            dossier_id: dossier.into(),
+            scale: scale.into(),
+            rating: rating.into(),
+            comment: String::new(),
+        };
+        self.client
+            .clone()
+            .record_survey(r)
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+/// A province system: one helper per reports RPC.
+#[derive(Clone)]
+pub struct Province {
+    client: ReportsClient<Channel>,
+}
+
+pub fn date(day: LocalDay) -> Option<rp::LocalDate> {
+    let (year, month, day) = day.ymd();
+    Some(rp::LocalDate {
+        year,
+        month: i32::from(month),
+        day: i32::from(day),
+    })
+}
+
+pub fn office_scope(office: &str) -> Option<rp::Scope> {
+    Some(rp::Scope {
+        unit: Some(rp::scope::Unit::OfficeCode(office.into())),
+        ..Default::default()
+    })
+}
+
+impl Province {
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: ReportsClient::new(channel(addr).await?),
+        })
+    }
+
+    pub async fn statistics(
+        &self,
+        office: &str,
+        from: LocalDay,
+        to: LocalDay,
+    ) -> anyhow::Result<rp::Statistics> {
+        Ok(self
+            .client
+            .clone()
+            .get_statistics(rp::StatisticsRequest {
+                scope: office_scope(office),
+                from: date(from),
+                to: date(to),
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn surveys(
+        &self,
+        office: &str,
+        from: LocalDay,
+        to: LocalDay,
+    ) -> anyhow::Result<rp::SurveyAggregate> {
+        Ok(self
+            .client
+            .clone()
+            .get_surveys(rp::StatisticsRequest {
+                scope: office_scope(office),
+                from: date(from),
+                to: date(to),
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn yearly(&self, office: &str) -> anyhow::Result<rp::YearlySeries> {
+        Ok(self
+            .client
+            .clone()
+            .get_yearly_series(rp::YearlySeriesRequest {
+                office_code: office.into(),
+                from_year: 0,
+                to_year: 0,
+            })
+            .await?
+            .into_inner())
+    }
+}
+
+/// The workspace's target folder, where the service binaries are built.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("find the test binary")?;
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("find the target folder")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", name, "--bin", name])
+            .status()
+            .context("build a service binary")?;
+        if !status.success() || !path.exists() {
+            bail!("{name} binary not found at {}", path.display());
+        }
+    }
+    Ok(path)
+}
+
+/// A service running as a child process, killed on drop.
+pub struct ChildService {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl ChildService {
+    /// Starts `intake` or `projection` with `env`, and waits for its port.
+    pub async fn start(name: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let listen_var = if name == "intake" {
+            "INTAKE_LISTEN"
+        } else {
+            "PROJECTION_LISTEN"
+        };
+        let mut command = Command::new(binary(name)?);
+        command
+            .env(listen_var, addr.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().with_context(|| format!("start {name}"))?;
+        let service = Self { addr, child };
+        eventually(Duration::from_secs(30), || async {
+            tokio::net::TcpStream::connect(addr).await?;
+            Ok(())
+        })
+        .await
+        .with_context(|| format!("wait for {name} to listen"))?;
+        Ok(service)
+    }
+
+    /// SIGKILL: no shutdown, no draining.
+    pub fn kill(&mut self) {
+        drop(self.child.kill());
+        drop(self.child.wait());
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .context("send SIGTERM")?;
+        self.child.wait().context("wait for the service to exit")
+    }
+}
+
+impl Drop for ChildService {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

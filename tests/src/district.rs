@@ -1,0 +1,228 @@
+//! The district report's figures (`fixtures/tuy-phong-one-stop-2015-2020.csv`,
+//! a copy of `shared/data/`) and a driver that replays them through intake's
+//! gRPC API: one dossier per received count, each resolved on time or late
+//! as the file says, surveys with the ratings it gives.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use domain::{LocalDay, Timestamp};
+use futures::StreamExt as _;
+use proto::events::v1 as ev;
+
+use crate::Desk;
+
+pub const OFFICE: &str = "TUY-PHONG";
+
+/// One year's row of the district file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct YearFigures {
+    pub year: i32,
+    pub received: u64,
+    pub on_time: u64,
+    pub late: u64,
+    pub surveys: u64,
+    pub scale: ev::RatingScale,
+    pub rating_top: u64,
+    pub rating_second: u64,
+    pub survey_pct_printed: Option<f64>,
+}
+
+pub fn fixture() -> &'static str {
+    include_str!("../fixtures/tuy-phong-one-stop-2015-2020.csv")
+}
+
+pub fn figures() -> anyhow::Result<Vec<YearFigures>> {
+    let mut lines = fixture()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .context("the file has no header")?
+        .split(',')
+        .collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .with_context(|| format!("no column {name}"))
+    };
+    let (year, received, on_time, late, surveys, scale, top, second, pct) = (
+        col("year")?,
+        col("received")?,
+        col("returned_on_time")?,
+        col("late")?,
+        col("surveys")?,
+        col("rating_scale")?,
+        col("rating_top")?,
+        col("rating_second")?,
+        col("survey_pct_printed")?,
+    );
+    lines
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let n = |i: usize| {
+                f[i].parse::<u64>()
+                    .with_context(|| format!("bad number {:?} in {line}", f[i]))
+            };
+            Ok(YearFigures {
+                year: f[year].parse()?,
+                received: n(received)?,
+                on_time: n(on_time)?,
+                late: n(late)?,
+                surveys: n(surveys)?,
+                scale: match f[scale] {
+                    "satisfaction" => ev::RatingScale::Satisfaction,
+                    "quality" => ev::RatingScale::Quality,
+                    other => anyhow::bail!("unknown rating scale {other}"),
+                },
+                rating_top: n(top)?,
+                rating_second: n(second)?,
+                survey_pct_printed: f[pct].parse().ok(),
+            })
+        })
+        .collect()
+}
+
+/// One dossier's life in the replay.
+#[derive(Clone, Debug)]
+pub struct Script {
+    pub dossier_id: String,
+    pub received_at: Timestamp,
+    pub due_at: Timestamp,
+    pub resolved_at: Timestamp,
+    pub survey: Option<(ev::RatingScale, ev::Rating)>,
+}
+
+/// The dossiers of one year: receipts spread over the year's working span
+/// (Q1 only for 2020), due ten days later, resolved after three days when
+/// on time and two days past the due date when late; all within the year.
+pub fn scripts(y: &YearFigures) -> Vec<Script> {
+    let first = LocalDay::first_of_year(y.year).unwrap_or(LocalDay::from_days(0));
+    let span: i64 = if y.year == 2020 { 70 } else { 340 };
+    (0..y.received)
+        .map(|i| {
+            let day = LocalDay::from_days(
+                first.days() + (i as i64 * span / y.received.max(1) as i64) as i32,
+            );
+            let received_at = Timestamp::at_local(day, 7 + (i % 9) as u8, 30);
+            let due_at = Timestamp::at_local(LocalDay::from_days(day.days() + 10), 17, 0);
+            let late = i >= y.on_time;
+            let resolved_at = if late {
+                Timestamp::at_local(LocalDay::from_days(day.days() + 12), 9, 0)
+            } else {
+                Timestamp::at_local(LocalDay::from_days(day.days() + 3), 15, 0)
+            };
+            let survey = (i < y.surveys).then(|| {
+                let rating = if i < y.rating_top {
+                    ev::Rating::Top
+                } else {
+                    ev::Rating::Middle
+                };
+                (y.scale, rating)
+            });
+            Script {
+                dossier_id: format!("TP-{}-{i:05}", y.year),
+                received_at,
+                due_at,
+                resolved_at,
+                survey,
+            }
+        })
+        .collect()
+}
+
+/// Replays `scripts` through intake with `concurrency` dossiers in flight;
+/// retries a command that met a transient error (same request id).
+pub async fn drive(desk: &Desk, scripts: Vec<Script>, concurrency: usize) -> anyhow::Result<u64> {
+    let results: Vec<anyhow::Result<u64>> = futures::stream::iter(scripts)
+        .map(|s| {
+            let desk = desk.clone();
+            async move {
+                run_script(&desk, &s)
+                    .await
+                    .with_context(|| format!("dossier {}", s.dossier_id))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut commands = 0;
+    for r in results {
+        commands += r?;
+    }
+    Ok(commands)
+}
+
+async fn run_script(desk: &Desk, s: &Script) -> anyhow::Result<u64> {
+    let mut commands = 2;
+    let receive = proto::intake::v1::ReceiveDossierRequest {
+        meta: crate::meta(s.received_at),
+        dossier_id: s.dossier_id.clone(),
+        office_code: OFFICE.into(),
+        province_code: "BTH".into(),
+        procedure: crate::procedure(),
+        channel: ev::Channel::InPerson.into(),
+        due_at: crate::ts(s.due_at),
+    };
+    retry(|| desk.receive_with(receive.clone())).await?;
+    let result = proto::intake::v1::RecordResultRequest {
+        meta: crate::meta(s.resolved_at),
+        dossier_id: s.dossier_id.clone(),
+    };
+    retry(|| desk.record_result_with(result.clone())).await?;
+    if let Some((scale, rating)) = s.survey {
+        commands += 1;
+        let at = s.resolved_at.plus_micros(3_600_000_000);
+        let meta = crate::meta(at);
+        retry(|| {
+            let desk = desk.clone();
+            let meta = meta.clone();
+            async move {
+                let r = proto::intake::v1::RecordSurveyRequest {
+                    meta,
+                    dossier_id: s.dossier_id.clone(),
+                    scale: scale.into(),
+                    rating: rating.into(),
+                    comment: String::new(),
+                };
+                desk.client
+                    .clone()
+                    .record_survey(r)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await?;
+    }
+    Ok(commands)
+}
+
+/// Retries a command while intake answers UNAVAILABLE or ABORTED (or cannot
+/// be reached), as a desk client would: the request id makes it safe.
+pub async fn retry<F, Fut>(mut call: F) -> anyhow::Result<proto::intake::v1::CommandReply>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::Reply>,
+{
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match call().await {
+            Ok(reply) => return Ok(reply),
+            Err(status)
+                if attempts < 200
+                    && matches!(
+                        status.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::Aborted
+                            | tonic::Code::Unknown
+                            | tonic::Code::Cancelled
+                    ) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => return Err(anyhow::anyhow!("{}: {}", status.code(), status.message())),
+        }
+    }
+}

@@ -527,6 +527,24 @@ impl Province {
             .into_inner())
     }
 
+    pub async fn statistics_for(
+        &self,
+        scope: rp::Scope,
+        from: LocalDay,
+        to: LocalDay,
+    ) -> anyhow::Result<rp::Statistics> {
+        Ok(self
+            .client
+            .clone()
+            .get_statistics(rp::StatisticsRequest {
+                scope: Some(scope),
+                from: date(from),
+                to: date(to),
+            })
+            .await?
+            .into_inner())
+    }
+
     pub async fn surveys(
         &self,
         office: &str,

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Starts Motcua's intake and projection on this machine, with embedded SQLite
+# and a local NATS JetStream server when none is running. Ctrl-C stops it all.
+# Every file it writes lives under ./data (gitignored).
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: deploy/run-local.sh [--help]
+
+Builds intake and projection (release), starts a local NATS JetStream server
+when nothing answers at NATS_URL, then runs both services in the background
+with SQLite databases under ./data, and waits. Ctrl-C (or SIGTERM) stops the
+services first, then the NATS server if this script started it.
+
+Environment (defaults in brackets):
+  NATS_URL                   [nats://127.0.0.1:4222]  used if something answers
+                             there; otherwise nats-server is started on that
+                             port (local hosts only), storing into data/nats
+  INTAKE_LISTEN              [127.0.0.1:50051]   intake gRPC
+  PROJECTION_LISTEN          [127.0.0.1:50052]   projection gRPC
+  INTAKE_METRICS_LISTEN      [127.0.0.1:9101]    intake Prometheus /metrics
+  PROJECTION_METRICS_LISTEN  [127.0.0.1:9102]    projection Prometheus /metrics
+  INTAKE_DATABASE_URL        [sqlite://data/intake.db]
+  PROJECTION_DATABASE_URL    [sqlite://data/projection.db]
+  RUST_LOG                   [info]
+
+Logs: data/intake.log, data/projection.log, data/nats.log.
+Needs: cargo (rustup.rs) and, unless NATS is already running,
+nats-server (apt-get install nats-server).
+EOF
+}
+
+case "${1:-}" in
+    -h | --help) usage; exit 0 ;;
+    "") ;;
+    *) echo "run-local.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
+esac
+
+die() {
+    echo "run-local.sh: $*" >&2
+    exit 1
+}
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+DATA=$ROOT/data
+
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+export INTAKE_LISTEN=${INTAKE_LISTEN:-127.0.0.1:50051}
+export PROJECTION_LISTEN=${PROJECTION_LISTEN:-127.0.0.1:50052}
+export INTAKE_METRICS_LISTEN=${INTAKE_METRICS_LISTEN:-127.0.0.1:9101}
+export PROJECTION_METRICS_LISTEN=${PROJECTION_METRICS_LISTEN:-127.0.0.1:9102}
+export INTAKE_DATABASE_URL=${INTAKE_DATABASE_URL:-sqlite://data/intake.db}
+export PROJECTION_DATABASE_URL=${PROJECTION_DATABASE_URL:-sqlite://data/projection.db}
+# Plain text in the log files, not terminal colour codes.
+export NO_COLOR=${NO_COLOR:-1}
+
+# --- helpers -----------------------------------------------------------------
+
+# host:port -> "host port"; a wildcard host is probed on loopback.
+split_addr() {
+    local addr=$1 host port
+    host=${addr%:*}
+    port=${addr##*:}
+    host=${host#[}
+    host=${host%]}
+    case $host in 0.0.0.0 | "") host=127.0.0.1 ;; :: ) host=::1 ;; esac
+    echo "$host $port"
+}
+
+# True when something accepts TCP connections at host port.
+answers() {
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+# True while the process runs (a zombie, exited but not yet reaped, is not).
+alive() {
+    local stat
+    { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
+}
+
+# Waits up to $4 seconds for host $2 port $3 to answer while pid $1 lives.
+wait_for_port() {
+    local pid=$1 host=$2 port=$3 seconds=$4 i
+    for ((i = 0; i < seconds * 5; i++)); do
+        answers "$host" "$port" && return 0
+        alive "$pid" || return 1
+        sleep 0.2
+    done
+    return 1
+}
+
+# Runs a command in its own session, so a terminal's Ctrl-C reaches only this
+# script, which then stops the children in order (services before NATS).
+start_bg() {
+    local log=$1
+    shift
+    if command -v setsid >/dev/null; then
+        setsid "$@" >>"$log" 2>&1 </dev/null &
+    else
+        "$@" >>"$log" 2>&1 </dev/null &
+    fi
+}
+
+# --- shutdown ----------------------------------------------------------------
+
+service_pids=()
+service_names=()
+nats_pid=""
+
+# Sends SIGTERM to the given pids and reaps them; SIGKILL after $1 seconds.
+stop_pids() {
+    local grace=$1 i pid running
+    shift
+    kill -TERM "$@" 2>/dev/null || true
+    for ((i = 0; i < grace * 5; i++)); do
+        running=0
+        for pid in "$@"; do alive "$pid" && running=1; done
+        ((running)) || break
+        sleep 0.2
+    done
+    for pid in "$@"; do
+        if alive "$pid"; then
+            echo "run-local.sh: pid $pid did not stop within ${grace}s; killing it" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+cleanup() {
+    local status=$?
+    trap '' INT TERM
+    trap - EXIT
+    if ((${#service_pids[@]})); then
+        echo "Stopping ${service_names[*]}…"
+        # The services drain for up to MOTCUA_SHUTDOWN_TIMEOUT (10s) themselves.
+        stop_pids 20 "${service_pids[@]}"
+    fi
+    if [[ -n $nats_pid ]]; then
+        echo "Stopping nats-server…"
+        stop_pids 10 "$nats_pid"
+    fi
+    ((${#service_pids[@]})) || [[ -n $nats_pid ]] && echo "Stopped."
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- build -------------------------------------------------------------------
+
+command -v cargo >/dev/null ||
+    die "cargo is not on the PATH; install Rust from https://rustup.rs and retry"
+
+echo "Building intake and projection (release; the first build takes a few minutes)…"
+cargo build --release -p intake -p projection
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+INTAKE_BIN=$TARGET_DIR/release/intake
+PROJECTION_BIN=$TARGET_DIR/release/projection
+[[ -x $INTAKE_BIN && -x $PROJECTION_BIN ]] ||
+    die "the build finished but $INTAKE_BIN or $PROJECTION_BIN is missing"
+
+mkdir -p "$DATA"
+
+# --- ports must be free ------------------------------------------------------
+
+read -r intake_host intake_port <<<"$(split_addr "$INTAKE_LISTEN")"
+read -r projection_host projection_port <<<"$(split_addr "$PROJECTION_LISTEN")"
+for pair in "INTAKE_LISTEN=$INTAKE_LISTEN" "PROJECTION_LISTEN=$PROJECTION_LISTEN" \
+    "INTAKE_METRICS_LISTEN=$INTAKE_METRICS_LISTEN" \
+    "PROJECTION_METRICS_LISTEN=$PROJECTION_METRICS_LISTEN"; do
+    read -r host port <<<"$(split_addr "${pair#*=}")"
+    if answers "$host" "$port"; then
+        die "something already listens on ${pair#*=} (an earlier run?); stop it or set ${pair%%=*}"
+    fi
+done
+
+# --- NATS --------------------------------------------------------------------
+
+# nats://[user:pass@]host[:port][,more…] -> host and port of the first server.
+nats_first=${NATS_URL%%,*}
+nats_first=${nats_first#*://}
+nats_first=${nats_first##*@}
+nats_first=${nats_first%%/*}
+if [[ $nats_first == *:* ]]; then
+    nats_host=${nats_first%:*}
+    nats_port=${nats_first##*:}
+else
+    nats_host=$nats_first
+    nats_port=4222
+fi
+[[ $nats_port =~ ^[0-9]+$ ]] || die "cannot read a port from NATS_URL=$NATS_URL"
+
+if answers "$nats_host" "$nats_port"; then
+    echo "Using the NATS server already answering at $NATS_URL."
+else
+    case $nats_host in
+        127.0.0.1 | localhost) ;;
+        *) die "no NATS server answers at $NATS_URL, and it is not local, so none can be started for it" ;;
+    esac
+    command -v nats-server >/dev/null ||
+        die "nothing answers at $NATS_URL and nats-server is not on the PATH; install it (apt-get install nats-server) or point NATS_URL at a running server with JetStream"
+    echo "Starting nats-server with JetStream on 127.0.0.1:$nats_port (store data/nats, log data/nats.log)…"
+    start_bg "$DATA/nats.log" nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$DATA/nats"
+    nats_pid=$!
+    wait_for_port "$nats_pid" 127.0.0.1 "$nats_port" 15 ||
+        die "nats-server did not come up on 127.0.0.1:$nats_port; last lines of data/nats.log:
+$(tail -n 20 "$DATA/nats.log")"
+fi
+
+# --- services ----------------------------------------------------------------
+
+echo "Starting intake and projection…"
+start_bg "$DATA/intake.log" "$INTAKE_BIN"
+service_pids+=("$!")
+service_names+=(intake)
+start_bg "$DATA/projection.log" "$PROJECTION_BIN"
+service_pids+=("$!")
+service_names+=(projection)
+
+if ! wait_for_port "${service_pids[0]}" "$intake_host" "$intake_port" 30; then
+    die "intake did not start listening on $INTAKE_LISTEN within 30 s; last lines of data/intake.log:
+$(tail -n 20 "$DATA/intake.log")"
+fi
+if ! wait_for_port "${service_pids[1]}" "$projection_host" "$projection_port" 30; then
+    die "projection did not start listening on $PROJECTION_LISTEN within 30 s; last lines of data/projection.log:
+$(tail -n 20 "$DATA/projection.log")"
+fi
+
+cat <<EOF
+
+Motcua is running.
+  intake gRPC      $INTAKE_LISTEN   (desk commands; health and reflection served)
+  projection gRPC  $PROJECTION_LISTEN   (reports)
+  NATS             $NATS_URL$([[ -n $nats_pid ]] && echo "   (started here, store data/nats)")
+  metrics          http://$INTAKE_METRICS_LISTEN/metrics
+                   http://$PROJECTION_METRICS_LISTEN/metrics
+  data folder      $DATA
+  logs             data/intake.log  data/projection.log$([[ -n $nats_pid ]] && echo "  data/nats.log")
+Press Ctrl-C to stop.
+EOF
+
+# Returns when a child exits by itself, or at once on Ctrl-C / SIGTERM (trap).
+all_pids=("${service_pids[@]}")
+[[ -n $nats_pid ]] && all_pids+=("$nats_pid")
+if ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1))); then
+    exited=""
+    child_status=0
+    wait -n -p exited "${all_pids[@]}" || child_status=$?
+    name=nats-server
+    for i in "${!service_pids[@]}"; do
+        [[ ${service_pids[$i]} == "$exited" ]] && name=${service_names[$i]}
+    done
+    echo "run-local.sh: $name exited by itself (status $child_status); stopping the rest. See data/$( [[ $name == nats-server ]] && echo nats || echo "$name").log" >&2
+    exit 1
+else
+    wait
+fi

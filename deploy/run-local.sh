@@ -25,7 +25,8 @@ Environment (defaults in brackets):
   PROJECTION_DATABASE_URL    [sqlite://data/projection.db]
   RUST_LOG                   [info]
 
-Logs: data/intake.log, data/projection.log, data/nats.log.
+Logs: data/intake.log, data/projection.log, data/nats.log (the previous
+run's as *.log.1).
 Needs: cargo (rustup.rs) and, unless NATS is already running,
 nats-server (apt-get install nats-server).
 EOF
@@ -77,7 +78,7 @@ answers() {
 # True while the process runs (a zombie, exited but not yet reaped, is not).
 alive() {
     local stat
-    { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
     stat=${stat##*) }
     [[ ${stat:0:1} != Z ]]
 }
@@ -95,14 +96,28 @@ wait_for_port() {
 
 # Runs a command in its own session, so a terminal's Ctrl-C reaches only this
 # script, which then stops the children in order (services before NATS).
+# The previous run's log is kept as <log>.1.
 start_bg() {
     local log=$1
     shift
+    [[ -f $log ]] && mv -f "$log" "$log.1"
     if command -v setsid >/dev/null; then
-        setsid "$@" >>"$log" 2>&1 </dev/null &
+        setsid "$@" >"$log" 2>&1 </dev/null &
     else
-        "$@" >>"$log" 2>&1 </dev/null &
+        "$@" >"$log" 2>&1 </dev/null &
     fi
+}
+
+# Explains why $1 (pid $2) is not listening on $3 after $4 seconds, and quits.
+start_failed() {
+    local name=$1 pid=$2 addr=$3 seconds=$4 log=$5 why
+    if alive "$pid"; then
+        why="did not start listening on $addr within $seconds s"
+    else
+        why="exited during start-up"
+    fi
+    die "$name $why; last lines of ${log#"$ROOT"/}:
+$(tail -n 20 "$log")"
 }
 
 # --- shutdown ----------------------------------------------------------------
@@ -136,7 +151,7 @@ cleanup() {
     trap '' INT TERM
     trap - EXIT
     if ((${#service_pids[@]})); then
-        echo "Stopping ${service_names[*]}…"
+        echo "Stopping intake and projection…"
         # The services drain for up to MOTCUA_SHUTDOWN_TIMEOUT (10s) themselves.
         stop_pids 20 "${service_pids[@]}"
     fi
@@ -208,8 +223,7 @@ else
     start_bg "$DATA/nats.log" nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$DATA/nats"
     nats_pid=$!
     wait_for_port "$nats_pid" 127.0.0.1 "$nats_port" 15 ||
-        die "nats-server did not come up on 127.0.0.1:$nats_port; last lines of data/nats.log:
-$(tail -n 20 "$DATA/nats.log")"
+        start_failed nats-server "$nats_pid" "127.0.0.1:$nats_port" 15 "$DATA/nats.log"
 fi
 
 # --- services ----------------------------------------------------------------
@@ -222,14 +236,10 @@ start_bg "$DATA/projection.log" "$PROJECTION_BIN"
 service_pids+=("$!")
 service_names+=(projection)
 
-if ! wait_for_port "${service_pids[0]}" "$intake_host" "$intake_port" 30; then
-    die "intake did not start listening on $INTAKE_LISTEN within 30 s; last lines of data/intake.log:
-$(tail -n 20 "$DATA/intake.log")"
-fi
-if ! wait_for_port "${service_pids[1]}" "$projection_host" "$projection_port" 30; then
-    die "projection did not start listening on $PROJECTION_LISTEN within 30 s; last lines of data/projection.log:
-$(tail -n 20 "$DATA/projection.log")"
-fi
+wait_for_port "${service_pids[0]}" "$intake_host" "$intake_port" 30 ||
+    start_failed intake "${service_pids[0]}" "$INTAKE_LISTEN" 30 "$DATA/intake.log"
+wait_for_port "${service_pids[1]}" "$projection_host" "$projection_port" 30 ||
+    start_failed projection "${service_pids[1]}" "$PROJECTION_LISTEN" 30 "$DATA/projection.log"
 
 cat <<EOF
 

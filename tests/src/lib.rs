@@ -234,7 +234,19 @@ pub async fn start_projection(
     nats_url: &str,
     stream: &str,
 ) -> anyhow::Result<InProcess> {
-    let config = projection::Config::for_tests(database_url, nats_url, stream);
+    start_projection_named(database_url, nats_url, stream, "projection").await
+}
+
+/// A projection with its own durable consumer name: one consumer per read
+/// model database.
+pub async fn start_projection_named(
+    database_url: &str,
+    nats_url: &str,
+    stream: &str,
+    consumer: &str,
+) -> anyhow::Result<InProcess> {
+    let mut config = projection::Config::for_tests(database_url, nats_url, stream);
+    config.consumer = consumer.to_owned();
     let app = projection::Application::build(config).await?;
     let addr = app.local_addr();
     let stop = CancellationToken::new();
@@ -607,8 +619,15 @@ pub struct ChildService {
 impl ChildService {
     /// Starts `intake` or `projection` with `env`, and waits for its port.
     pub async fn start(name: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
-        let port = free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        Self::start_on(name, ([127, 0, 0, 1], free_port()).into(), env).await
+    }
+
+    /// As [`Self::start`], on a given address (to restart in place).
+    pub async fn start_on(
+        name: &str,
+        addr: SocketAddr,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let listen_var = if name == "intake" {
             "INTAKE_LISTEN"
         } else {

@@ -97,6 +97,7 @@ impl Application {
             .add_service(reflection)
             .add_service(ReportsServer::new(reports::ReportsService::new(
                 store.pool().clone(),
+                store.backend(),
             )))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -13,6 +13,7 @@ use crate::{apply::metric, error::ReportError};
 #[derive(Clone, Debug)]
 pub struct ReportsService {
     pool: AnyPool,
+    postgres: bool,
 }
 
 /// A validated scope: which rows, as SQL conditions with their arguments.
@@ -107,7 +108,7 @@ impl Filter {
 
 /// Sums of counters by (metric, channel) over [from, to].
 async fn counter_sums(
-    pool: &AnyPool,
+    conn: &mut sqlx::AnyConnection,
     filter: &Filter,
     from: LocalDay,
     to: LocalDay,
@@ -120,7 +121,7 @@ async fn counter_sums(
     );
     let args = filter.arguments(&[i64::from(from.days()), i64::from(to.days())])?;
     let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(|e| ReportError::Internal(anyhow::Error::new(e).context("sum daily counters")))?;
     let mut sums = BTreeMap::new();
@@ -187,31 +188,60 @@ fn day(d: Option<&pb::LocalDate>, field: &'static str) -> Result<LocalDay, Repor
 }
 
 impl ReportsService {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    pub fn new(pool: AnyPool, backend: sqlkit::Backend) -> Self {
+        Self {
+            pool,
+            postgres: backend == sqlkit::Backend::Postgres,
+        }
     }
 
-    async fn count_dossiers(
-        &self,
-        filter: &Filter,
-        condition: &str,
-        days: &[i64],
-    ) -> Result<u64, ReportError> {
-        let mut condition = condition.to_owned();
-        for k in (1..=days.len()).rev() {
-            condition = condition.replace(&format!("?{k}"), &filter.next(k));
+    /// A read transaction: every query of one report sees the same state.
+    async fn snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, ReportError> {
+        let mut tx =
+            self.pool.begin().await.map_err(|e| {
+                ReportError::Internal(anyhow::Error::new(e).context("begin a report"))
+            })?;
+        if self.postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    ReportError::Internal(anyhow::Error::new(e).context("begin a report"))
+                })?;
         }
+        Ok(tx)
+    }
+
+    /// (carried over at `from`, pending at `to`, of which overdue, of which paused).
+    async fn dossier_counts(
+        conn: &mut sqlx::AnyConnection,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+    ) -> Result<[u64; 4], ReportError> {
+        let (f, t) = (filter.next(1), filter.next(2));
+        let open_at_to =
+            format!("received_day <= {t} AND (closed_day IS NULL OR closed_day > {t})");
         let sql = format!(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM dossiers WHERE {} AND received_day IS NOT NULL AND {condition}",
+            "SELECT \
+             CAST(COALESCE(SUM(CASE WHEN received_day < {f} AND (closed_day IS NULL OR closed_day >= {f}) THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN {open_at_to} THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN {open_at_to} AND due_day < {t} THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN {open_at_to} AND EXISTS (SELECT 1 FROM pauses p WHERE p.dossier_id = dossiers.dossier_id \
+                  AND p.from_day <= {t} AND (p.until_day IS NULL OR p.until_day > {t})) THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM dossiers WHERE {} AND received_day IS NOT NULL AND received_day <= {t} \
+             AND (closed_day IS NULL OR closed_day >= {f})",
             filter.sql
         );
-        let n: i64 = sqlx::query_with(sqlx::AssertSqlSafe(sql), filter.arguments(days)?)
-            .fetch_one(&self.pool)
+        let row = sqlx::query_with(sqlx::AssertSqlSafe(sql), filter.arguments(&[from, to])?)
+            .fetch_one(&mut *conn)
             .await
-            .map_err(|e| ReportError::Internal(anyhow::Error::new(e).context("count dossiers")))?
-            .try_get(0)
-            .map_err(internal)?;
-        Ok(u64::try_from(n).unwrap_or(0))
+            .map_err(|e| ReportError::Internal(anyhow::Error::new(e).context("count dossiers")))?;
+        let mut counts = [0u64; 4];
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c = u64::try_from(row.try_get::<i64, _>(i).map_err(internal)?).unwrap_or(0);
+        }
+        Ok(counts)
     }
 
     pub async fn statistics(
@@ -229,7 +259,8 @@ impl ReportsService {
                 format!("{to} is before from {from}"),
             ));
         }
-        let sums = counter_sums(&self.pool, &filter, from, to).await?;
+        let mut tx = self.snapshot().await?;
+        let sums = counter_sums(&mut tx, &filter, from, to).await?;
         let received_by_channel: Vec<pb::ChannelCount> = Channel::ALL
             .iter()
             .filter_map(|c| {
@@ -249,29 +280,14 @@ impl ReportsService {
             total(&sums, metric::RESOLVED_LATE),
         );
         let resolved = early + on_time + late;
-        let (f, t) = (i64::from(from.days()), i64::from(to.days()));
-        let carried_over = self
-            .count_dossiers(
-                &filter,
-                "received_day < ?1 AND (closed_day IS NULL OR closed_day >= ?1)",
-                &[f],
-            )
-            .await?;
-        let open_at_to = "received_day <= ?1 AND (closed_day IS NULL OR closed_day > ?1)";
-        let pending = self.count_dossiers(&filter, open_at_to, &[t]).await?;
-        let pending_overdue = self
-            .count_dossiers(&filter, &format!("{open_at_to} AND due_day < ?1"), &[t])
-            .await?;
-        let pending_paused = self
-            .count_dossiers(
-                &filter,
-                &format!(
-                    "{open_at_to} AND EXISTS (SELECT 1 FROM pauses p WHERE p.dossier_id = dossiers.dossier_id \
-                     AND p.from_day <= ?1 AND (p.until_day IS NULL OR p.until_day > ?1))"
-                ),
-                &[t],
-            )
-            .await?;
+        let [carried_over, pending, pending_overdue, pending_paused] = Self::dossier_counts(
+            &mut tx,
+            &filter,
+            i64::from(from.days()),
+            i64::from(to.days()),
+        )
+        .await?;
+        drop(tx);
         Ok(pb::Statistics {
             carried_over,
             received: total(&sums, metric::RECEIVED),
@@ -308,7 +324,8 @@ impl ReportsService {
                 format!("{to} is before from {from}"),
             ));
         }
-        let sums = counter_sums(&self.pool, &filter, from, to).await?;
+        let mut tx = self.snapshot().await?;
+        let sums = counter_sums(&mut tx, &filter, from, to).await?;
         let (surveys, scales) = surveys_of(&sums);
         let received = total(&sums, metric::RECEIVED);
         Ok(pb::SurveyAggregate {
@@ -330,13 +347,14 @@ impl ReportsService {
             ));
         }
         let filter = Filter::office(&request.office_code);
+        let mut tx = self.snapshot().await?;
         let (from_year, to_year) = if request.from_year == 0 && request.to_year == 0 {
             let sql = format!(
                 "SELECT MIN(day), MAX(day) FROM daily_counts WHERE {}",
                 filter.sql
             );
             let row = sqlx::query_with(sqlx::AssertSqlSafe(sql), filter.arguments(&[])?)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| {
                     ReportError::Internal(
@@ -378,7 +396,7 @@ impl ReportsService {
                     format!("{year} is out of range"),
                 ));
             };
-            let sums = counter_sums(&self.pool, &filter, from, to).await?;
+            let sums = counter_sums(&mut tx, &filter, from, to).await?;
             let received = total(&sums, metric::RECEIVED);
             let on_time =
                 total(&sums, metric::RESOLVED_EARLY) + total(&sums, metric::RESOLVED_ON_TIME);

@@ -1,0 +1,267 @@
+//! Crashes and duplicates change no figure: SIGKILL the projection in the
+//! middle of its batches, SIGKILL intake under load with events committed but
+//! not yet published, publish every event twice.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use domain::LocalDay;
+use futures::StreamExt as _;
+use proto::reports::v1 as rp;
+use tests::{
+    Backend, ChildService, NatsServer, Province, TestDb, district, eventually, start_intake,
+    start_projection, start_projection_named, unique_stream,
+};
+
+/// Everything a province can read about the district office.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    series: rp::YearlySeries,
+    whole: rp::Statistics,
+}
+
+async fn snapshot(province: &Province) -> anyhow::Result<Snapshot> {
+    let (from, to) = (
+        LocalDay::from_ymd(2015, 1, 1).expect("date"),
+        LocalDay::from_ymd(2020, 12, 31).expect("date"),
+    );
+    Ok(Snapshot {
+        series: province.yearly(district::OFFICE).await?,
+        whole: province.statistics(district::OFFICE, from, to).await?,
+    })
+}
+
+/// Waits until the projection has applied `events` dossier events.
+async fn wait_for(province: &Province, scripts: &[district::Script]) -> anyhow::Result<Snapshot> {
+    let dossiers = scripts.len() as u64;
+    let surveys = scripts.iter().filter(|s| s.survey.is_some()).count() as u64;
+    eventually(Duration::from_secs(120), || async {
+        let s = snapshot(province).await?;
+        let surveyed: u64 = s.series.rows.iter().map(|r| r.surveys).sum();
+        anyhow::ensure!(
+            s.whole.received == dossiers && s.whole.resolved == dossiers && surveyed == surveys,
+            "behind: {} received, {} resolved, {surveyed} surveys",
+            s.whole.received,
+            s.whole.resolved
+        );
+        Ok(s)
+    })
+    .await
+}
+
+/// Two years of the district: enough for many batches.
+fn workload() -> anyhow::Result<Vec<district::Script>> {
+    Ok(district::figures()?
+        .iter()
+        .filter(|y| y.year == 2018 || y.year == 2019)
+        .flat_map(district::scripts)
+        .collect())
+}
+
+fn projection_env(db: &TestDb, nats: &NatsServer, stream: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PROJECTION_DATABASE_URL", db.url.clone()),
+        ("NATS_URL", nats.url()),
+        ("MOTCUA_STREAM", stream.to_owned()),
+        (
+            "MOTCUA_SUBJECT_PREFIX",
+            format!("{}.events", stream.to_ascii_lowercase()),
+        ),
+        ("PROJECTION_MAX_BATCH", "500".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projection_killed_mid_batch_gives_the_same_statistics() -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let stream = unique_stream();
+    let intake_db = TestDb::new(Backend::Postgres, "intake").await?;
+    let (intake, _store) = start_intake(&intake_db.url, &nats.url(), &stream).await?;
+    let desk = tests::Desk::connect(intake.addr).await?;
+    let scripts = workload()?;
+    district::drive(&desk, scripts.clone(), 64).await?;
+
+    // Catch up the backlog in a child process, killed three times on the way.
+    let db = TestDb::new(Backend::Postgres, "projection").await?;
+    let env = projection_env(&db, &nats, &stream);
+    let total = scripts.len() as u64;
+    for kill in 1..=3u64 {
+        let mut projection = ChildService::start("projection", &env).await?;
+        let province = Province::connect(projection.addr).await?;
+        eventually(Duration::from_secs(120), || async {
+            let s = snapshot(&province).await?;
+            anyhow::ensure!(
+                s.whole.received >= total * kill / 4,
+                "only {} received so far",
+                s.whole.received
+            );
+            Ok(())
+        })
+        .await?;
+        projection.kill();
+    }
+    let projection = ChildService::start("projection", &env).await?;
+    let after_crashes = wait_for(&Province::connect(projection.addr).await?, &scripts).await?;
+
+    // The same stream into a fresh database, without crashes.
+    let fresh_db = TestDb::new(Backend::Postgres, "fresh").await?;
+    let fresh = start_projection_named(&fresh_db.url, &nats.url(), &stream, "fresh").await?;
+    let from_scratch = wait_for(&Province::connect(fresh.addr).await?, &scripts).await?;
+    assert_eq!(after_crashes, from_scratch);
+    fresh.shutdown().await?;
+    intake.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_killed_under_load_loses_and_duplicates_nothing() -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let stream = unique_stream();
+    let intake_db = TestDb::new(Backend::Sqlite, "intake").await?;
+    let env = vec![
+        ("INTAKE_DATABASE_URL", intake_db.url.clone()),
+        ("NATS_URL", nats.url()),
+        ("MOTCUA_STREAM", stream.clone()),
+        (
+            "MOTCUA_SUBJECT_PREFIX",
+            format!("{}.events", stream.to_ascii_lowercase()),
+        ),
+    ];
+    let mut intake = ChildService::start("intake", &env).await?;
+    let addr = intake.addr;
+    let projection_db = TestDb::new(Backend::Sqlite, "projection").await?;
+    let projection = start_projection(&projection_db.url, &nats.url(), &stream).await?;
+    let province = Province::connect(projection.addr).await?;
+
+    let scripts = workload()?;
+    let desk = tests::Desk::connect(addr).await?;
+    let load = tokio::spawn({
+        let scripts = scripts.clone();
+        async move { district::drive(&desk, scripts, 64).await }
+    });
+    // Kill intake twice while the load runs; the desk retries with the same
+    // request ids, as clients do after UNAVAILABLE.
+    for kill in 1..=2u64 {
+        eventually(Duration::from_secs(120), || async {
+            let s = snapshot(&province).await?;
+            anyhow::ensure!(
+                s.whole.received >= scripts.len() as u64 * kill / 3,
+                "load not far enough"
+            );
+            Ok(())
+        })
+        .await?;
+        intake.kill();
+        intake = ChildService::start_on("intake", addr, &env).await?;
+    }
+    let commands = load.await??;
+    let seen = wait_for(&province, &scripts).await?;
+
+    // Exactly one event per command, whatever was retried.
+    let store = intake::store::EventStore::open(&intake_db.url).await?;
+    assert_eq!(store.count().await?, commands);
+    // And the figures equal the file's.
+    for row in &seen.series.rows {
+        let y = district::figures()?
+            .into_iter()
+            .find(|y| y.year == row.year)
+            .expect("year in the file");
+        assert_eq!(
+            (row.received, row.on_time, row.late, row.surveys),
+            (y.received, y.on_time, y.late, y.surveys)
+        );
+    }
+    projection.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_every_event_twice_changes_nothing() -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let stream = unique_stream();
+    let intake_db = TestDb::new(Backend::Sqlite, "intake").await?;
+    let projection_db = TestDb::new(Backend::Sqlite, "projection").await?;
+    let (intake, _) = start_intake(&intake_db.url, &nats.url(), &stream).await?;
+    let projection = start_projection(&projection_db.url, &nats.url(), &stream).await?;
+    let province = Province::connect(projection.addr).await?;
+    let scripts: Vec<_> = district::figures()?
+        .iter()
+        .filter(|y| y.year == 2015)
+        .flat_map(district::scripts)
+        .collect();
+    district::drive(
+        &tests::Desk::connect(intake.addr).await?,
+        scripts.clone(),
+        64,
+    )
+    .await?;
+    let before = wait_for(&province, &scripts).await?;
+
+    // Publish every message of the stream again, as a second copy with
+    // another message id (so JetStream's duplicate window lets it through).
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(client);
+    let mut s = js.get_stream(&stream).await?;
+    let last = s.info().await?.state.last_sequence;
+    let copier = s
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await?;
+    let mut messages = copier.messages().await?.take(usize::try_from(last)?);
+    let mut acks = Vec::new();
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await? {
+        let m = m?;
+        let mut headers = m.headers.clone().unwrap_or_default();
+        headers.insert(
+            "Nats-Msg-Id",
+            format!(
+                "copy-{}",
+                m.info().map_err(|e| anyhow::anyhow!(e))?.stream_sequence
+            )
+            .as_str(),
+        );
+        acks.push(
+            js.publish_with_headers(m.subject.clone(), headers, m.payload.clone())
+                .await?,
+        );
+        // Each unawaited ack holds one of the context's in-flight permits.
+        if acks.len() == 1000 {
+            for ack in acks.drain(..) {
+                ack.await?;
+            }
+        }
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    assert_eq!(s.info().await?.state.last_sequence, last * 2);
+
+    // The projection consumed all copies…
+    eventually(Duration::from_secs(60), || async {
+        let mut consumer: jetstream::consumer::PullConsumer = js
+            .get_stream(&stream)
+            .await?
+            .get_consumer("projection")
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let info = consumer.info().await?;
+        anyhow::ensure!(
+            info.ack_floor.stream_sequence == last * 2,
+            "ack floor {}",
+            info.ack_floor.stream_sequence
+        );
+        Ok(())
+    })
+    .await?;
+    // …and no figure moved.
+    assert_eq!(snapshot(&province).await?, before);
+    // A projection built from the doubled stream agrees.
+    let fresh_db = TestDb::new(Backend::Sqlite, "fresh").await?;
+    let fresh = start_projection_named(&fresh_db.url, &nats.url(), &stream, "fresh").await?;
+    let fresh_province = Province::connect(fresh.addr).await?;
+    let rebuilt = wait_for(&fresh_province, &scripts).await?;
+    assert_eq!(rebuilt, before);
+    fresh.shutdown().await?;
+    projection.shutdown().await?;
+    intake.shutdown().await?;
+    Ok(())
+}

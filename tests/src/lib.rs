@@ -599,13 +599,10 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         .context("find the target folder")?;
     let path = dir.join(name);
     if !path.exists() {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "-p", name, "--bin", name])
-            .status()
-            .context("build a service binary")?;
-        if !status.success() || !path.exists() {
-            bail!("{name} binary not found at {}", path.display());
-        }
+        bail!(
+            "{name} binary not found at {}: run the tests with `cargo test --workspace`, which builds it",
+            path.display()
+        );
     }
     Ok(path)
 }

@@ -256,7 +256,7 @@ pub async fn start_projection_named(
 
 impl Pair {
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
-        telemetry::init_tracing(telemetry::LogFormat::Pretty);
+        telemetry::init_tracing_with_default(telemetry::LogFormat::Pretty, "warn");
         let nats = NatsServer::start().await?;
         let intake_db = TestDb::new(backend, "intake").await?;
         let projection_db = TestDb::new(backend, "projection").await?;
@@ -648,6 +648,10 @@ impl ChildService {
         .await
         .with_context(|| format!("wait for {name} to listen"))?;
         Ok(service)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown, no draining.

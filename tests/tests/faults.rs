@@ -36,13 +36,19 @@ async fn wait_for(province: &Province, scripts: &[district::Script]) -> anyhow::
     let dossiers = scripts.len() as u64;
     let surveys = scripts.iter().filter(|s| s.survey.is_some()).count() as u64;
     eventually(Duration::from_secs(120), || async {
+        // Two RPCs, so both halves must show everything: the series is read
+        // first and could lag the statistics by a batch.
         let s = snapshot(province).await?;
-        let surveyed: u64 = s.series.rows.iter().map(|r| r.surveys).sum();
+        let sum = |f: fn(&rp::YearRow) -> u64| s.series.rows.iter().map(f).sum::<u64>();
+        let (received, resolved, surveyed) =
+            (sum(|r| r.received), sum(|r| r.resolved), sum(|r| r.surveys));
         anyhow::ensure!(
-            s.whole.received == dossiers && s.whole.resolved == dossiers && surveyed == surveys,
-            "behind: {} received, {} resolved, {surveyed} surveys",
-            s.whole.received,
-            s.whole.resolved
+            s.whole.received == dossiers
+                && s.whole.resolved == dossiers
+                && received == dossiers
+                && resolved == dossiers
+                && surveyed == surveys,
+            "behind: {received} received, {resolved} resolved, {surveyed} surveys"
         );
         Ok(s)
     })

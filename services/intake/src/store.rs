@@ -23,7 +23,14 @@ CREATE TABLE IF NOT EXISTS command_replies (
     request_id TEXT PRIMARY KEY,
     position   BIGINT NOT NULL,
     reply      BYTEA  NOT NULL
-)";
+);
+CREATE TABLE IF NOT EXISTS log_head (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    position BIGINT  NOT NULL
+);
+INSERT INTO log_head (id, position)
+    SELECT 1, COALESCE(MAX(position), 0) FROM events WHERE true
+    ON CONFLICT (id) DO NOTHING";
 
 const SCHEMA_SQLITE: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -40,11 +47,14 @@ CREATE TABLE IF NOT EXISTS command_replies (
     request_id TEXT    PRIMARY KEY,
     position   INTEGER NOT NULL,
     reply      BLOB    NOT NULL
-)";
-
-/// Advisory lock key held by a group commit while it takes positions, so
-/// several intake instances on one PostgreSQL still commit in position order.
-const APPEND_LOCK_KEY: i64 = 0x6d6f_7463_7561; // "motcua"
+);
+CREATE TABLE IF NOT EXISTS log_head (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    position BIGINT  NOT NULL
+);
+INSERT INTO log_head (id, position)
+    SELECT 1, COALESCE(MAX(position), 0) FROM events WHERE true
+    ON CONFLICT (id) DO NOTHING";
 
 /// One event ready to append, already encoded.
 #[derive(Clone, Debug)]
@@ -156,21 +166,22 @@ impl EventStore {
         replies: impl FnOnce(u64) -> Vec<(String, u64, Vec<u8>)>,
     ) -> Result<u64, AppendError> {
         let mut tx = self.pool.begin().await.context("begin an append")?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(APPEND_LOCK_KEY)
-                .execute(&mut *tx)
-                .await
-                .context("take the append lock")?;
-        }
-        let head: i64 =
-            sqlx::query("SELECT CAST(COALESCE(MAX(position), 0) AS BIGINT) FROM events")
-                .fetch_one(&mut *tx)
-                .await
-                .context("read the log's head")?
-                .try_get(0)
-                .context("read the log's head")?;
-        let first = u64::try_from(head).unwrap_or(0) + 1;
+        // Taking positions locks the one head row until commit: a second
+        // writer (another intake instance) waits here, so positions follow
+        // commit order and a reader never skips an event committed late.
+        let head: i64 = sqlx::query(
+            "UPDATE log_head SET position = position + $1 WHERE id = 1 RETURNING position",
+        )
+        .bind(events.len() as i64)
+        .fetch_one(&mut *tx)
+        .await
+        .context("take positions")?
+        .try_get(0)
+        .context("take positions")?;
+        let head = u64::try_from(head)
+            .unwrap_or(0)
+            .saturating_sub(events.len() as u64);
+        let first = head + 1;
 
         for (offset, chunk) in events.chunks(1000).enumerate() {
             let base = first + (offset * 1000) as u64;

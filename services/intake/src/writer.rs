@@ -18,6 +18,8 @@ use crate::{
 /// Dossier states kept in memory between batches; beyond this the cache is
 /// emptied and states are reloaded from the store as needed.
 const CACHE_LIMIT: usize = 200_000;
+/// Longest a group commit waits for more commands to join it.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 /// How often a batch is retried after losing a race to another instance.
 const CONFLICT_RETRIES: usize = 3;
 
@@ -110,9 +112,25 @@ impl Writer {
     }
 
     /// Runs until every handle is dropped and the queue is drained.
+    ///
+    /// Group commit adapts to the load: after a batch of n commands the
+    /// writer waits (at most [`LINGER`]) until about n/2 have queued again,
+    /// because closed-loop clients answered together come back together.
+    /// A lone client never waits.
     pub async fn run(mut self) {
         let mut batch = Vec::with_capacity(self.max_batch);
+        let mut last_len = 0;
         while self.rx.recv_many(&mut batch, self.max_batch).await > 0 {
+            let target = (last_len / 2).min(self.max_batch);
+            let deadline = tokio::time::Instant::now() + LINGER;
+            while batch.len() < target {
+                let room = self.max_batch - batch.len();
+                match tokio::time::timeout_at(deadline, self.rx.recv_many(&mut batch, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            last_len = batch.len();
             metrics::histogram!("intake_batch_size").record(batch.len() as f64);
             self.commit_batch(std::mem::take(&mut batch)).await;
         }
@@ -172,9 +190,8 @@ impl Writer {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let answered = self.store.find_replies(&ids).await?;
-
-        // The states of the dossiers the batch touches.
+        // The states of the dossiers the batch touches, read beside the
+        // replies (two independent queries, one round trip of waiting).
         let missing: Vec<&str> = batch
             .iter()
             .map(|s| s.dossier_id.as_str())
@@ -182,11 +199,20 @@ impl Writer {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        let (answered, loaded) = tokio::join!(self.store.find_replies(&ids), async {
+            if missing.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.store.load_dossiers(&missing).await
+            }
+        });
+        let answered = answered?;
+        let loaded = loaded?;
         if !missing.is_empty() {
             if self.cache.len() + missing.len() > CACHE_LIMIT {
                 self.cache.clear();
             }
-            for payload in self.store.load_dossiers(&missing).await? {
+            for payload in loaded {
                 let event = bus::decode_event(&payload)
                     .map_err(|e| anyhow::anyhow!("decode a stored event: {e}"))?;
                 let state = self.cache.remove(&event.dossier_id);

@@ -38,7 +38,13 @@ impl std::str::FromStr for LogFormat {
 /// Installs the global tracing subscriber. `RUST_LOG` filters (default
 /// `info`). Calling it twice is harmless: the second call changes nothing.
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_tracing_with_default(format, "info");
+}
+
+/// As [`init_tracing`], with another filter when `RUST_LOG` is unset.
+pub fn init_tracing_with_default(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Pretty => registry

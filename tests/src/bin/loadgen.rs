@@ -1,0 +1,478 @@
+//! Motcua's load generator: prints each performance figure of the core flow
+//! next to the raw baseline measured in the same run, on this machine.
+//!
+//!   cargo run --release -p tests --bin loadgen -- intake      # commands/s vs raw tonic
+//!   cargo run --release -p tests --bin loadgen -- catchup     # backlog events/s vs raw JetStream fetch, RSS
+//!   cargo run --release -p tests --bin loadgen -- e2e         # accepted → visible latency at a fixed rate
+//!
+//! Each mode starts its own nats-server and fresh databases (PostgreSQL at
+//! MOTCUA_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer};
+use clap::{Parser, Subcommand, ValueEnum};
+use domain::{
+    Channel, Event, LocalDay, Payload, Procedure, Rating, RatingScale, Timeliness, Timestamp,
+};
+use futures::StreamExt as _;
+use hdrhistogram::Histogram;
+use tests::{
+    Backend, ChildService, Desk, NatsServer, Province, TestDb, start_intake, start_projection,
+    unique_stream,
+};
+use tonic::transport::Channel as GrpcChannel;
+
+#[derive(Parser)]
+#[command(about = "Measure Motcua's core flow against raw baselines taken in the same run")]
+struct Args {
+    #[command(subcommand)]
+    mode: Mode,
+    /// Database for the services.
+    #[arg(long, value_enum, default_value_t = Db::Postgres, global = true)]
+    db: Db,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Db {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// intake with concurrent clients, every reply durable.
+    Intake {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// projection catching up a backlog published straight to JetStream.
+    Catchup {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+    },
+    /// command accepted → visible in the statistics, at a fixed rate.
+    E2e {
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+}
+
+fn backend(db: Db) -> Backend {
+    match db {
+        Db::Postgres => Backend::Postgres,
+        Db::Sqlite => Backend::Sqlite,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.mode {
+        Mode::Intake { clients, seconds } => {
+            intake_throughput(backend(args.db), clients, Duration::from_secs(seconds)).await
+        }
+        Mode::Catchup { events } => catchup(backend(args.db), events).await,
+        Mode::E2e { rate, seconds } => {
+            end_to_end(backend(args.db), rate, Duration::from_secs(seconds)).await
+        }
+    }
+}
+
+/// Runs `call` from `clients` concurrent tasks for `duration`; calls/s.
+async fn hammer<F, Fut>(clients: usize, duration: Duration, call: F) -> anyhow::Result<f64>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let call = Arc::new(call);
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (call, next, done) = (call.clone(), next.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    call(i).await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn intake_throughput(
+    backend: Backend,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    // Baseline: raw tonic unary calls (grpc.health.v1 Check, in process,
+    // the same client count on one channel).
+    let (_reporter, health) = tonic_health_server();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tokio_stream_listener(listener)),
+    );
+    let channel = GrpcChannel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let raw = hammer(clients, duration, move |_| {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        async move {
+            client
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    let nats = NatsServer::start().await?;
+    let db = TestDb::new(backend, "bench_intake").await?;
+    let (intake, store) = start_intake(&db.url, &nats.url(), &unique_stream()).await?;
+    let desk = Desk::connect(intake.addr).await?;
+    let base = Timestamp::at_local(LocalDay::from_ymd(2024, 3, 4).context("date")?, 8, 0);
+    let due = Timestamp::at_local(LocalDay::from_ymd(2024, 3, 20).context("date")?, 17, 0);
+    let rate = hammer(clients, duration, move |i| {
+        let desk = desk.clone();
+        async move {
+            desk.receive(&format!("B-{i}"), "BENCH", base, due).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let events = store.count().await?;
+    intake.shutdown().await?;
+    println!("intake ({backend:?}, {clients} clients, {duration:?}, every reply durable)");
+    println!("  raw tonic unary (health Check, same clients): {raw:>9.0} calls/s");
+    println!(
+        "  intake ReceiveDossier:                        {rate:>9.0} commands/s  ({events} events appended)"
+    );
+    println!(
+        "  ratio to raw tonic:                           {:>9.1} %",
+        rate / raw * 100.0
+    );
+    Ok(())
+}
+
+fn tonic_health_server() -> (
+    tonic_health::server::HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    tonic_health::server::health_reporter()
+}
+
+fn tokio_stream_listener(
+    listener: tokio::net::TcpListener,
+) -> tokio_stream::wrappers::TcpListenerStream {
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
+}
+
+/// Events of one synthetic dossier, as intake would have appended them.
+fn dossier_events(n: u64) -> Vec<Event> {
+    let day = LocalDay::from_days(
+        LocalDay::from_ymd(2019, 1, 1).map_or(0, |d| d.days()) + (n % 700) as i32,
+    );
+    let received = Timestamp::at_local(day, 8, 0);
+    let due = Timestamp::at_local(LocalDay::from_days(day.days() + 10), 17, 0);
+    let resolved = Timestamp::at_local(
+        LocalDay::from_days(day.days() + if n.is_multiple_of(50) { 12 } else { 4 }),
+        9,
+        0,
+    );
+    let payloads = [
+        (
+            received,
+            Payload::Received {
+                procedure: Procedure {
+                    code: format!("1.00{}", n % 40),
+                    field: "dat-dai".into(),
+                },
+                channel: Channel::ALL[(n % 5) as usize],
+                due_at: due,
+            },
+        ),
+        (
+            resolved,
+            Payload::Processed {
+                timeliness: Timeliness::judge(resolved, due),
+                due_at: due,
+            },
+        ),
+        (resolved.plus_micros(3_600_000_000), Payload::Returned),
+        (
+            resolved.plus_micros(7_200_000_000),
+            Payload::SurveyRecorded {
+                scale: RatingScale::Quality,
+                rating: Rating::ALL[(n % 3) as usize],
+                comment: String::new(),
+            },
+        ),
+    ];
+    payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, (at, payload))| Event {
+            event_id: format!("{n:012}-{i}"),
+            dossier_id: format!("D{n:09}"),
+            office_code: format!("OFFICE-{:03}", n % 120),
+            province_code: format!("P{:02}", n % 34),
+            version: i as u64 + 1,
+            occurred_at: at,
+            recorded_at: at,
+            actor: "loadgen".into(),
+            request_id: format!("r{n}-{i}"),
+            payload,
+        })
+        .collect()
+}
+
+async fn catchup(backend: Backend, events: u64) -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let stream = unique_stream();
+    let settings = bus::StreamSettings {
+        stream: stream.clone(),
+        subject_prefix: format!("{}.events", stream.to_ascii_lowercase()),
+        ..Default::default()
+    };
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(10_000)
+        .build(client);
+    let js_stream = settings
+        .ensure_stream(&js)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+
+    // The backlog: dossiers of 4 events, published straight to the stream.
+    let started = Instant::now();
+    let mut acks = Vec::with_capacity(5000);
+    let mut published = 0u64;
+    let mut position = 0u64;
+    'publish: for n in 0.. {
+        for event in dossier_events(n) {
+            if published == events {
+                break 'publish;
+            }
+            position += 1;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", event.event_id.as_str());
+            headers.insert(bus::POSITION_HEADER, position.to_string().as_str());
+            acks.push(
+                js.publish_with_headers(
+                    settings.subject(&event),
+                    headers,
+                    bus::encode_event(&event).into(),
+                )
+                .await?,
+            );
+            published += 1;
+            if acks.len() == 5000 {
+                for ack in acks.drain(..) {
+                    ack.await?;
+                }
+            }
+        }
+    }
+    for ack in acks.drain(..) {
+        ack.await?;
+    }
+    let publish_rate = published as f64 / started.elapsed().as_secs_f64();
+
+    // Baseline: raw fetch of the whole stream, 5,000 a batch, no acks.
+    let baseline: jetstream::consumer::PullConsumer = js_stream
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            filter_subject: settings.all_subjects(),
+            ..Default::default()
+        })
+        .await?;
+    let started = Instant::now();
+    let mut fetched = 0u64;
+    while fetched < published {
+        let mut batch = baseline
+            .fetch()
+            .max_messages(5000)
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        while let Some(m) = batch.next().await {
+            m.map_err(|e| anyhow::anyhow!(e))?;
+            fetched += 1;
+        }
+    }
+    let raw = fetched as f64 / started.elapsed().as_secs_f64();
+
+    // The projection, as its own process, catching up from the start.
+    let db = TestDb::new(backend, "bench_projection").await?;
+    let env = vec![
+        ("PROJECTION_DATABASE_URL", db.url.clone()),
+        ("NATS_URL", nats.url()),
+        ("MOTCUA_STREAM", stream.clone()),
+        ("MOTCUA_SUBJECT_PREFIX", settings.subject_prefix.clone()),
+    ];
+    let started = Instant::now();
+    let projection = ChildService::start("projection", &env).await?;
+    let last = js_stream.clone().info().await?.state.last_sequence;
+    loop {
+        let mut c: jetstream::consumer::PullConsumer = js
+            .get_stream(&stream)
+            .await?
+            .get_consumer("projection")
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if c.info().await?.ack_floor.stream_sequence >= last {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    let rate = published as f64 / elapsed.as_secs_f64();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", projection.pid())).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0.0, |kb| kb as f64 / 1024.0)
+    };
+    // The figures it serves, as a check that the work was done.
+    let province = Province::connect(projection.addr).await?;
+    let stats = province
+        .statistics_for(
+            proto::reports::v1::Scope {
+                unit: Some(proto::reports::v1::scope::Unit::ProvinceCode("P00".into())),
+                ..Default::default()
+            },
+            LocalDay::from_ymd(2019, 1, 1).context("date")?,
+            LocalDay::from_ymd(2020, 12, 31).context("date")?,
+        )
+        .await?;
+    println!("projection catch-up ({backend:?}, {published} events of 4-event dossiers)");
+    println!("  publish to JetStream (setup):                 {publish_rate:>9.0} events/s");
+    println!("  raw JetStream fetch (5,000 a batch, no acks): {raw:>9.0} events/s");
+    println!(
+        "  projection catch-up (start → all applied):    {rate:>9.0} events/s  ({:.1} s)",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  ratio to raw fetch:                           {:>9.1} %",
+        rate / raw * 100.0
+    );
+    println!(
+        "  projection resident: {:.0} MB now, {:.0} MB peak",
+        field("VmRSS:"),
+        field("VmHWM:")
+    );
+    println!(
+        "  check: province P00 received {} resolved {} ({})",
+        stats.received, stats.resolved, stats.on_time_over_resolved
+    );
+    Ok(())
+}
+
+async fn end_to_end(backend: Backend, rate: u64, duration: Duration) -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let stream = unique_stream();
+    let intake_db = TestDb::new(backend, "bench_e2e_intake").await?;
+    let projection_db = TestDb::new(backend, "bench_e2e_projection").await?;
+    let (intake, _) = start_intake(&intake_db.url, &nats.url(), &stream).await?;
+    let projection = start_projection(&projection_db.url, &nats.url(), &stream).await?;
+    let desk = Desk::connect(intake.addr).await?;
+    let province = Province::connect(projection.addr).await?;
+    let day = LocalDay::from_ymd(2024, 3, 4).context("date")?;
+    let (at, due) = (
+        Timestamp::at_local(day, 8, 0),
+        Timestamp::at_local(LocalDay::from_days(day.days() + 9), 17, 0),
+    );
+
+    let total = rate * duration.as_secs();
+    // accepted[k]: when the reply for the k-th receipt came back.
+    let accepted: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
+    let epoch = Instant::now();
+    let sender = {
+        let (desk, accepted) = (desk.clone(), accepted.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut inflight = Vec::with_capacity(total as usize);
+            for k in 0..total {
+                tick.tick().await;
+                let (desk, accepted) = (desk.clone(), accepted.clone());
+                inflight.push(tokio::spawn(async move {
+                    let reply = desk.receive(&format!("E-{k:08}"), "E2E", at, due).await?;
+                    // Positions are 1.. in this fresh log: index by position.
+                    let slot = usize::try_from(reply.position.saturating_sub(1))?;
+                    accepted[slot].store(epoch.elapsed().as_micros() as u64, Ordering::Release);
+                    anyhow::Ok(())
+                }));
+            }
+            for t in inflight {
+                t.await??;
+            }
+            anyhow::Ok(())
+        })
+    };
+    // Poll the statistics: once `received` reads n, the events at positions
+    // 1..=n are visible (the projection applies in position order).
+    let mut seen = 0u64;
+    let mut histogram = Histogram::<u64>::new(3)?;
+    let mut visible_at: Vec<u64> = Vec::with_capacity(total as usize);
+    while seen < total {
+        let s = province.statistics("E2E", day, day).await?;
+        let now = epoch.elapsed().as_micros() as u64;
+        while (visible_at.len() as u64) < s.received.min(total) {
+            visible_at.push(now);
+        }
+        seen = s.received;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    sender.await??;
+    let replies: Vec<u64> = accepted.iter().map(|a| a.load(Ordering::Acquire)).collect();
+    for (reply, visible) in replies.iter().zip(&visible_at) {
+        histogram.record(visible.saturating_sub(*reply).max(1))?;
+    }
+    projection.shutdown().await?;
+    intake.shutdown().await?;
+    println!(
+        "end to end ({backend:?}, {rate} commands/s for {duration:?}, statistics polled every 2 ms)"
+    );
+    println!(
+        "  (a dossier's latency: from its reply to the first poll whose count includes its position)"
+    );
+    println!(
+        "  accepted → visible: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} commands)",
+        histogram.value_at_quantile(0.5) as f64 / 1000.0,
+        histogram.value_at_quantile(0.9) as f64 / 1000.0,
+        histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        histogram.max() as f64 / 1000.0,
+        histogram.len()
+    );
+    Ok(())
+}

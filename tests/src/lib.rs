@@ -11,7 +11,7 @@ pub mod district;
 use std::{
     future::Future,
     net::{SocketAddr, TcpListener},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -592,18 +592,18 @@ impl Province {
 /// The workspace's target folder, where the service binaries are built.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("find the test binary")?;
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("find the target folder")?;
-    let path = dir.join(name);
-    if !path.exists() {
+    // A test runs from target/<profile>/deps/, a binary from target/<profile>/.
+    let dir = exe.parent().context("find the target folder")?;
+    let candidates = [
+        dir.join(name),
+        dir.parent().map_or_else(PathBuf::new, |d| d.join(name)),
+    ];
+    let Some(path) = candidates.into_iter().find(|p| p.is_file()) else {
         bail!(
-            "{name} binary not found at {}: run the tests with `cargo test --workspace`, which builds it",
-            path.display()
+            "{name} binary not found beside {}: run the tests with `cargo test --workspace`, which builds it",
+            exe.display()
         );
-    }
+    };
     Ok(path)
 }
 

@@ -117,7 +117,7 @@ impl EventStore {
         for chunk in request_ids.chunks(500) {
             let sql = format!(
                 "SELECT request_id, reply FROM command_replies WHERE request_id IN ({})",
-                list_placeholders(chunk.len())
+                list_placeholders(self.backend, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for id in chunk {
@@ -140,7 +140,7 @@ impl EventStore {
         for chunk in dossier_ids.chunks(500) {
             let sql = format!(
                 "SELECT payload FROM events WHERE dossier_id IN ({}) ORDER BY dossier_id, version",
-                list_placeholders(chunk.len())
+                list_placeholders(self.backend, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for id in chunk {
@@ -187,7 +187,7 @@ impl EventStore {
             let base = first + (offset * 1000) as u64;
             let sql = format!(
                 "INSERT INTO events (position, event_id, dossier_id, version, kind, recorded_at, payload) VALUES {}",
-                values_placeholders(chunk.len(), 7)
+                values_placeholders(self.backend, chunk.len(), 7)
             );
             let mut args = AnyArguments::default();
             for (i, e) in chunk.iter().enumerate() {
@@ -215,7 +215,7 @@ impl EventStore {
         for chunk in replies.chunks(1000) {
             let sql = format!(
                 "INSERT INTO command_replies (request_id, position, reply) VALUES {}",
-                values_placeholders(chunk.len(), 3)
+                values_placeholders(self.backend, chunk.len(), 3)
             );
             let mut args = AnyArguments::default();
             for (request_id, position, reply) in chunk {

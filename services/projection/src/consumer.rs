@@ -12,13 +12,18 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, pull},
 };
 use bus::StreamSettings;
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     apply::{Applied, Changes},
     store::{BatchWrite, Parked, ReadStore},
 };
+
+/// A batch closes when no message came for this long (caught up)…
+const BATCH_GAP: Duration = Duration::from_millis(2);
+/// …or when its first message has waited this long.
+const BATCH_MAX_WAIT: Duration = Duration::from_millis(10);
 
 pub struct Consumer {
     pub store: ReadStore,
@@ -117,14 +122,17 @@ impl Consumer {
                     .map_err(|e| anyhow::anyhow!(e))
                     .context("receive a message")?,
             )?);
-            // Take whatever else is already here, without waiting.
-            while batch.len() < self.max_batch {
-                match messages.next().now_or_never() {
-                    Some(Some(next)) => batch.push(incoming(
+            // Fill the batch while messages keep coming: stop at the size
+            // limit, after a short gap (caught up), or when the batch is old
+            // enough that waiting longer would delay the reports.
+            let started = tokio::time::Instant::now();
+            while batch.len() < self.max_batch && started.elapsed() < BATCH_MAX_WAIT {
+                match tokio::time::timeout(BATCH_GAP, messages.next()).await {
+                    Ok(Some(next)) => batch.push(incoming(
                         next.map_err(|e| anyhow::anyhow!(e))
                             .context("receive a message")?,
                     )?),
-                    Some(None) | None => break,
+                    Ok(None) | Err(_) => break,
                 }
             }
             let pending = batch

@@ -142,7 +142,7 @@ impl ReadStore {
         for chunk in ids.chunks(900) {
             let sql = format!(
                 "SELECT {DOSSIER_COLUMNS} FROM dossiers WHERE dossier_id IN ({})",
-                list_placeholders(chunk.len())
+                list_placeholders(self.backend, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for id in chunk {
@@ -182,7 +182,7 @@ impl ReadStore {
         for chunk in ids.chunks(900) {
             let sql = format!(
                 "SELECT dossier_id, version, payload FROM held_events WHERE dossier_id IN ({}) ORDER BY dossier_id, version",
-                list_placeholders(chunk.len())
+                list_placeholders(self.backend, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
             for id in chunk {
@@ -208,7 +208,7 @@ impl ReadStore {
                  due_at = excluded.due_at, due_day = excluded.due_day, closed_day = excluded.closed_day, \
                  resolved_day = excluded.resolved_day, timeliness = excluded.timeliness, \
                  late_at = excluded.late_at, pauses = excluded.pauses",
-                values_placeholders(chunk.len(), 16)
+                values_placeholders(self.backend, chunk.len(), 16)
             );
             let mut args = AnyArguments::default();
             for r in chunk {
@@ -241,7 +241,7 @@ impl ReadStore {
             let sql = format!(
                 "INSERT INTO daily_counts (office_code, day, procedure_code, channel, metric, province_code, field, n) VALUES {} \
                  ON CONFLICT (office_code, day, procedure_code, channel, metric) DO UPDATE SET n = daily_counts.n + excluded.n",
-                values_placeholders(chunk.len(), 8)
+                values_placeholders(self.backend, chunk.len(), 8)
             );
             let mut args = AnyArguments::default();
             for (k, d) in chunk {
@@ -266,7 +266,7 @@ impl ReadStore {
             let sql = format!(
                 "INSERT INTO pauses (dossier_id, seq, from_day, until_day) VALUES {} \
                  ON CONFLICT (dossier_id, seq) DO UPDATE SET until_day = excluded.until_day",
-                values_placeholders(chunk.len(), 4)
+                values_placeholders(self.backend, chunk.len(), 4)
             );
             let mut args = AnyArguments::default();
             for ((dossier_id, seq), p) in chunk {

@@ -97,8 +97,25 @@ pub async fn run_ddl(pool: &AnyPool, statements: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl Backend {
+    /// Appends the placeholder of the `n`-th parameter (1-based): `$n` for
+    /// PostgreSQL, an anonymous `?` for SQLite. SQLite looks named and
+    /// numbered parameters up in a list on every bind, so a statement of
+    /// thousands of `$n` takes quadratic time; anonymous ones bind in order.
+    /// (Statements that reuse a parameter keep `$n`: they are small.)
+    pub fn push_placeholder(self, sql: &mut String, n: usize) {
+        match self {
+            Backend::Postgres => {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+            Backend::Sqlite => sql.push('?'),
+        }
+    }
+}
+
 /// `($1, $2), ($3, $4)`: placeholders for `rows` rows of `cols` columns.
-pub fn values_placeholders(rows: usize, cols: usize) -> String {
+pub fn values_placeholders(backend: Backend, rows: usize, cols: usize) -> String {
     let mut sql = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         if r > 0 {
@@ -109,8 +126,7 @@ pub fn values_placeholders(rows: usize, cols: usize) -> String {
             if c > 0 {
                 sql.push(',');
             }
-            sql.push('$');
-            sql.push_str(&(r * cols + c + 1).to_string());
+            backend.push_placeholder(&mut sql, r * cols + c + 1);
         }
         sql.push(')');
     }
@@ -118,11 +134,15 @@ pub fn values_placeholders(rows: usize, cols: usize) -> String {
 }
 
 /// `$1, $2, $3`: placeholders for an `IN (…)` list.
-pub fn list_placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
+pub fn list_placeholders(backend: Backend, n: usize) -> String {
+    let mut sql = String::with_capacity(n * 4);
+    for i in 1..=n {
+        if i > 1 {
+            sql.push(',');
+        }
+        backend.push_placeholder(&mut sql, i);
+    }
+    sql
 }
 
 /// Adds one bind argument, with a readable error.
@@ -160,8 +180,13 @@ mod tests {
 
     #[test]
     fn placeholders_number_across_rows() {
-        assert_eq!(values_placeholders(2, 2), "($1,$2),($3,$4)");
-        assert_eq!(list_placeholders(3), "$1,$2,$3");
+        assert_eq!(
+            values_placeholders(Backend::Postgres, 2, 2),
+            "($1,$2),($3,$4)"
+        );
+        assert_eq!(values_placeholders(Backend::Sqlite, 1, 2), "(?,?)");
+        assert_eq!(list_placeholders(Backend::Sqlite, 2), "?,?");
+        assert_eq!(list_placeholders(Backend::Postgres, 3), "$1,$2,$3");
     }
 
     #[test]

@@ -271,3 +271,68 @@ async fn publishing_every_event_twice_changes_nothing() -> anyhow::Result<()> {
     intake.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_intake_every_accepted_command_published() -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let stream = unique_stream();
+    let intake_db = TestDb::new(Backend::Sqlite, "intake").await?;
+    let env = vec![
+        ("INTAKE_DATABASE_URL", intake_db.url.clone()),
+        ("NATS_URL", nats.url()),
+        ("MOTCUA_STREAM", stream.clone()),
+        (
+            "MOTCUA_SUBJECT_PREFIX",
+            format!("{}.events", stream.to_ascii_lowercase()),
+        ),
+    ];
+    let mut intake = ChildService::start("intake", &env).await?;
+    let desk = tests::Desk::connect(intake.addr).await?;
+    // Keep 32 desks busy, then ask intake to stop while they are.
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let day = LocalDay::from_ymd(2022, 2, 7).expect("date");
+    let load: Vec<_> = (0..32)
+        .map(|client| {
+            let (desk, accepted) = (desk.clone(), accepted.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let at = domain::Timestamp::at_local(day, 8, 0);
+                    let due =
+                        domain::Timestamp::at_local(LocalDay::from_days(day.days() + 9), 17, 0);
+                    match desk
+                        .receive(&format!("S-{client}-{i}"), "TERM", at, due)
+                        .await
+                    {
+                        Ok(_) => accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                        Err(_) => return,
+                    };
+                }
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(30), || async {
+        let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        anyhow::ensure!(n >= 500, "only {n} accepted");
+        Ok(())
+    })
+    .await?;
+    let status = tokio::task::spawn_blocking(move || intake.terminate()).await??;
+    assert!(status.success(), "intake exited with {status}");
+    for task in load {
+        task.await?;
+    }
+    // Every accepted command is in the store, and every stored event made
+    // it to the stream before intake exited.
+    let accepted = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let store = intake::store::EventStore::open(&intake_db.url).await?;
+    let stored = store.count().await?;
+    assert!(stored >= accepted, "{stored} stored < {accepted} accepted");
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let mut s = js.get_stream(&stream).await?;
+    assert_eq!(
+        s.info().await?.state.messages,
+        stored,
+        "everything committed was published"
+    );
+    Ok(())
+}

@@ -187,6 +187,22 @@ fn day(d: Option<&pb::LocalDate>, field: &'static str) -> Result<LocalDay, Repor
         })
 }
 
+/// A statistics request's scope and its inclusive local dates.
+fn period(request: &pb::StatisticsRequest) -> Result<(Filter, LocalDay, LocalDay), ReportError> {
+    let filter = Filter::from_scope(request.scope.as_ref())?;
+    let (from, to) = (
+        day(request.from.as_ref(), "from")?,
+        day(request.to.as_ref(), "to")?,
+    );
+    if from > to {
+        return Err(ReportError::invalid(
+            "to",
+            format!("{to} is before from {from}"),
+        ));
+    }
+    Ok((filter, from, to))
+}
+
 impl ReportsService {
     pub fn new(pool: AnyPool, backend: sqlkit::Backend) -> Self {
         Self {
@@ -248,17 +264,7 @@ impl ReportsService {
         &self,
         request: &pb::StatisticsRequest,
     ) -> Result<pb::Statistics, ReportError> {
-        let filter = Filter::from_scope(request.scope.as_ref())?;
-        let (from, to) = (
-            day(request.from.as_ref(), "from")?,
-            day(request.to.as_ref(), "to")?,
-        );
-        if from > to {
-            return Err(ReportError::invalid(
-                "to",
-                format!("{to} is before from {from}"),
-            ));
-        }
+        let (filter, from, to) = period(request)?;
         let mut tx = self.snapshot().await?;
         let sums = counter_sums(&mut tx, &filter, from, to).await?;
         let received_by_channel: Vec<pb::ChannelCount> = Channel::ALL
@@ -302,7 +308,7 @@ impl ReportsService {
             refused: total(&sums, metric::REFUSED),
             stopped: total(&sums, metric::STOPPED),
             pending,
-            pending_not_yet_due: pending - pending_overdue,
+            pending_not_yet_due: pending.saturating_sub(pending_overdue),
             pending_overdue,
             pending_paused,
             on_time_over_resolved: format!("{}/{}", early + on_time, resolved),
@@ -313,17 +319,7 @@ impl ReportsService {
         &self,
         request: &pb::StatisticsRequest,
     ) -> Result<pb::SurveyAggregate, ReportError> {
-        let filter = Filter::from_scope(request.scope.as_ref())?;
-        let (from, to) = (
-            day(request.from.as_ref(), "from")?,
-            day(request.to.as_ref(), "to")?,
-        );
-        if from > to {
-            return Err(ReportError::invalid(
-                "to",
-                format!("{to} is before from {from}"),
-            ));
-        }
+        let (filter, from, to) = period(request)?;
         let mut tx = self.snapshot().await?;
         let sums = counter_sums(&mut tx, &filter, from, to).await?;
         let (surveys, scales) = surveys_of(&sums);

@@ -1,0 +1,120 @@
+//! What operators watch: gRPC health and the Prometheus metrics of both
+//! services, from their real binaries.
+
+use std::time::Duration;
+
+use tests::{Backend, ChildService, NatsServer, TestDb, eventually, free_port, unique_stream};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+async fn scrape(port: u16) -> anyhow::Result<String> {
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+fn value(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_follow_the_work() -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let stream = unique_stream();
+    let prefix = format!("{}.events", stream.to_ascii_lowercase());
+    let (intake_db, projection_db) = (
+        TestDb::new(Backend::Sqlite, "intake").await?,
+        TestDb::new(Backend::Sqlite, "projection").await?,
+    );
+    let (intake_metrics, projection_metrics) = (free_port(), free_port());
+    let intake = ChildService::start(
+        "intake",
+        &[
+            ("INTAKE_DATABASE_URL", intake_db.url.clone()),
+            ("NATS_URL", nats.url()),
+            ("MOTCUA_STREAM", stream.clone()),
+            ("MOTCUA_SUBJECT_PREFIX", prefix.clone()),
+            (
+                "INTAKE_METRICS_LISTEN",
+                format!("127.0.0.1:{intake_metrics}"),
+            ),
+        ],
+    )
+    .await?;
+    let projection = ChildService::start(
+        "projection",
+        &[
+            ("PROJECTION_DATABASE_URL", projection_db.url.clone()),
+            ("NATS_URL", nats.url()),
+            ("MOTCUA_STREAM", stream.clone()),
+            ("MOTCUA_SUBJECT_PREFIX", prefix),
+            (
+                "PROJECTION_METRICS_LISTEN",
+                format!("127.0.0.1:{projection_metrics}"),
+            ),
+        ],
+    )
+    .await?;
+
+    for (addr, service) in [
+        (intake.addr, "motcua.intake.v1.Intake"),
+        (projection.addr, "motcua.reports.v1.Reports"),
+    ] {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?;
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service}"
+        );
+    }
+
+    let desk = tests::Desk::connect(intake.addr).await?;
+    let day = domain::LocalDay::from_ymd(2023, 4, 3).expect("date");
+    for i in 0..5 {
+        desk.receive(
+            &format!("M-{i}"),
+            "OBS",
+            domain::Timestamp::at_local(day, 9, 0),
+            domain::Timestamp::at_local(domain::LocalDay::from_days(day.days() + 5), 17, 0),
+        )
+        .await?;
+    }
+    eventually(Duration::from_secs(30), || async {
+        let m = scrape(intake_metrics).await?;
+        anyhow::ensure!(
+            value(&m, "intake_events_appended_total") == Some(5.0),
+            "appended: {m}"
+        );
+        anyhow::ensure!(
+            value(&m, "intake_events_published_total") == Some(5.0),
+            "published"
+        );
+        anyhow::ensure!(m.contains("intake_batch_size"), "batch sizes");
+        let p = scrape(projection_metrics).await?;
+        anyhow::ensure!(
+            value(&p, "projection_events_applied_total") == Some(5.0),
+            "applied: {p}"
+        );
+        anyhow::ensure!(p.contains("projection_batch_size"), "batch sizes");
+        anyhow::ensure!(p.contains("projection_consumer_lag_events"), "consumer lag");
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}

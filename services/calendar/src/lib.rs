@@ -1,0 +1,38 @@
+//! The working-time calendar of Vietnamese public offices: which days are
+//! holidays (Labour Code, lunar Tết and Giỗ Tổ computed for UTC+7, the
+//! government's yearly swaps from an overrides file), the office hours, and
+//! when a dossier received at a given instant is due after a legal
+//! processing time counted in working days or hours.
+//!
+//! It is a pure library. It knows nothing of I/O, clocks, databases, gRPC or
+//! events: callers pass instants (`i64` Unix microseconds, like
+//! `domain::Timestamp`) and the overrides file's contents as a string, and
+//! get instants and dates back. Local time is Vietnam's, UTC+7 without
+//! daylight saving.
+//!
+//! ```
+//! use calendar::{Calendar, LocalDate, ProcessingTime};
+//!
+//! let cal = Calendar::vietnam();
+//! let friday: LocalDate = "2025-03-07".parse().unwrap();
+//! let due = cal.due(friday.at(16, 30), ProcessingTime::WorkingDays(3));
+//! assert_eq!(due, friday.add_days(5).at(16, 30)); // Wednesday 16:30
+//! ```
+//!
+//! The modules: [`date`] (civil dates and instants), [`lunar`] (the lunar
+//! calendar), [`holidays`] (statutory rules), [`overrides`] (the operators'
+//! file) and the [`Calendar`] itself.
+
+mod calendar;
+pub mod date;
+pub mod holidays;
+pub mod lunar;
+pub mod overrides;
+
+pub use calendar::{
+    Calendar, CalendarError, FIRST_YEAR, LAST_YEAR, OfficeHours, ProcessingTime, is_late,
+};
+pub use date::{LocalDate, ParseDateError, VN_OFFSET_SECONDS, Weekday, local_date};
+pub use holidays::{DayKind, Holiday};
+pub use lunar::LunarDate;
+pub use overrides::{OverrideError, Overrides};

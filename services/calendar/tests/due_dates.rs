@@ -6,12 +6,13 @@ use calendar::{
 };
 
 fn d(s: &str) -> LocalDate {
-    s.parse().unwrap()
+    s.parse().expect("a valid ISO date")
 }
 
 fn example_calendar() -> Calendar {
-    let overrides = Overrides::parse(include_str!("../holidays.example.toml")).unwrap();
-    Calendar::new(OfficeHours::default(), &overrides).unwrap()
+    let overrides =
+        Overrides::parse(include_str!("../holidays.example.toml")).expect("example overrides");
+    Calendar::new(OfficeHours::default(), &overrides).expect("calendar")
 }
 
 #[test]

@@ -5,7 +5,7 @@ use calendar::LocalDate;
 use calendar::lunar::{self, LunarDate};
 
 fn d(s: &str) -> LocalDate {
-    s.parse().unwrap()
+    s.parse().expect("a valid ISO date")
 }
 
 /// First day of Tết Nguyên đán, 2015–2035.

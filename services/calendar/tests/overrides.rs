@@ -3,7 +3,7 @@
 use calendar::{Calendar, CalendarError, LocalDate, OfficeHours, Overrides};
 
 fn d(s: &str) -> LocalDate {
-    s.parse().unwrap()
+    s.parse().expect("a valid ISO date")
 }
 
 /// Parses `text` expecting an error; returns (line, key, message).

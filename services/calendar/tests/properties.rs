@@ -8,16 +8,17 @@ use std::sync::LazyLock;
 const HOUR: i64 = 3_600_000_000;
 
 static CAL: LazyLock<Calendar> = LazyLock::new(|| {
-    let overrides = calendar::Overrides::parse(include_str!("../holidays.example.toml")).unwrap();
-    Calendar::new(calendar::OfficeHours::default(), &overrides).unwrap()
+    let overrides = calendar::Overrides::parse(include_str!("../holidays.example.toml"))
+        .expect("example overrides");
+    Calendar::new(calendar::OfficeHours::default(), &overrides).expect("calendar")
 });
 
 fn start() -> i64 {
-    LocalDate::new(2015, 1, 1).unwrap().midnight()
+    LocalDate::new(2015, 1, 1).expect("date").midnight()
 }
 
 fn end() -> i64 {
-    LocalDate::new(2036, 1, 1).unwrap().midnight()
+    LocalDate::new(2036, 1, 1).expect("date").midnight()
 }
 
 /// Instants 2015–2035, half of them on whole minutes (to hit boundaries).

@@ -161,6 +161,19 @@ pub struct Dossier {
 }
 
 impl Dossier {
+    /// The instant this dossier becomes late if nothing happens: the end of
+    /// its due date (local midnight after it). `None` when its clock does not
+    /// run (not received, paused, resolved or ended) or when it is already
+    /// marked late for its current due date.
+    pub fn deadline(&self) -> Option<Timestamp> {
+        match (self.status, self.due_at) {
+            (Status::Received, Some(due_at)) if self.late_for != Some(due_at) => {
+                Some(end_of_due_date(due_at))
+            }
+            _ => None,
+        }
+    }
+
     /// Folds `event` into `state`. Events come from the store, in version
     /// order; an event that does not follow is reported, not guessed at.
     pub fn apply(state: Option<Dossier>, event: &Event) -> Result<Dossier, String> {
@@ -441,4 +454,10 @@ fn received(
         channel,
         due_at,
     })
+}
+
+/// The first instant after the local date of `due_at`: a dossier not
+/// resolved by then is late (lateness is judged by date, as on the slip).
+pub fn end_of_due_date(due_at: Timestamp) -> Timestamp {
+    Timestamp::at_local(due_at.local_day().succ(), 0, 0)
 }

@@ -11,6 +11,6 @@ mod dossier;
 mod event;
 mod localtime;
 
-pub use dossier::{Command, Dossier, Refusal, Status, decide};
+pub use dossier::{Command, Dossier, Refusal, Status, decide, end_of_due_date};
 pub use event::{Channel, Event, EventKind, Payload, Procedure, Rating, RatingScale, Timeliness};
 pub use localtime::{LocalDay, Timestamp, VN_OFFSET_SECONDS};

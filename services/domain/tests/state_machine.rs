@@ -1593,6 +1593,30 @@ proptest! {
     }
 
     #[test]
+    fn mark_late_is_accepted_exactly_from_the_deadline_on(steps in steps(), probe in -200_000i64..2_000_000) {
+        // Whatever the history, the deadline the monitor sleeps until is the
+        // first instant at which MarkLate is accepted, and there is none
+        // when MarkLate is refused at every instant.
+        let events = run(&steps)?;
+        let mut state: Option<Dossier> = None;
+        for e in &events {
+            state = Some(Dossier::apply(state, e).unwrap());
+        }
+        let Some(d) = state else { return Ok(()) };
+        let at = d.last_occurred_at.plus_micros(probe * 1_000_000);
+        let accepted = decide(DOSSIER, Some(&d), &Command::MarkLate, at).is_ok();
+        match d.deadline() {
+            Some(deadline) => {
+                prop_assert_eq!(accepted, at >= deadline && at >= d.last_occurred_at, "deadline {}, at {}", deadline, at);
+                prop_assert_eq!(deadline, domain::end_of_due_date(d.due_at.unwrap()));
+                prop_assert_eq!(deadline.local_day(), d.due_at.unwrap().local_day().succ());
+                prop_assert_eq!(deadline.plus_micros(-1).local_day(), d.due_at.unwrap().local_day());
+            }
+            None => prop_assert!(!accepted),
+        }
+    }
+
+    #[test]
     fn judge_is_by_local_day(resolved in -4_000_000_000i64..4_000_000_000, due in -4_000_000_000i64..4_000_000_000) {
         let (r, d) = (Timestamp::from_unix_seconds(resolved), Timestamp::from_unix_seconds(due));
         let expected = match r.local_day().cmp(&d.local_day()) {

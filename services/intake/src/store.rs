@@ -24,6 +24,12 @@ CREATE TABLE IF NOT EXISTS command_replies (
     position   BIGINT NOT NULL,
     reply      BYTEA  NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deadlines (
+    dossier_id  TEXT   PRIMARY KEY,
+    due_at      BIGINT NOT NULL,
+    deadline_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deadlines_at ON deadlines (deadline_at);
 CREATE TABLE IF NOT EXISTS log_head (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     position BIGINT  NOT NULL
@@ -48,6 +54,12 @@ CREATE TABLE IF NOT EXISTS command_replies (
     position   INTEGER NOT NULL,
     reply      BLOB    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS deadlines (
+    dossier_id  TEXT   PRIMARY KEY,
+    due_at      BIGINT NOT NULL,
+    deadline_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deadlines_at ON deadlines (deadline_at);
 CREATE TABLE IF NOT EXISTS log_head (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     position BIGINT  NOT NULL
@@ -72,6 +84,28 @@ pub struct NewEvent {
 pub struct StoredEvent {
     pub position: u64,
     pub payload: Vec<u8>,
+}
+
+/// How an append changes the deadline index: the open dossiers whose clock
+/// runs, each with the instant it becomes late (see `Dossier::deadline`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeadlineChange {
+    Set {
+        dossier_id: String,
+        due_at: i64,
+        deadline_at: i64,
+    },
+    Clear {
+        dossier_id: String,
+    },
+}
+
+/// A dossier whose deadline has passed without a Late event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassedDeadline {
+    pub dossier_id: String,
+    pub due_at: i64,
+    pub deadline_at: i64,
 }
 
 /// Why an append did not commit.
@@ -164,6 +198,7 @@ impl EventStore {
         &self,
         events: &[NewEvent],
         replies: impl FnOnce(u64) -> Vec<(String, u64, Vec<u8>)>,
+        deadlines: &[DeadlineChange],
     ) -> Result<u64, AppendError> {
         let mut tx = self.pool.begin().await.context("begin an append")?;
         // Taking positions locks the one head row until commit: a second
@@ -235,6 +270,7 @@ impl EventStore {
                 return Err(anyhow::Error::new(e).context("store replies").into());
             }
         }
+        write_deadlines(self.backend, &mut tx, deadlines).await?;
         tx.commit().await.context("commit the append")?;
         Ok(first)
     }
@@ -257,6 +293,51 @@ impl EventStore {
                 })
             })
             .collect()
+    }
+
+    /// Dossiers whose deadline is at or before `now`, earliest first.
+    pub async fn passed_deadlines(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<PassedDeadline>> {
+        let rows = sqlx::query(
+            "SELECT dossier_id, due_at, deadline_at FROM deadlines WHERE deadline_at <= $1 ORDER BY deadline_at, dossier_id LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .context("read passed deadlines")?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(PassedDeadline {
+                    dossier_id: row.try_get(0)?,
+                    due_at: row.try_get(1)?,
+                    deadline_at: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The earliest deadline after `now`, if any dossier has one.
+    pub async fn next_deadline(&self, now: i64) -> anyhow::Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(deadline_at) FROM deadlines WHERE deadline_at > $1")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .context("read the next deadline")?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
+    /// How many dossiers have a running clock.
+    pub async fn open_deadlines(&self) -> anyhow::Result<u64> {
+        let n: i64 = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM deadlines")
+            .fetch_one(&self.pool)
+            .await
+            .context("count deadlines")?
+            .try_get(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// The last position taken, 0 for an empty log.
@@ -283,6 +364,56 @@ impl EventStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Applies deadline changes inside an append's transaction.
+async fn write_deadlines(
+    backend: Backend,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    changes: &[DeadlineChange],
+) -> anyhow::Result<()> {
+    let mut set = Vec::new();
+    let mut clear = Vec::new();
+    for change in changes {
+        match change {
+            DeadlineChange::Set {
+                dossier_id,
+                due_at,
+                deadline_at,
+            } => set.push((dossier_id.as_str(), *due_at, *deadline_at)),
+            DeadlineChange::Clear { dossier_id } => clear.push(dossier_id.as_str()),
+        }
+    }
+    for chunk in clear.chunks(1000) {
+        let sql = format!(
+            "DELETE FROM deadlines WHERE dossier_id IN ({})",
+            list_placeholders(backend, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut **tx).await.context("clear deadlines")?;
+    }
+    for chunk in set.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO deadlines (dossier_id, due_at, deadline_at) VALUES {} \
+             ON CONFLICT (dossier_id) DO UPDATE SET due_at = excluded.due_at, deadline_at = excluded.deadline_at",
+            values_placeholders(backend, chunk.len(), 3)
+        );
+        let mut args = AnyArguments::default();
+        for (dossier_id, due_at, deadline_at) in chunk {
+            push(&mut args, *dossier_id)?;
+            push(&mut args, *due_at)?;
+            push(&mut args, *deadline_at)?;
+        }
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .persistent(false)
+            .execute(&mut **tx)
+            .await
+            .context("set deadlines")?;
+    }
+    Ok(())
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

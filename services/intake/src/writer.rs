@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     error::IntakeError,
-    store::{AppendError, EventStore, NewEvent},
+    store::{AppendError, DeadlineChange, EventStore, NewEvent},
 };
 
 /// Dossier states kept in memory between batches; beyond this the cache is
@@ -87,6 +87,8 @@ pub struct Writer {
     head: watch::Sender<u64>,
     clock: Clock,
     max_batch: usize,
+    /// The earliest deadline the last batch set, for the deadline monitor.
+    new_deadlines: watch::Sender<i64>,
 }
 
 impl Writer {
@@ -106,9 +108,16 @@ impl Writer {
                 head,
                 clock,
                 max_batch,
+                new_deadlines: watch::Sender::new(i64::MAX),
             },
             WriterHandle { tx },
         )
+    }
+
+    /// Tells the earliest deadline each committed batch set, so the deadline
+    /// monitor can wake earlier than it planned.
+    pub fn deadline_updates(&self) -> watch::Receiver<i64> {
+        self.new_deadlines.subscribe()
     }
 
     /// Runs until every handle is dropped and the queue is drained.
@@ -223,6 +232,8 @@ impl Writer {
 
         let now = (self.clock)();
         let mut working: HashMap<&str, Option<Dossier>> = HashMap::new();
+        // Each touched dossier's deadline before the batch, to index changes.
+        let mut deadline_before: HashMap<&str, Option<Timestamp>> = HashMap::new();
         let mut events: Vec<NewEvent> = Vec::new();
         let mut due: Vec<Option<Timestamp>> = Vec::new();
         // Per submission: a stored reply, an index into `events`, a refusal,
@@ -249,10 +260,20 @@ impl Writer {
                     v.insert(i);
                 }
             }
-            let state = working
-                .entry(s.dossier_id.as_str())
-                .or_insert_with(|| self.cache.get(&s.dossier_id).cloned());
-            let at = s.occurred_at.unwrap_or(now);
+            let state = working.entry(s.dossier_id.as_str()).or_insert_with(|| {
+                let cached = self.cache.get(&s.dossier_id).cloned();
+                deadline_before.insert(
+                    s.dossier_id.as_str(),
+                    cached.as_ref().and_then(Dossier::deadline),
+                );
+                cached
+            });
+            let mut at = s.occurred_at.unwrap_or(now);
+            if let (Command::MarkLate, Some(d)) = (&s.command, state.as_ref()) {
+                // Late at the end of the due date, unless the dossier moved
+                // after that (a survey, say): then right after its last event.
+                at = at.max(d.last_occurred_at);
+            }
             match domain::decide(&s.dossier_id, state.as_ref(), &s.command, at) {
                 Ok(payload) => {
                     let (office_code, province_code) = match (&s.command, state.as_ref()) {
@@ -310,6 +331,30 @@ impl Writer {
             due_at: due[index].map(bus::timestamp_to_proto),
         };
         let mut first_position = 0;
+        let mut deadline_changes = Vec::new();
+        let mut earliest_deadline = i64::MAX;
+        for (id, before) in &deadline_before {
+            let after = working
+                .get(id)
+                .and_then(|d| d.as_ref().and_then(Dossier::deadline));
+            let due_at = working
+                .get(id)
+                .and_then(|d| d.as_ref().and_then(|d| d.due_at));
+            match (before, after, due_at) {
+                (b, Some(a), Some(due_at)) if *b != Some(a) => {
+                    earliest_deadline = earliest_deadline.min(a.micros());
+                    deadline_changes.push(DeadlineChange::Set {
+                        dossier_id: (*id).to_owned(),
+                        due_at: due_at.micros(),
+                        deadline_at: a.micros(),
+                    });
+                }
+                (Some(_), None, _) => deadline_changes.push(DeadlineChange::Clear {
+                    dossier_id: (*id).to_owned(),
+                }),
+                _ => {}
+            }
+        }
         if !events.is_empty() {
             let request_ids: Vec<(usize, &str)> = outcomes
                 .iter()
@@ -321,24 +366,31 @@ impl Writer {
                 .collect();
             first_position = self
                 .store
-                .append(&events, |first| {
-                    request_ids
-                        .iter()
-                        .map(|(index, request_id)| {
-                            let reply = reply_for(*index, first);
-                            (
-                                (*request_id).to_owned(),
-                                reply.position,
-                                reply.encode_to_vec(),
-                            )
-                        })
-                        .collect()
-                })
+                .append(
+                    &events,
+                    |first| {
+                        request_ids
+                            .iter()
+                            .map(|(index, request_id)| {
+                                let reply = reply_for(*index, first);
+                                (
+                                    (*request_id).to_owned(),
+                                    reply.position,
+                                    reply.encode_to_vec(),
+                                )
+                            })
+                            .collect()
+                    },
+                    &deadline_changes,
+                )
                 .await?;
             let last = first_position + events.len() as u64 - 1;
             self.head.send_replace(last);
             metrics::counter!("intake_events_appended_total").increment(events.len() as u64);
             metrics::gauge!("intake_log_head").set(last as f64);
+            if earliest_deadline != i64::MAX {
+                self.new_deadlines.send_replace(earliest_deadline);
+            }
         }
         for (id, state) in working {
             match state {

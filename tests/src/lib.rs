@@ -589,7 +589,10 @@ impl Province {
     }
 }
 
-/// The workspace's target folder, where the service binaries are built.
+/// A workspace binary (`intake`, `projection`, `motcua`) in the target folder
+/// beside the test executable. Cargo builds another package's binaries only
+/// when that package is tested too: `cargo test --workspace` builds them all,
+/// `cargo test -p tests` none, so build it first (`cargo build -p <name>`).
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("find the test binary")?;
     // A test runs from target/<profile>/deps/, a binary from target/<profile>/.
@@ -600,7 +603,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     ];
     let Some(path) = candidates.into_iter().find(|p| p.is_file()) else {
         bail!(
-            "{name} binary not found beside {}: run the tests with `cargo test --workspace`, which builds it",
+            "{name} binary not found beside {}: build it with `cargo build -p {name}`, or run the tests with `cargo test --workspace`, which builds every member's binaries",
             exe.display()
         );
     };

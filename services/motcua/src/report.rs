@@ -1,0 +1,194 @@
+//! `motcua report`: an office's (or a province's) yearly figures from the
+//! projection, as a terminal table or as the appendix table of the yearly
+//! administrative-reform report (Phụ lục 03, §5, and the survey results) in
+//! CSV or XLSX.
+
+mod appendix;
+mod table;
+mod xlsx;
+
+use std::{io::Write as _, path::PathBuf};
+
+use anyhow::Context as _;
+use proto::reports::v1::{self as pb, reports_client::ReportsClient};
+
+use crate::connect::{Services, Target};
+
+pub use appendix::{Cell, Level, Line, lines};
+
+#[derive(Clone, Debug, clap::Args)]
+#[command(
+    group(clap::ArgGroup::new("unit").required(true).args(["office", "province"])),
+    after_help = "\
+Examples:
+  motcua report --office TUY-PHONG --from-year 2015 --to-year 2020
+  motcua report --office TUY-PHONG --from-year 2015 --to-year 2020 --format xlsx --output tuy-phong.xlsx
+  motcua report --province BTH --from-year 2019 --to-year 2019 --format csv > bth-2019.csv
+  MOTCUA_PROJECTION=http://10.0.0.5:50052 motcua report --office TUY-PHONG"
+)]
+pub struct ReportArgs {
+    /// Office code (a district or commune desk), e.g. TUY-PHONG.
+    #[arg(long, value_name = "CODE")]
+    pub office: Option<String>,
+    /// Province code, e.g. BTH: all its offices together (instead of --office).
+    #[arg(long, value_name = "CODE")]
+    pub province: Option<String>,
+    /// First year (local dates, UTC+7). Without --from-year and --to-year an
+    /// office's report covers every year with events.
+    #[arg(long, value_name = "YEAR", requires = "to_year")]
+    pub from_year: Option<i32>,
+    /// Last year, inclusive.
+    #[arg(long, value_name = "YEAR", requires = "from_year")]
+    pub to_year: Option<i32>,
+    /// table for the terminal; csv or xlsx for the appendix table with its
+    /// Vietnamese headings and number style.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Which appendix row holds the on-time ratio: 5.1 (department), 5.2
+    /// (district) or 5.3 (commune).
+    #[arg(long, value_enum, default_value_t = Level::District)]
+    pub level: Level,
+    /// Write here instead of standard output; required for xlsx.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Xlsx,
+}
+
+/// Whose figures: the header of every format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Office(String),
+    Province(String),
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Office(code) => write!(f, "office {code}"),
+            Self::Province(code) => write!(f, "province {code}"),
+        }
+    }
+}
+
+pub async fn run(services: &Services, args: ReportArgs) -> anyhow::Result<()> {
+    let unit = match (&args.office, &args.province) {
+        (Some(office), _) => Unit::Office(office.clone()),
+        (None, Some(province)) => Unit::Province(province.clone()),
+        (None, None) => anyhow::bail!("give --office or --province"),
+    };
+    // Refuse before asking anything of the service.
+    if args.format == Format::Xlsx && args.output.is_none() {
+        anyhow::bail!(
+            "xlsx is a binary file: give --output FILE (it is never written to the terminal)"
+        );
+    }
+    let target = services.projection();
+    let channel = services.connect(&target).await?;
+    let mut client = ReportsClient::new(channel);
+    let years = args.from_year.zip(args.to_year);
+    let rows = match &unit {
+        Unit::Office(office) => office_rows(&mut client, &target, office, years).await?,
+        Unit::Province(province) => {
+            let (from, to) = years.context("--province needs --from-year and --to-year")?;
+            province_rows(&mut client, &target, province, from, to).await?
+        }
+    };
+    let bytes = match args.format {
+        Format::Table => table::render(&unit, &rows).into_bytes(),
+        Format::Csv => appendix::csv(&rows, &lines(&rows, args.level))?,
+        Format::Xlsx => xlsx::render(&unit, &rows, args.level)?,
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)
+                .and_then(|()| out.flush())
+                .context("cannot write to standard output")
+        }
+    }
+}
+
+/// One row per year from `GetYearlySeries`.
+async fn office_rows(
+    client: &mut ReportsClient<tonic::transport::Channel>,
+    target: &Target,
+    office: &str,
+    years: Option<(i32, i32)>,
+) -> anyhow::Result<Vec<pb::YearRow>> {
+    let (from_year, to_year) = years.unwrap_or((0, 0));
+    let series = client
+        .get_yearly_series(pb::YearlySeriesRequest {
+            office_code: office.to_owned(),
+            from_year,
+            to_year,
+        })
+        .await
+        .map_err(|s| target.status(&s))?
+        .into_inner();
+    Ok(series.rows)
+}
+
+/// The yearly series has no province scope: one `GetStatistics` and one
+/// `GetSurveys` per year, folded into the same rows.
+async fn province_rows(
+    client: &mut ReportsClient<tonic::transport::Channel>,
+    target: &Target,
+    province: &str,
+    from: i32,
+    to: i32,
+) -> anyhow::Result<Vec<pb::YearRow>> {
+    if from > to || to - from > 200 {
+        anyhow::bail!("{from}..{to} is not a range of years");
+    }
+    let mut rows = Vec::new();
+    for year in from..=to {
+        let request = pb::StatisticsRequest {
+            scope: Some(pb::Scope {
+                unit: Some(pb::scope::Unit::ProvinceCode(province.to_owned())),
+                ..Default::default()
+            }),
+            from: Some(pb::LocalDate {
+                year,
+                month: 1,
+                day: 1,
+            }),
+            to: Some(pb::LocalDate {
+                year,
+                month: 12,
+                day: 31,
+            }),
+        };
+        let stats = client
+            .get_statistics(request.clone())
+            .await
+            .map_err(|s| target.status(&s))?
+            .into_inner();
+        let surveys = client
+            .get_surveys(request)
+            .await
+            .map_err(|s| target.status(&s))?
+            .into_inner();
+        let on_time = stats.resolved_early + stats.resolved_on_time;
+        rows.push(pb::YearRow {
+            year,
+            received: stats.received,
+            resolved: stats.resolved,
+            on_time,
+            late: stats.resolved_late,
+            on_time_over_resolved: stats.on_time_over_resolved,
+            surveys: surveys.surveys,
+            survey_coverage: surveys.coverage,
+            survey_scales: surveys.scales,
+        });
+    }
+    Ok(rows)
+}

@@ -9,6 +9,7 @@ const FILES: &[&str] = &[
     "motcua/events/v1/events.proto",
     "motcua/intake/v1/intake.proto",
     "motcua/reports/v1/reports.proto",
+    "motcua/reports/v1/deadlines.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -206,12 +206,14 @@ def main():
                 intake.RecordResultRequest(meta=meta(utc(2021, 3, 5, 3)), dossier_id=a),
                 timeout=RPC_TIMEOUT,
             )
-            assert early.version == 2, early
+            # Version 2, or 3 when intake's deadline monitor marked it late
+            # first (March 2021 is long past for intake's clock).
+            assert early.version in (2, 3), early
             late = desk.RecordResult(
                 intake.RecordResultRequest(meta=meta(utc(2021, 3, 12, 3)), dossier_id=b),
                 timeout=RPC_TIMEOUT,
             )
-            assert late.version == 2, late
+            assert late.version in (2, 3), late
             survey = desk.RecordSurvey(
                 intake.RecordSurveyRequest(
                     meta=meta(utc(2021, 3, 6, 3)),
@@ -222,7 +224,7 @@ def main():
                 ),
                 timeout=RPC_TIMEOUT,
             )
-            assert survey.version == 3, survey
+            assert survey.version == early.version + 1, survey
 
             # Refusals: nothing is appended.
             expect_error(

@@ -21,7 +21,7 @@ use domain::{LocalDay, Timestamp};
 use proto::{
     events::v1 as ev,
     intake::v1::{self as pb, intake_client::IntakeClient},
-    reports::v1::{self as rp, reports_client::ReportsClient},
+    reports::v1::{self as rp, deadlines_client::DeadlinesClient, reports_client::ReportsClient},
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -220,8 +220,24 @@ pub async fn start_intake(
     nats_url: &str,
     stream: &str,
 ) -> anyhow::Result<(InProcess, intake::store::EventStore)> {
+    start_intake_with_clock(
+        database_url,
+        nats_url,
+        stream,
+        intake::writer::system_clock(),
+    )
+    .await
+}
+
+/// An intake reading time from `clock` (see `intake::writer::offset_clock`).
+pub async fn start_intake_with_clock(
+    database_url: &str,
+    nats_url: &str,
+    stream: &str,
+    clock: intake::writer::Clock,
+) -> anyhow::Result<(InProcess, intake::store::EventStore)> {
     let config = intake::Config::for_tests(database_url, nats_url, stream);
-    let app = intake::Application::build(config).await?;
+    let app = intake::Application::build_with_clock(config, clock).await?;
     let addr = app.local_addr();
     let store = app.store().clone();
     let stop = CancellationToken::new();
@@ -256,12 +272,21 @@ pub async fn start_projection_named(
 
 impl Pair {
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        Self::start_with_clock(backend, intake::writer::system_clock()).await
+    }
+
+    /// Both services, intake reading time from `clock`.
+    pub async fn start_with_clock(
+        backend: Backend,
+        clock: intake::writer::Clock,
+    ) -> anyhow::Result<Self> {
         telemetry::init_tracing_with_default(telemetry::LogFormat::Pretty, "warn");
         let nats = NatsServer::start().await?;
         let intake_db = TestDb::new(backend, "intake").await?;
         let projection_db = TestDb::new(backend, "projection").await?;
         let stream = unique_stream();
-        let (intake, intake_store) = start_intake(&intake_db.url, &nats.url(), &stream).await?;
+        let (intake, intake_store) =
+            start_intake_with_clock(&intake_db.url, &nats.url(), &stream, clock).await?;
         let projection = start_projection(&projection_db.url, &nats.url(), &stream).await?;
         Ok(Self {
             nats,
@@ -280,6 +305,10 @@ impl Pair {
 
     pub async fn province(&self) -> anyhow::Result<Province> {
         Province::connect(self.projection.addr).await
+    }
+
+    pub async fn deadlines(&self) -> anyhow::Result<Deadlines> {
+        Deadlines::connect(self.projection.addr).await
     }
 }
 
@@ -677,5 +706,121 @@ impl ChildService {
 impl Drop for ChildService {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Deadlines: overdue lists and the late feed
+// ---------------------------------------------------------------------------
+
+/// The clock offset (micros) that makes intake's clock read `fake_now` now.
+pub fn offset_to(fake_now: Timestamp) -> i64 {
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    fake_now.micros() - real
+}
+
+/// An operator or desk watching deadlines: one helper per Deadlines RPC.
+#[derive(Clone)]
+pub struct Deadlines {
+    client: DeadlinesClient<Channel>,
+}
+
+impl Deadlines {
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: DeadlinesClient::new(channel(addr).await?),
+        })
+    }
+
+    /// Every overdue dossier of `office` at `as_of`, following the pages.
+    pub async fn overdue(
+        &self,
+        office: &str,
+        as_of: Option<Timestamp>,
+        page_size: u32,
+    ) -> anyhow::Result<Vec<rp::OpenDossier>> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .client
+                .clone()
+                .list_overdue(rp::ListOverdueRequest {
+                    scope: office_scope(office),
+                    as_of: as_of.and_then(ts),
+                    page_size,
+                    page_token: token,
+                })
+                .await?
+                .into_inner();
+            all.extend(page.dossiers);
+            if page.next_page_token.is_empty() {
+                return Ok(all);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Every dossier of `office` due within `hours` of `from`.
+    pub async fn due_soon(
+        &self,
+        office: &str,
+        from: Timestamp,
+        hours: u32,
+    ) -> anyhow::Result<Vec<rp::OpenDossier>> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .client
+                .clone()
+                .list_due_soon(rp::ListDueSoonRequest {
+                    scope: office_scope(office),
+                    from: ts(from),
+                    within_hours: hours,
+                    page_size: 7,
+                    page_token: token,
+                })
+                .await?
+                .into_inner();
+            all.extend(page.dossiers);
+            if page.next_page_token.is_empty() {
+                return Ok(all);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// The live late feed of `office`, after `position` (None: from now).
+    pub async fn watch(
+        &self,
+        office: &str,
+        after_position: Option<u64>,
+    ) -> anyhow::Result<tonic::Streaming<rp::LateNotice>> {
+        Ok(self
+            .client
+            .clone()
+            .watch_late(rp::WatchLateRequest {
+                scope: office_scope(office),
+                after_position,
+            })
+            .await?
+            .into_inner())
+    }
+}
+
+/// The next notice of a watch, waiting at most `timeout`.
+pub async fn next_notice(
+    stream: &mut tonic::Streaming<rp::LateNotice>,
+    timeout: Duration,
+) -> anyhow::Result<rp::LateNotice> {
+    match tokio::time::timeout(timeout, stream.message()).await {
+        Ok(Ok(Some(n))) => Ok(n),
+        Ok(Ok(None)) => bail!("the late feed ended"),
+        Ok(Err(status)) => bail!("the late feed failed: {status}"),
+        Err(_) => bail!("no late notice within {timeout:?}"),
     }
 }

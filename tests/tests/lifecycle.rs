@@ -43,7 +43,9 @@ async fn refusals_append_nothing(backend: Backend) -> anyhow::Result<()> {
         .await?;
     desk.receive("P", "TP", t0, due).await?;
     desk.request_supplement("P", at(2021, 3, 2, 9)).await?;
-    let before = store.count().await?;
+    // Desk events only: the deadline monitor may mark these 2021 dossiers
+    // late at any moment (that is not the desk appending).
+    let before = store.count_desk_events().await?;
     assert_eq!(before, 9);
 
     let bad_receive = |f: &dyn Fn(&mut pb::ReceiveDossierRequest)| {
@@ -220,7 +222,11 @@ async fn refusals_append_nothing(backend: Backend) -> anyhow::Result<()> {
     ];
     for (name, reply, expected) in cases {
         assert_eq!(code_of(reply), expected, "{name}");
-        assert_eq!(store.count().await?, before, "{name} appended nothing");
+        assert_eq!(
+            store.count_desk_events().await?,
+            before,
+            "{name} appended nothing"
+        );
     }
     Ok(())
 }
@@ -260,8 +266,9 @@ async fn a_retry_with_the_same_request_id_returns_the_first_reply() -> anyhow::R
         futures::future::join_all((0..8).map(|_| desk.record_result_with(result.clone()))).await;
     let replies: Vec<_> = replies.into_iter().collect::<Result<_, _>>()?;
     assert!(replies.windows(2).all(|w| w[0] == w[1]), "{replies:?}");
-    assert_eq!(replies[0].version, 2);
-    assert_eq!(pair.intake_store.count().await?, 2);
+    // Version 2, or 3 when the deadline monitor marked it late first.
+    assert!(matches!(replies[0].version, 2 | 3), "{replies:?}");
+    assert_eq!(pair.intake_store.count_desk_events().await?, 2);
     Ok(())
 }
 
@@ -417,7 +424,7 @@ async fn every_indicator_of_a_period() -> anyhow::Result<()> {
     // Another office in the same province.
     desk.receive("OTHER", "LA-GI", at(2021, 6, 1, 8), due)
         .await?;
-    assert_eq!(pair.intake_store.count().await?, 22);
+    assert_eq!(pair.intake_store.count_desk_events().await?, 22);
 
     let province = pair.province().await?;
     let s = eventually(Duration::from_secs(30), || async {

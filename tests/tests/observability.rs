@@ -95,20 +95,26 @@ async fn health_and_metrics_follow_the_work() -> anyhow::Result<()> {
         )
         .await?;
     }
+    // Five receipts, and five Late events from the deadline monitor: their
+    // 2023 due dates are long past.
     eventually(Duration::from_secs(30), || async {
         let m = scrape(intake_metrics).await?;
         anyhow::ensure!(
-            value(&m, "intake_events_appended_total") == Some(5.0),
+            value(&m, "intake_late_marked_total") == Some(5.0),
+            "marked late: {m}"
+        );
+        anyhow::ensure!(
+            value(&m, "intake_events_appended_total") == Some(10.0),
             "appended: {m}"
         );
         anyhow::ensure!(
-            value(&m, "intake_events_published_total") == Some(5.0),
+            value(&m, "intake_events_published_total") == Some(10.0),
             "published"
         );
         anyhow::ensure!(m.contains("intake_batch_size"), "batch sizes");
         let p = scrape(projection_metrics).await?;
         anyhow::ensure!(
-            value(&p, "projection_events_applied_total") == Some(5.0),
+            value(&p, "projection_events_applied_total") == Some(10.0),
             "applied: {p}"
         );
         anyhow::ensure!(p.contains("projection_batch_size"), "batch sizes");

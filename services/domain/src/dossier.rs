@@ -149,6 +149,8 @@ pub struct Dossier {
     pub status: Status,
     /// The version of the last applied event.
     pub version: u64,
+    /// The latest `occurred_at` of its desk events (Late events excluded):
+    /// commands dated before it are refused.
     pub last_occurred_at: Timestamp,
     pub received_at: Option<Timestamp>,
     pub due_at: Option<Timestamp>,
@@ -258,7 +260,13 @@ impl Dossier {
             Payload::SurveyRecorded { .. } => d.surveyed = true,
         }
         d.version = event.version;
-        d.last_occurred_at = d.last_occurred_at.max(at);
+        // A Late event is intake's observation, not a desk fact: a desk may
+        // still record what happened before it (a result dated on the due
+        // date, a supplement requested in time), so it does not move the
+        // point before which commands are refused.
+        if !matches!(event.payload, Payload::Late { .. }) {
+            d.last_occurred_at = d.last_occurred_at.max(at);
+        }
         Ok(d)
     }
 }

@@ -1128,6 +1128,29 @@ fn mark_late_again_after_a_supplement_moves_the_due_date_and_that_passes() {
 }
 
 #[test]
+fn facts_dated_before_a_late_event_are_still_recorded() {
+    // The monitor marked it late at the end of the due date; the desk then
+    // enters what happened before that, from the paper file.
+    let due = local(2024, 3, 11, 17, 0);
+    let history = [
+        (local(2024, 3, 4, 8, 0), received(due)),
+        (local(2024, 3, 12, 0, 0), Payload::Late { due_at: due }),
+    ];
+    let g = given(&history);
+    assert_eq!(g.dossier().last_occurred_at, local(2024, 3, 4, 8, 0));
+    g.when(Command::RecordResult, local(2024, 3, 11, 15, 0))
+        .then_expect(processed(Timeliness::OnTime, due));
+    let d = given(&history)
+        .when(supplement_requested_cmd(), local(2024, 3, 8, 9, 0))
+        .then_expect(supplement_requested());
+    assert_eq!(d.status, Status::Paused);
+    // Still not before the last desk fact.
+    Given::from(d)
+        .when(Command::RecordResult, local(2024, 3, 8, 8, 0))
+        .then_invalid_field("meta.occurred_at");
+}
+
+#[test]
 fn a_late_dossier_can_still_be_processed_late() {
     let due = local(2024, 3, 11, 17, 0);
     given(&[
@@ -1496,11 +1519,17 @@ fn run(steps: &[(i64, Spec)]) -> Result<Vec<Event>, TestCaseError> {
         }
 
         let version = state.as_ref().map_or(1, |d| d.version + 1);
+        let state_last = state.as_ref().map(|d| d.last_occurred_at);
         let e = event(version, at, payload);
         let next = Dossier::apply(state.take(), &e)
             .map_err(|err| TestCaseError::fail(format!("apply failed: {err}")))?;
         prop_assert_eq!(next.version, e.version);
-        prop_assert_eq!(next.last_occurred_at, at);
+        // Late (intake's observation) does not move the desk's clock.
+        let expected_last = match (&e.payload, state_last) {
+            (Payload::Late { .. }, Some(last)) => last,
+            _ => at,
+        };
+        prop_assert_eq!(next.last_occurred_at, expected_last);
         events.push(e);
         state = Some(next);
     }

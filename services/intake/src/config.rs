@@ -48,6 +48,11 @@ pub struct Config {
     #[arg(long, env = "INTAKE_MAX_BATCH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_batch: u32,
 
+    /// Shifts intake's clock by this much, e.g. `36h` or `-10m`. For drills
+    /// and tests of the deadline monitor; leave it at 0 in production.
+    #[arg(long, env = "INTAKE_CLOCK_OFFSET", default_value = "0s", value_parser = telemetry::parse_signed_micros, allow_hyphen_values = true)]
+    pub clock_offset: i64,
+
     /// How long shutdown may take to finish in-flight work, e.g. 10s.
     #[arg(long, env = "MOTCUA_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = telemetry::parse_duration)]
     pub shutdown_timeout: Duration,

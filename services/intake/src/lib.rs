@@ -13,6 +13,7 @@
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod monitor;
 pub mod relay;
 pub mod store;
 pub mod writer;
@@ -40,7 +41,8 @@ pub struct Application {
 impl Application {
     /// Opens the store, connects to NATS and binds the gRPC port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with_clock(config, writer::system_clock()).await
+        let clock = writer::offset_clock(config.clock_offset);
+        Self::build_with_clock(config, clock).await
     }
 
     /// As [`Self::build`], reading time from `clock`.
@@ -88,7 +90,18 @@ impl Application {
             clock.clone(),
             config.max_batch as usize,
         );
+        let new_deadlines = writer.deadline_updates();
         let writer = tokio::spawn(writer.run());
+        let monitor_stop = CancellationToken::new();
+        let monitor = tokio::spawn(
+            monitor::DeadlineMonitor {
+                store: store.clone(),
+                writer: handle.clone(),
+                clock: clock.clone(),
+                new_deadlines,
+            }
+            .run(monitor_stop.clone()),
+        );
 
         let js = async_nats::jetstream::ContextBuilder::new()
             .max_ack_inflight(8_192)
@@ -129,9 +142,15 @@ impl Application {
             );
 
         let result = served.await.context("serve gRPC");
-        // The server is down and its handles dropped: the writer drains and
-        // exits, then the relay publishes the rest and stops.
+        // The server is down and its handles dropped; the monitor stops (its
+        // Late commands in flight finish or are sent again at next start by
+        // their request ids): the writer drains and exits, then the relay
+        // publishes the rest and stops.
+        monitor_stop.cancel();
         let drain = async {
+            if let Err(e) = monitor.await {
+                tracing::error!(error = %e, "deadline monitor failed");
+            }
             if let Err(e) = writer.await {
                 tracing::error!(error = %e, "writer task failed");
             }

@@ -330,6 +330,36 @@ impl EventStore {
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
+    /// How many events desks caused: all but the deadline monitor's Late.
+    pub async fn count_desk_events(&self) -> anyhow::Result<u64> {
+        let n: i64 =
+            sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM events WHERE kind <> 'late'")
+                .fetch_one(&self.pool)
+                .await
+                .context("count desk events")?
+                .try_get(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// How many events of `kind` each dossier has (for checks and tools).
+    pub async fn kind_counts(&self, kind: &str) -> anyhow::Result<HashMap<String, u64>> {
+        let rows = sqlx::query(
+            "SELECT dossier_id, CAST(COUNT(*) AS BIGINT) FROM events WHERE kind = $1 GROUP BY dossier_id",
+        )
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await
+        .context("count events by dossier")?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<String, _>(0)?,
+                    u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
     /// How many dossiers have a running clock.
     pub async fn open_deadlines(&self) -> anyhow::Result<u64> {
         let n: i64 = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) FROM deadlines")

@@ -39,12 +39,17 @@ pub struct Submission {
 pub type Clock = std::sync::Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 pub fn system_clock() -> Clock {
-    std::sync::Arc::new(|| {
+    offset_clock(0)
+}
+
+/// The system clock shifted by `offset` microseconds.
+pub fn offset_clock(offset: i64) -> Clock {
+    std::sync::Arc::new(move || {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as i64)
             .unwrap_or(0);
-        Timestamp::from_micros(now)
+        Timestamp::from_micros(now.saturating_add(offset))
     })
 }
 

@@ -25,6 +25,8 @@ pub struct DossierRow {
     pub closed_day: Option<i32>,
     pub resolved_day: Option<i32>,
     pub timeliness: Option<i32>,
+    /// When it was marked late for its current due date; cleared when a
+    /// supplement or a reschedule gives it a new one.
     pub late_at: Option<i64>,
     pub pauses: i32,
 }
@@ -71,6 +73,59 @@ pub mod metric {
     }
 }
 
+/// What a late-feed notice says happened (codes of `LateChange` in
+/// `motcua.reports.v1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LateChange {
+    BecameLate,
+    Resolved,
+    Withdrawn,
+    Stopped,
+    Rescheduled,
+    Paused,
+}
+
+impl LateChange {
+    pub const ALL: [LateChange; 6] = [
+        LateChange::BecameLate,
+        LateChange::Resolved,
+        LateChange::Withdrawn,
+        LateChange::Stopped,
+        LateChange::Rescheduled,
+        LateChange::Paused,
+    ];
+
+    pub fn code(self) -> i32 {
+        match self {
+            LateChange::BecameLate => 1,
+            LateChange::Resolved => 2,
+            LateChange::Withdrawn => 3,
+            LateChange::Stopped => 4,
+            LateChange::Rescheduled => 5,
+            LateChange::Paused => 6,
+        }
+    }
+
+    pub fn from_code(code: i32) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.code() == code)
+    }
+}
+
+/// One notice of the late feed: a dossier became late, or a late one left
+/// that state. The store numbers notices in commit order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LateNotice {
+    pub change: LateChange,
+    pub dossier_id: String,
+    pub office_code: String,
+    pub province_code: String,
+    pub procedure_code: String,
+    pub field: String,
+    pub channel: i32,
+    pub due_at: Option<i64>,
+    pub occurred_at: i64,
+}
+
 /// How an event was taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -89,6 +144,8 @@ pub struct Changes {
     pub rows: HashMap<String, DossierRow>,
     pub counters: HashMap<CounterKey, CounterDelta>,
     pub pauses: HashMap<(String, i32), Pause>,
+    /// Late-feed notices, in the order their events applied.
+    pub late_feed: Vec<LateNotice>,
 }
 
 impl Changes {
@@ -106,6 +163,27 @@ impl Changes {
             n: 0,
         });
         delta.n += 1;
+    }
+
+    fn notice(&mut self, row: &DossierRow, change: LateChange, due_at: Option<i64>, at: i64) {
+        self.late_feed.push(LateNotice {
+            change,
+            dossier_id: row.dossier_id.clone(),
+            office_code: row.office_code.clone(),
+            province_code: row.province_code.clone(),
+            procedure_code: row.procedure_code.clone(),
+            field: row.field.clone(),
+            channel: row.channel,
+            due_at,
+            occurred_at: at,
+        });
+    }
+
+    /// A late dossier left that state: tell the feed, forget the mark.
+    fn leave_late(&mut self, row: &mut DossierRow, change: LateChange, at: i64) {
+        if row.late_at.take().is_some() {
+            self.notice(row, change, row.due_at, at);
+        }
     }
 
     /// Applies `event` if it is the dossier's next version. `row` is the
@@ -127,6 +205,7 @@ impl Changes {
             return Applied::Held;
         }
         let day = event.occurred_at.local_day().days();
+        let at = event.occurred_at.micros();
         let mut row = match (row, &event.payload) {
             (Some(row), _) => row,
             (
@@ -174,6 +253,7 @@ impl Changes {
                 self.count(&row, day, metric::REFUSED);
             }
             Payload::SupplementRequested { .. } => {
+                self.leave_late(&mut row, LateChange::Paused, at);
                 row.status = "paused".into();
                 row.pauses += 1;
                 self.pauses.insert(
@@ -187,10 +267,13 @@ impl Changes {
             Payload::SupplementProvided { due_at } => {
                 row.status = "received".into();
                 row.due_at = Some(due_at.micros());
+                self.leave_late(&mut row, LateChange::Rescheduled, at);
                 row.due_day = Some(due_at.local_day().days());
                 self.end_pause(&row, day);
             }
             Payload::Rescheduled { due_at, .. } => {
+                row.due_at = Some(due_at.micros());
+                self.leave_late(&mut row, LateChange::Rescheduled, at);
                 row.due_at = Some(due_at.micros());
                 row.due_day = Some(due_at.local_day().days());
             }
@@ -199,6 +282,7 @@ impl Changes {
                 row.resolved_day = Some(day);
                 row.closed_day.get_or_insert(day);
                 row.timeliness = Some(timeliness.code());
+                self.leave_late(&mut row, LateChange::Resolved, at);
                 let metric = match timeliness {
                     Timeliness::Early => metric::RESOLVED_EARLY,
                     Timeliness::OnTime => metric::RESOLVED_ON_TIME,
@@ -215,6 +299,7 @@ impl Changes {
                     self.end_pause(&row, day);
                 }
                 row.status = "withdrawn".into();
+                self.leave_late(&mut row, LateChange::Withdrawn, at);
                 row.closed_day.get_or_insert(day);
                 self.count(&row, day, metric::WITHDRAWN);
             }
@@ -223,12 +308,14 @@ impl Changes {
                     self.end_pause(&row, day);
                 }
                 row.status = "stopped".into();
+                self.leave_late(&mut row, LateChange::Stopped, at);
                 row.closed_day.get_or_insert(day);
                 self.count(&row, day, metric::STOPPED);
             }
-            Payload::Late { .. } => {
-                row.late_at = Some(event.occurred_at.micros());
+            Payload::Late { due_at } => {
+                row.late_at = Some(at);
                 self.count(&row, day, metric::BECAME_LATE);
+                self.notice(&row, LateChange::BecameLate, Some(due_at.micros()), at);
             }
             Payload::SurveyRecorded { scale, rating, .. } => {
                 self.count(&row, day, &metric::survey(*scale, *rating));

@@ -2,7 +2,8 @@
 //! the JetStream stream with a durable pull consumer, folds them in batches
 //! into read models (dossier rows, pauses, per-day counters) with the
 //! checkpoint in the same transaction, and serves statistics, survey
-//! aggregates and yearly series over gRPC (`motcua.reports.v1.Reports`).
+//! aggregates and yearly series over gRPC (`motcua.reports.v1.Reports`),
+//! and overdue lists and a live late feed (`motcua.reports.v1.Deadlines`).
 //!
 //! Projection must not know how commands are decided or how intake stores
 //! its log: it reads only the published events, and every figure it serves
@@ -11,6 +12,7 @@
 pub mod apply;
 pub mod config;
 pub mod consumer;
+pub mod deadlines;
 pub mod error;
 pub mod reports;
 pub mod store;
@@ -18,7 +20,7 @@ pub mod store;
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
-use proto::reports::v1::reports_server::ReportsServer;
+use proto::reports::v1::{deadlines_server::DeadlinesServer, reports_server::ReportsServer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +86,9 @@ impl Application {
         health
             .set_serving::<ReportsServer<reports::ReportsService>>()
             .await;
+        health
+            .set_serving::<DeadlinesServer<deadlines::DeadlinesService>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -98,6 +103,10 @@ impl Application {
             .add_service(ReportsServer::new(reports::ReportsService::new(
                 store.pool().clone(),
                 store.backend(),
+            )))
+            .add_service(DeadlinesServer::new(deadlines::DeadlinesService::new(
+                &store,
+                shutdown.clone(),
             )))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),

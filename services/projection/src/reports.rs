@@ -17,8 +17,8 @@ pub struct ReportsService {
 }
 
 /// A validated scope: which rows, as SQL conditions with their arguments.
-struct Filter {
-    sql: String,
+pub(crate) struct Filter {
+    pub(crate) sql: String,
     args: Vec<Arg>,
 }
 
@@ -29,7 +29,7 @@ enum Arg {
 }
 
 impl Filter {
-    fn from_scope(scope: Option<&pb::Scope>) -> Result<Self, ReportError> {
+    pub(crate) fn from_scope(scope: Option<&pb::Scope>) -> Result<Self, ReportError> {
         let scope = scope.ok_or_else(|| {
             ReportError::invalid("scope", "is required: an office_code or a province_code")
         })?;
@@ -84,7 +84,7 @@ impl Filter {
     }
 
     /// Arguments for a query whose own placeholders follow the filter's.
-    fn arguments(&self, extra: &[i64]) -> Result<AnyArguments, ReportError> {
+    pub(crate) fn arguments(&self, extra: &[i64]) -> Result<AnyArguments, ReportError> {
         use sqlx::Arguments as _;
         let mut args = AnyArguments::default();
         for a in &self.args {
@@ -101,7 +101,7 @@ impl Filter {
         Ok(args)
     }
 
-    fn next(&self, k: usize) -> String {
+    pub(crate) fn next(&self, k: usize) -> String {
         format!("${}", self.args.len() + k)
     }
 }
@@ -134,7 +134,7 @@ async fn counter_sums(
     Ok(sums)
 }
 
-fn internal(e: sqlx::Error) -> ReportError {
+pub(crate) fn internal(e: sqlx::Error) -> ReportError {
     ReportError::Internal(anyhow::Error::new(e).context("read a report row"))
 }
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use anyhow::Context as _;
 use sqlkit::{Backend, list_placeholders, push, values_placeholders};
 use sqlx::{AnyPool, Row as _, any::AnyArguments};
+use tokio::sync::watch;
 
 use crate::apply::{Changes, DossierRow};
 
@@ -62,6 +63,22 @@ CREATE TABLE IF NOT EXISTS parked_events (
     reason     TEXT NOT NULL,
     payload    BYTEA NOT NULL
 );
+CREATE INDEX IF NOT EXISTS dossiers_office_open_due ON dossiers (office_code, due_at) WHERE closed_day IS NULL;
+CREATE INDEX IF NOT EXISTS dossiers_province_open_due ON dossiers (province_code, due_at) WHERE closed_day IS NULL;
+CREATE TABLE IF NOT EXISTS late_feed (
+    seq            BIGINT PRIMARY KEY,
+    change         BIGINT NOT NULL,
+    dossier_id     TEXT NOT NULL,
+    office_code    TEXT NOT NULL,
+    province_code  TEXT NOT NULL,
+    procedure_code TEXT NOT NULL,
+    field          TEXT NOT NULL,
+    channel        BIGINT NOT NULL,
+    due_at         BIGINT,
+    occurred_at    BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS late_feed_office ON late_feed (office_code, seq);
+CREATE INDEX IF NOT EXISTS late_feed_province ON late_feed (province_code, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
     consumer   TEXT PRIMARY KEY,
     stream_seq BIGINT NOT NULL
@@ -92,6 +109,8 @@ pub struct BatchWrite {
 pub struct ReadStore {
     pool: AnyPool,
     backend: Backend,
+    /// The late feed's last committed position, for live watchers.
+    feed_head: std::sync::Arc<watch::Sender<u64>>,
 }
 
 impl ReadStore {
@@ -104,7 +123,21 @@ impl ReadStore {
         sqlkit::run_ddl(&pool, &schema)
             .await
             .context("create the read models' tables")?;
-        Ok(Self { pool, backend })
+        let head: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM late_feed")
+            .fetch_one(&pool)
+            .await
+            .context("read the late feed's head")?
+            .try_get(0)?;
+        Ok(Self {
+            pool,
+            backend,
+            feed_head: std::sync::Arc::new(watch::Sender::new(u64::try_from(head).unwrap_or(0))),
+        })
+    }
+
+    /// The late feed's head now, and every later head as batches commit.
+    pub fn feed_updates(&self) -> watch::Receiver<u64> {
+        self.feed_head.subscribe()
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -198,6 +231,44 @@ impl ReadStore {
     /// Writes a batch's changes and its checkpoint in one transaction.
     pub async fn commit(&self, consumer: &str, batch: &BatchWrite) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await.context("begin a batch")?;
+
+        // Late-feed notices get positions in commit order (the consumer is
+        // this database's one writer).
+        let mut feed_head = None;
+        if !batch.changes.late_feed.is_empty() {
+            let head: i64 =
+                sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM late_feed")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context("read the late feed's head")?
+                    .try_get(0)?;
+            let notices: Vec<_> = batch.changes.late_feed.iter().enumerate().collect();
+            for chunk in notices.chunks(1000) {
+                let sql = format!(
+                    "INSERT INTO late_feed (seq, change, dossier_id, office_code, province_code, procedure_code, field, channel, due_at, occurred_at) VALUES {}",
+                    values_placeholders(self.backend, chunk.len(), 10)
+                );
+                let mut args = AnyArguments::default();
+                for (i, n) in chunk {
+                    push(&mut args, head + 1 + *i as i64)?;
+                    push(&mut args, i64::from(n.change.code()))?;
+                    push(&mut args, n.dossier_id.as_str())?;
+                    push(&mut args, n.office_code.as_str())?;
+                    push(&mut args, n.province_code.as_str())?;
+                    push(&mut args, n.procedure_code.as_str())?;
+                    push(&mut args, n.field.as_str())?;
+                    push(&mut args, i64::from(n.channel))?;
+                    push(&mut args, n.due_at)?;
+                    push(&mut args, n.occurred_at)?;
+                }
+                sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .context("append to the late feed")?;
+            }
+            feed_head = Some(head + batch.changes.late_feed.len() as i64);
+        }
 
         let rows: Vec<&DossierRow> = batch.changes.rows.values().collect();
         for chunk in rows.chunks(1000) {
@@ -324,6 +395,10 @@ impl ReadStore {
         .await
         .context("advance the checkpoint")?;
         tx.commit().await.context("commit a batch")?;
+        if let Some(head) = feed_head {
+            self.feed_head
+                .send_replace(u64::try_from(head).unwrap_or(0));
+        }
         Ok(())
     }
 

@@ -154,11 +154,28 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_or((s, "s"), |i| s.split_at(i));
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 10s or 2m"))?;
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 10s, 2m, 1h or 3d"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?} is not a duration like 500ms, 10s or 2m")),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        "d" => Ok(Duration::from_secs(n * 86_400)),
+        _ => Err(format!(
+            "{s:?} is not a duration like 500ms, 10s, 2m, 1h or 3d"
+        )),
     }
+}
+
+/// Parses a signed duration (`-90m`, `+36h`, `2d`) into microseconds.
+pub fn parse_signed_micros(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (sign, rest) = match s.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let d = parse_duration(rest)?;
+    i64::try_from(d.as_micros())
+        .map(|m| sign * m)
+        .map_err(|_| format!("{s:?} is too long"))
 }

@@ -48,6 +48,19 @@ pub struct Config {
     #[arg(long, env = "INTAKE_MAX_BATCH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_batch: u32,
 
+    /// Office hours of the working-time calendar, local time (UTC+7).
+    #[arg(
+        long,
+        env = "MOTCUA_OFFICE_HOURS",
+        default_value = "07:00-11:30,13:30-17:00"
+    )]
+    pub office_hours: String,
+
+    /// The government's yearly holiday swaps and extra days off (TOML; see
+    /// services/calendar/holidays.example.toml). Statutory rules only when absent.
+    #[arg(long, env = "MOTCUA_HOLIDAYS")]
+    pub holidays: Option<std::path::PathBuf>,
+
     /// How long shutdown may take to finish in-flight work, e.g. 10s.
     #[arg(long, env = "MOTCUA_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = telemetry::parse_duration)]
     pub shutdown_timeout: Duration,

@@ -9,6 +9,7 @@
 //! can be rebuilt from them.
 
 pub mod apply;
+pub mod catalog;
 pub mod config;
 pub mod consumer;
 pub mod error;

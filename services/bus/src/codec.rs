@@ -1,8 +1,12 @@
 //! `domain::Event` ⇄ `motcua.events.v1.Event` bytes.
 
-use domain::{Channel, Event, Payload, Procedure, Rating, RatingScale, Timeliness, Timestamp};
+use domain::{
+    Channel, Event, Payload, Procedure, ProcedureChange, Rating, RatingScale, Timeliness, Timestamp,
+};
 use prost::Message as _;
 use proto::events::v1 as pb;
+
+use crate::procedure_codec::definition_from;
 
 /// Why stored or published bytes are not an event we can apply.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +128,7 @@ pub fn encode_event(e: &Event) -> Vec<u8> {
             rating: rating.code(),
             comment: comment.clone(),
         }),
+        Payload::Procedure(change) => crate::procedure_codec::change_to_proto(change),
     };
     pb::Event {
         event_id: e.event_id.clone(),
@@ -189,6 +194,15 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, DecodeError> {
                 .ok_or(DecodeError::BadField("survey_recorded.rating"))?,
             comment: p.comment.clone(),
         },
+        P::ProcedureRegistered(p) => Payload::Procedure(ProcedureChange::Registered(
+            definition_from(p.definition.as_ref())?,
+        )),
+        P::ProcedureChanged(p) => Payload::Procedure(ProcedureChange::Changed(definition_from(
+            p.definition.as_ref(),
+        )?)),
+        P::ProcedureWithdrawn(p) => Payload::Procedure(ProcedureChange::Withdrawn {
+            reason: p.reason.clone(),
+        }),
     };
     if e.dossier_id.is_empty() || e.version == 0 {
         return Err(DecodeError::BadField("dossier_id/version"));
@@ -263,10 +277,36 @@ mod tests {
                 rating: Rating::Middle,
                 comment: "ok".into(),
             },
+            Payload::Procedure(ProcedureChange::Registered(definition(
+                domain::procedure::ProcessingTime::WorkingDays(3),
+                true,
+            ))),
+            Payload::Procedure(ProcedureChange::Changed(definition(
+                domain::procedure::ProcessingTime::WorkingHours(4),
+                false,
+            ))),
+            Payload::Procedure(ProcedureChange::Withdrawn {
+                reason: "bãi bỏ".into(),
+            }),
         ];
         for p in payloads {
             let e = event(p);
             assert_eq!(decode_event(&encode_event(&e)).unwrap(), e);
+        }
+    }
+
+    fn definition(
+        processing_time: domain::procedure::ProcessingTime,
+        supplement_pauses: bool,
+    ) -> domain::ProcedureDefinition {
+        domain::ProcedureDefinition {
+            code: "1.004227".into(),
+            name: "Cấp giấy chứng nhận quyền sử dụng đất".into(),
+            field: "dat-dai".into(),
+            level: domain::Level::District,
+            processing_time,
+            online: domain::OnlineLevel::Partial,
+            supplement_pauses,
         }
     }
 

@@ -6,6 +6,7 @@
 //! This crate must not know about databases, gRPC services or read models.
 
 mod codec;
+mod procedure_codec;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use async_nats::jetstream::{self, stream};
 pub use codec::{
     DecodeError, decode_event, encode_event, timestamp_from_proto, timestamp_to_proto,
 };
+pub use procedure_codec::{definition_from_proto, definition_to_proto};
 
 /// Header carrying the event's position in intake's store.
 pub const POSITION_HEADER: &str = "Motcua-Position";

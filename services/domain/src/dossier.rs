@@ -1,9 +1,14 @@
 //! The dossier state machine: [`decide`] says which event a command produces
 //! in a state, [`Dossier::apply`] folds an event into the state.
 
-use std::fmt;
+use std::{fmt, sync::LazyLock};
 
-use crate::{Channel, Event, Payload, Procedure, Rating, RatingScale, Timeliness, Timestamp};
+use calendar::Calendar;
+
+use crate::{
+    Channel, Event, Payload, Procedure, Rating, RatingScale, Timeliness, Timestamp,
+    procedure::{Catalog, InForce, ProcedureCommand, ProcedureDefinition},
+};
 
 /// Where a dossier stands in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,7 +75,9 @@ pub enum Command {
         province_code: String,
         procedure: Procedure,
         channel: Channel,
-        due_at: Timestamp,
+        /// From the appointment slip; `None`: from the catalog, the
+        /// procedure's processing time in working time from the receipt.
+        due_at: Option<Timestamp>,
     },
     RefuseAtIntake {
         reason: String,
@@ -78,7 +85,8 @@ pub enum Command {
     RequestSupplement {
         reason: String,
     },
-    /// `due_at` from the desk, or the old due date moved by the paused time.
+    /// `due_at` from the desk, or the old due date moved by the paused
+    /// working time (unless the procedure's supplements do not pause it).
     ProvideSupplement {
         due_at: Option<Timestamp>,
     },
@@ -101,6 +109,9 @@ pub enum Command {
     },
     /// The deadline monitor's: the due date ended without a result.
     MarkLate,
+    /// A catalog command, for a procedure's stream (`procedure/<code>`);
+    /// decided by [`crate::decide_procedure`], never by [`decide`].
+    Procedure(ProcedureCommand),
 }
 
 impl Command {
@@ -119,6 +130,7 @@ impl Command {
             Command::Stop { .. } => "stop it",
             Command::RecordSurvey { .. } => "record a survey for it",
             Command::MarkLate => "mark it late",
+            Command::Procedure(command) => command.action(),
         }
     }
 }
@@ -136,6 +148,42 @@ pub enum Refusal {
     /// A field's value is wrong whatever the state.
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
+    /// Something the command relies on is missing or not in force (e.g. the
+    /// procedure a due date would come from).
+    #[error("cannot {action}: {reason}")]
+    Precondition {
+        action: &'static str,
+        reason: String,
+    },
+}
+
+/// What a decision consults besides the dossier: the working-time calendar
+/// and the procedure catalog. Both are plain values: the domain stays pure.
+#[derive(Clone, Copy, Debug)]
+pub struct Terms<'a> {
+    pub calendar: &'a Calendar,
+    pub catalog: &'a Catalog,
+}
+
+impl Terms<'static> {
+    /// The statutory calendar (no overrides) and an empty catalog.
+    pub fn statutory() -> Self {
+        static CALENDAR: LazyLock<Calendar> = LazyLock::new(Calendar::vietnam);
+        static CATALOG: LazyLock<Catalog> = LazyLock::new(Catalog::new);
+        Terms {
+            calendar: &CALENDAR,
+            catalog: &CATALOG,
+        }
+    }
+}
+
+impl<'a> Terms<'a> {
+    /// The definition of `code` in force at `at`, when the catalog has one.
+    pub fn procedure_at(&self, code: &str, at: Timestamp) -> Option<&'a ProcedureDefinition> {
+        self.catalog
+            .get(code)
+            .and_then(|r| r.in_force_at(at).definition())
+    }
 }
 
 /// What intake knows of a dossier: enough to decide the next command.
@@ -258,6 +306,13 @@ impl Dossier {
             Payload::Stopped { .. } => d.status = Status::Stopped,
             Payload::Late { due_at } => d.late_for = Some(*due_at),
             Payload::SurveyRecorded { .. } => d.surveyed = true,
+            Payload::Procedure(change) => {
+                return Err(format!(
+                    "dossier {}: {} is a catalog event, not a dossier's",
+                    event.dossier_id,
+                    change.kind()
+                ));
+            }
         }
         d.version = event.version;
         // A Late event is intake's observation, not a desk fact: a desk may
@@ -271,13 +326,27 @@ impl Dossier {
     }
 }
 
-/// Decides what `command`, issued at `at`, does to `dossier` (None: the id is
-/// unknown). Returns the payload of the one event to append, or why not.
+/// [`decide_with`] under [`Terms::statutory`]: the statutory calendar and an
+/// empty catalog (a receipt then needs its due date from the slip).
 pub fn decide(
     dossier_id: &str,
     dossier: Option<&Dossier>,
     command: &Command,
     at: Timestamp,
+) -> Result<Payload, Refusal> {
+    decide_with(dossier_id, dossier, command, at, &Terms::statutory())
+}
+
+/// Decides what `command`, issued at `at`, does to `dossier` (None: the id is
+/// unknown) under `terms`. Returns the payload of the one event to append, or
+/// why not. Every date it computes is in the payload, so a replay never
+/// needs the calendar or the catalog again.
+pub fn decide_with(
+    dossier_id: &str,
+    dossier: Option<&Dossier>,
+    command: &Command,
+    at: Timestamp,
+    terms: &Terms<'_>,
 ) -> Result<Payload, Refusal> {
     let refuse = |reason: String| Refusal::InvalidTransition {
         dossier_id: dossier_id.to_owned(),
@@ -302,10 +371,12 @@ pub fn decide(
             }
             Command::Receive {
                 procedure,
+                province_code,
                 channel,
                 due_at,
                 ..
-            } => received(procedure, *channel, *due_at, at),
+            } => received(procedure, province_code, *channel, *due_at, at, terms),
+            Command::Procedure(_) => Err(refuse("is not a catalog procedure".into())),
             _ => Err(refuse("has not been received".into())),
         };
     };
@@ -321,13 +392,14 @@ pub fn decide(
     }
     let wrong_state = || refuse(format!("is {}", d.status));
     match command {
+        Command::Procedure(_) => Err(refuse("is a dossier, not a catalog procedure".into())),
         Command::SubmitOnline { .. } => Err(refuse("already exists".into())),
         Command::Receive {
             office_code,
+            province_code,
             procedure,
             channel,
             due_at,
-            ..
         } => {
             if d.status != Status::Submitted {
                 return Err(refuse(format!("already exists and is {}", d.status)));
@@ -338,7 +410,7 @@ pub fn decide(
                     d.office_code
                 )));
             }
-            received(procedure, *channel, *due_at, at)
+            received(procedure, province_code, *channel, *due_at, at, terms)
         }
         Command::RefuseAtIntake { reason } => match d.status {
             Status::Submitted => Ok(Payload::RefusedAtIntake {
@@ -354,8 +426,16 @@ pub fn decide(
         },
         Command::ProvideSupplement { due_at } => match (d.status, d.paused_at, d.due_at) {
             (Status::Paused, Some(paused_at), Some(old_due)) => {
-                let due_at =
-                    due_at.unwrap_or_else(|| old_due.plus_micros(at.micros_since(paused_at)));
+                let due_at = match due_at {
+                    Some(due_at) => *due_at,
+                    None => {
+                        let received_at = d.received_at.unwrap_or(paused_at);
+                        let pauses = terms
+                            .procedure_at(&d.procedure.code, received_at)
+                            .is_none_or(|p| p.supplement_pauses);
+                        moved_by_pause(terms.calendar, old_due, paused_at, at, pauses)
+                    }
+                };
                 if due_at < old_due {
                     return Err(Refusal::InvalidField {
                         field: "due_at",
@@ -445,12 +525,95 @@ pub fn decide(
     }
 }
 
+/// The due date after a supplement requested at `paused_at` and provided at
+/// `provided_at`: `due` moved by the paused working time when the
+/// procedure's supplements pause the clock (a procedure the catalog does not
+/// know pauses it, as the law's default), else `due` unchanged.
+pub fn moved_by_pause(
+    calendar: &Calendar,
+    due: Timestamp,
+    paused_at: Timestamp,
+    provided_at: Timestamp,
+    pauses: bool,
+) -> Timestamp {
+    let paused = calendar.working_time_between(paused_at.micros(), provided_at.micros());
+    if !pauses || paused <= 0 {
+        // No working time passed (or none counts): the same instant, not
+        // the next working morning `add_working(due, 0)` would give.
+        return due;
+    }
+    Timestamp::from_micros(calendar.add_working(due.micros(), paused))
+}
+
+/// The due date of a dossier received at `at` under procedure `code`, from
+/// the definition in force at `at`.
+fn due_from_catalog(
+    code: &str,
+    province_code: &str,
+    at: Timestamp,
+    terms: &Terms<'_>,
+) -> Result<Timestamp, Refusal> {
+    let refuse = |reason: String| Refusal::Precondition {
+        action: "receive it without a due date",
+        reason: format!("{reason}; give the due date from the appointment slip"),
+    };
+    let Some(record) = terms.catalog.get(code) else {
+        return Err(refuse(format!(
+            "procedure {code} is not in the catalog (register it with RegisterProcedure)"
+        )));
+    };
+    if record.province_code != province_code {
+        return Err(refuse(format!(
+            "procedure {code} is in the catalog of province {}, not {province_code}",
+            record.province_code
+        )));
+    }
+    let definition = match record.in_force_at(at) {
+        InForce::Yes(d) => d,
+        InForce::NotYet { from } => {
+            return Err(refuse(format!(
+                "procedure {code} is in force only from {from}, after the receipt at {at}"
+            )));
+        }
+        InForce::Withdrawn { at: withdrawn } => {
+            return Err(refuse(format!(
+                "procedure {code} was withdrawn from the catalog at {withdrawn}"
+            )));
+        }
+    };
+    let due = terms
+        .calendar
+        .checked_due(at.micros(), definition.processing_time)
+        .ok_or_else(|| Refusal::InvalidField {
+            field: "meta.occurred_at",
+            reason: format!(
+                "{at} or its due date lies outside the working-time calendar's years {}–{}",
+                calendar::FIRST_YEAR,
+                calendar::LAST_YEAR
+            ),
+        })?;
+    Ok(Timestamp::from_micros(due))
+}
+
 fn received(
     procedure: &Procedure,
+    province_code: &str,
     channel: Channel,
-    due_at: Timestamp,
+    due_at: Option<Timestamp>,
     at: Timestamp,
+    terms: &Terms<'_>,
 ) -> Result<Payload, Refusal> {
+    let mut procedure = procedure.clone();
+    let due_at = match due_at {
+        Some(due_at) => due_at,
+        None => due_from_catalog(&procedure.code, province_code, at, terms)?,
+    };
+    // A slip without the field takes the catalog's.
+    if procedure.field.is_empty()
+        && let Some(definition) = terms.procedure_at(&procedure.code, at)
+    {
+        procedure.field = definition.field.clone();
+    }
     if due_at <= at {
         return Err(Refusal::InvalidField {
             field: "due_at",
@@ -458,7 +621,7 @@ fn received(
         });
     }
     Ok(Payload::Received {
-        procedure: procedure.clone(),
+        procedure,
         channel,
         due_at,
     })

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::Timestamp;
+use crate::{Timestamp, procedure::ProcedureChange};
 
 /// How a dossier reached the desk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -188,6 +188,9 @@ pub enum Payload {
         rating: Rating,
         comment: String,
     },
+    /// A catalog event of a procedure stream (`procedure/<code>`), never a
+    /// dossier's.
+    Procedure(ProcedureChange),
 }
 
 /// The payload's kind, without its data: for logs, metrics and storage.
@@ -205,6 +208,9 @@ pub enum EventKind {
     Stopped,
     Late,
     SurveyRecorded,
+    ProcedureRegistered,
+    ProcedureChanged,
+    ProcedureWithdrawn,
 }
 
 impl EventKind {
@@ -222,6 +228,9 @@ impl EventKind {
             EventKind::Stopped => "stopped",
             EventKind::Late => "late",
             EventKind::SurveyRecorded => "survey_recorded",
+            EventKind::ProcedureRegistered => "procedure_registered",
+            EventKind::ProcedureChanged => "procedure_changed",
+            EventKind::ProcedureWithdrawn => "procedure_withdrawn",
         }
     }
 }
@@ -247,11 +256,13 @@ impl Payload {
             Payload::Stopped { .. } => EventKind::Stopped,
             Payload::Late { .. } => EventKind::Late,
             Payload::SurveyRecorded { .. } => EventKind::SurveyRecorded,
+            Payload::Procedure(change) => change.kind(),
         }
     }
 }
 
-/// One immutable fact about one dossier, with its envelope.
+/// One immutable fact about one dossier (or one procedure of the catalog,
+/// whose stream id `procedure/<code>` is in `dossier_id`), with its envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub event_id: String,

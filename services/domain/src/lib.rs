@@ -1,16 +1,26 @@
 //! The domain of a one-stop desk: what a dossier is, which lifecycle events
 //! exist, which command may follow which state, and how instants map to
-//! Vietnam's local dates.
+//! Vietnam's local dates; and the procedure catalog, whose procedures are
+//! aggregates of the same log.
 //!
 //! Everything here is pure: no I/O, no clocks, no async, no wire format. The
-//! services call [`decide`] to turn a command into an event (or a refusal) and
-//! [`Dossier::apply`] to fold events into state; the `proto` crate knows how
-//! these types travel. This crate must not know about gRPC, NATS or SQL.
+//! services call [`decide_with`] to turn a command into an event (or a
+//! refusal) under [`Terms`] (the working-time calendar and the catalog, both
+//! plain values) and [`Dossier::apply`] to fold events into state; the
+//! `proto` crate knows how these types travel. This crate must not know about
+//! gRPC, NATS or SQL.
 
 mod dossier;
 mod event;
 mod localtime;
+pub mod procedure;
 
-pub use dossier::{Command, Dossier, Refusal, Status, decide, end_of_due_date};
+pub use dossier::{
+    Command, Dossier, Refusal, Status, Terms, decide, decide_with, end_of_due_date, moved_by_pause,
+};
 pub use event::{Channel, Event, EventKind, Payload, Procedure, Rating, RatingScale, Timeliness};
 pub use localtime::{LocalDay, Timestamp, VN_OFFSET_SECONDS};
+pub use procedure::{
+    Catalog, Level, OnlineLevel, ProcedureChange, ProcedureCommand, ProcedureDefinition,
+    ProcedureRecord, decide_procedure,
+};

@@ -99,7 +99,7 @@ fn receive(office_code: &str, due_at: Timestamp) -> Command {
         province_code: PROVINCE.into(),
         procedure: procedure(),
         channel: Channel::InPerson,
-        due_at,
+        due_at: Some(due_at),
     }
 }
 
@@ -280,6 +280,8 @@ fn column(command: &Command) -> usize {
         Command::Stop { .. } => 9,
         Command::RecordSurvey { .. } => 10,
         Command::MarkLate => 11,
+        // Catalog commands are decided by `decide_procedure` (tests/procedure.rs).
+        Command::Procedure(_) => 12,
     }
 }
 
@@ -745,12 +747,18 @@ fn a_processed_dossier_keeps_its_timeliness() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn a_supplement_without_a_due_date_moves_it_by_exactly_the_paused_time() {
+fn a_supplement_without_a_due_date_moves_it_by_exactly_the_paused_working_time() {
     let due = local(2024, 3, 11, 17, 0);
     let paused_at = local(2024, 3, 5, 9, 0);
     let provided_at = local(2024, 3, 8, 14, 37).plus_micros(123_456);
-    let pause = provided_at.micros_since(paused_at);
-    let expected_due = Timestamp::from_micros(due.micros() + pause);
+    // Tue 9:00–17:00 (6 h), Wed and Thu (8 h each), Fri 7:00–14:37 (5 h 37 min).
+    let pause = (27 * 60 + 37) * MICROS_PER_MINUTE + 123_456;
+    let calendar = calendar::Calendar::vietnam();
+    assert_eq!(
+        calendar.working_time_between(paused_at.micros(), provided_at.micros()),
+        pause
+    );
+    let expected_due = Timestamp::from_micros(calendar.add_working(due.micros(), pause));
 
     let d = given(&[
         (local(2024, 3, 4, 8, 0), received(due)),
@@ -763,19 +771,19 @@ fn a_supplement_without_a_due_date_moves_it_by_exactly_the_paused_time() {
     assert_eq!(d.status, Status::Received);
     assert_eq!(d.paused_at, None);
     assert_eq!(d.due_at, Some(expected_due));
-    assert_eq!(expected_due.micros_since(due), pause);
 
     // The result is then judged against the moved due date.
-    // 3 days 5 h 37 min after 11/03 17:00 is 14/03 22:37.
+    // 27 h 37 min of working time after Mon 11/03 17:00: Tue, Wed, Thu (24 h),
+    // then Fri 15/03 7:00 + 3 h 37 min = 10:37.
     assert_eq!(
         expected_due,
-        local(2024, 3, 14, 22, 37).plus_micros(123_456)
+        local(2024, 3, 15, 10, 37).plus_micros(123_456)
     );
     Given::from(d.clone())
-        .when(Command::RecordResult, local(2024, 3, 14, 23, 59))
+        .when(Command::RecordResult, local(2024, 3, 15, 23, 59))
         .then_expect(processed(Timeliness::OnTime, expected_due));
     Given::from(d)
-        .when(Command::RecordResult, local(2024, 3, 15, 0, 0))
+        .when(Command::RecordResult, local(2024, 3, 16, 0, 0))
         .then_expect(processed(Timeliness::Late, expected_due));
 }
 
@@ -850,7 +858,8 @@ fn a_second_pause_moves_the_due_date_again() {
             local(2024, 3, 7, 16, 0),
         )
         .then_expect(Payload::SupplementProvided {
-            due_at: local(2024, 3, 12, 23, 0),
+            // 10:00–11:30 and 13:30–16:00: 4 working hours after Tue 12/03 17:00.
+            due_at: local(2024, 3, 13, 11, 0),
         });
 }
 
@@ -1373,7 +1382,7 @@ impl Spec {
                 province_code: PROVINCE.into(),
                 procedure: procedure(),
                 channel: *channel,
-                due_at: in_minutes(*due_in_minutes),
+                due_at: Some(in_minutes(*due_in_minutes)),
             },
             Spec::RefuseAtIntake => Command::RefuseAtIntake { reason: "r".into() },
             Spec::RequestSupplement => Command::RequestSupplement { reason: "r".into() },
@@ -1551,6 +1560,9 @@ fn kind_column(kind: EventKind) -> usize {
         EventKind::Stopped => 9,
         EventKind::SurveyRecorded => 10,
         EventKind::Late => 11,
+        EventKind::ProcedureRegistered
+        | EventKind::ProcedureChanged
+        | EventKind::ProcedureWithdrawn => 12,
     }
 }
 

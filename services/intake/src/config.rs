@@ -53,6 +53,19 @@ pub struct Config {
     #[arg(long, env = "INTAKE_CLOCK_OFFSET", default_value = "0s", value_parser = telemetry::parse_signed_micros, allow_hyphen_values = true)]
     pub clock_offset: i64,
 
+    /// Office hours of the working-time calendar, local time (UTC+7).
+    #[arg(
+        long,
+        env = "MOTCUA_OFFICE_HOURS",
+        default_value = "07:00-11:30,13:30-17:00"
+    )]
+    pub office_hours: String,
+
+    /// The government's yearly holiday swaps and extra days off (TOML; see
+    /// services/calendar/holidays.example.toml). Statutory rules only when absent.
+    #[arg(long, env = "MOTCUA_HOLIDAYS")]
+    pub holidays: Option<std::path::PathBuf>,
+
     /// How long shutdown may take to finish in-flight work, e.g. 10s.
     #[arg(long, env = "MOTCUA_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = telemetry::parse_duration)]
     pub shutdown_timeout: Duration,

@@ -33,7 +33,9 @@ impl IntakeError {
 impl From<IntakeError> for Status {
     fn from(e: IntakeError) -> Self {
         let code = match &e {
-            IntakeError::Refused(Refusal::InvalidTransition { .. }) => Code::FailedPrecondition,
+            IntakeError::Refused(
+                Refusal::InvalidTransition { .. } | Refusal::Precondition { .. },
+            ) => Code::FailedPrecondition,
             IntakeError::Refused(Refusal::InvalidField { .. })
             | IntakeError::InvalidArgument { .. } => Code::InvalidArgument,
             IntakeError::Conflict => Code::Aborted,

@@ -51,6 +51,7 @@ impl IntakeService {
             }
         };
         let command = command?;
+        crate::catalog::check_dossier_id(&dossier_id, &command)?;
         let reply = self
             .writer
             .execute(request_id, actor, dossier_id, occurred_at, command)
@@ -144,7 +145,10 @@ impl pb::intake_server::Intake for IntakeService {
                 province_code: unit_code(&r.province_code, "province_code")?,
                 procedure: procedure(r.procedure.as_ref())?,
                 channel: channel(r.channel)?,
-                due_at: timestamp(r.due_at.as_ref(), "due_at")?,
+                due_at: match r.due_at.as_ref() {
+                    None => None,
+                    Some(t) => Some(timestamp(Some(t), "due_at")?),
+                },
             })
         })();
         self.run(r.meta, r.dossier_id, command).await
@@ -272,5 +276,32 @@ impl pb::intake_server::Intake for IntakeService {
             })
         })();
         self.run(r.meta, r.dossier_id, command).await
+    }
+
+    async fn register_procedure(
+        &self,
+        request: Request<pb::RegisterProcedureRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let (stream, command) = crate::catalog::register(&r);
+        self.run(r.meta, stream, command).await
+    }
+
+    async fn change_procedure(
+        &self,
+        request: Request<pb::ChangeProcedureRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let (stream, command) = crate::catalog::change(&r);
+        self.run(r.meta, stream, command).await
+    }
+
+    async fn withdraw_procedure(
+        &self,
+        request: Request<pb::WithdrawProcedureRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.into_inner();
+        let (stream, command) = crate::catalog::withdraw(&r);
+        self.run(r.meta, stream, command).await
     }
 }

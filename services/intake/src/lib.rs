@@ -10,6 +10,7 @@
 //! [`Application::build`] connects and binds; [`Application::run_until_stopped`]
 //! serves until a shutdown token is cancelled, then drains.
 
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -36,6 +37,7 @@ pub struct Application {
     store: EventStore,
     nats: async_nats::Client,
     clock: Clock,
+    calendar: std::sync::Arc<calendar::Calendar>,
 }
 
 impl Application {
@@ -47,6 +49,10 @@ impl Application {
 
     /// As [`Self::build`], reading time from `clock`.
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        let calendar = std::sync::Arc::new(catalog::build_calendar(
+            &config.office_hours,
+            config.holidays.as_deref(),
+        )?);
         let store = EventStore::open(&config.database_url).await?;
         let nats =
             telemetry::connect_nats(&config.nats_url, "motcua-intake", Duration::from_secs(10))
@@ -60,6 +66,7 @@ impl Application {
             store,
             nats,
             clock,
+            calendar,
         })
     }
 
@@ -81,6 +88,7 @@ impl Application {
             store,
             nats,
             clock,
+            calendar,
         } = self;
         let head = store.head().await?;
         let (head_tx, head_rx) = watch::channel(head);
@@ -90,6 +98,7 @@ impl Application {
             clock.clone(),
             config.max_batch as usize,
         );
+        let writer = writer.with_catalog(catalog::Catalog::load(&store, calendar).await?);
         let new_deadlines = writer.deadline_updates();
         let writer = tokio::spawn(writer.run());
         let monitor_stop = CancellationToken::new();

@@ -142,6 +142,10 @@ impl EventStore {
         self.backend
     }
 
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Stored replies of the given request ids that were already answered.
     pub async fn find_replies(
         &self,

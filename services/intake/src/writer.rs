@@ -94,6 +94,8 @@ pub struct Writer {
     max_batch: usize,
     /// The earliest deadline the last batch set, for the deadline monitor.
     new_deadlines: watch::Sender<i64>,
+    /// The procedure catalog and the working-time calendar.
+    catalog: crate::catalog::Catalog,
 }
 
 impl Writer {
@@ -114,9 +116,16 @@ impl Writer {
                 clock,
                 max_batch,
                 new_deadlines: watch::Sender::new(i64::MAX),
+                catalog: crate::catalog::Catalog::default(),
             },
             WriterHandle { tx },
         )
+    }
+
+    /// Decides with this catalog and calendar (default: empty, statutory).
+    pub fn with_catalog(mut self, catalog: crate::catalog::Catalog) -> Self {
+        self.catalog = catalog;
+        self
     }
 
     /// Tells the earliest deadline each committed batch set, so the deadline
@@ -197,6 +206,9 @@ impl Writer {
         &mut self,
         batch: &[Submission],
     ) -> Result<Vec<Result<CommandReply, IntakeError>>, AppendError> {
+        // A failed earlier attempt's catalog changes never committed.
+        self.catalog.rollback();
+        self.catalog.refresh_for(&self.store, batch).await?;
         // Replies already given to these request ids (client retries).
         let ids: Vec<&str> = batch
             .iter()
@@ -209,7 +221,7 @@ impl Writer {
         let missing: Vec<&str> = batch
             .iter()
             .map(|s| s.dossier_id.as_str())
-            .filter(|id| !self.cache.contains_key(*id))
+            .filter(|id| !self.cache.contains_key(*id) && !crate::catalog::is_procedure_stream(id))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -265,6 +277,18 @@ impl Writer {
                     v.insert(i);
                 }
             }
+            if let Command::Procedure(command) = &s.command {
+                let at = s.occurred_at.unwrap_or(now);
+                match self.catalog.decide(s, command, at, now) {
+                    Ok(event) => {
+                        events.push(crate::catalog::new_event(&event));
+                        due.push(None);
+                        outcomes.push(Outcome::Appended(events.len() - 1));
+                    }
+                    Err(error) => outcomes.push(Outcome::Refused(error)),
+                }
+                continue;
+            }
             let state = working.entry(s.dossier_id.as_str()).or_insert_with(|| {
                 let cached = self.cache.get(&s.dossier_id).cloned();
                 deadline_before.insert(
@@ -279,7 +303,8 @@ impl Writer {
                 // after that (a survey, say): then right after its last event.
                 at = at.max(d.last_occurred_at);
             }
-            match domain::decide(&s.dossier_id, state.as_ref(), &s.command, at) {
+            let terms = self.catalog.terms();
+            match domain::decide_with(&s.dossier_id, state.as_ref(), &s.command, at, &terms) {
                 Ok(payload) => {
                     let (office_code, province_code) = match (&s.command, state.as_ref()) {
                         (_, Some(d)) => (d.office_code.clone(), d.province_code.clone()),
@@ -389,6 +414,7 @@ impl Writer {
                     &deadline_changes,
                 )
                 .await?;
+            self.catalog.commit();
             let last = first_position + events.len() as u64 - 1;
             self.head.send_replace(last);
             metrics::counter!("intake_events_appended_total").increment(events.len() as u64);

@@ -146,6 +146,8 @@ pub struct Changes {
     pub pauses: HashMap<(String, i32), Pause>,
     /// Late-feed notices, in the order their events applied.
     pub late_feed: Vec<LateNotice>,
+    /// Procedure streams (`procedure/<code>`): see `crate::catalog`.
+    pub catalog: crate::catalog::CatalogChanges,
 }
 
 impl Changes {
@@ -190,6 +192,9 @@ impl Changes {
     /// dossier's current row (None when unknown); the result goes into
     /// `self.rows`.
     pub fn apply(&mut self, row: Option<DossierRow>, event: &Event) -> Applied {
+        if let Payload::Procedure(change) = &event.payload {
+            return self.catalog.apply(event, change);
+        }
         let current = row.as_ref().map_or(0, |r| r.version);
         let version = i64::try_from(event.version).unwrap_or(i64::MAX);
         if version <= current {
@@ -320,6 +325,8 @@ impl Changes {
             Payload::SurveyRecorded { scale, rating, .. } => {
                 self.count(&row, day, &metric::survey(*scale, *rating));
             }
+            // Catalog events were applied above, by the catalog.
+            Payload::Procedure(_) => {}
         }
         row.version = version;
         self.rows.insert(row.dossier_id.clone(), row);

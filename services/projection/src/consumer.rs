@@ -215,7 +215,10 @@ impl Consumer {
                     .push((version, payload, true));
             }
         }
-        let mut changes = Changes::default();
+        let mut changes = Changes {
+            catalog: crate::catalog::load(self.store.pool(), self.store.backend(), &ids).await?,
+            ..Changes::default()
+        };
         let mut applied = 0u64;
         for (event, m) in &decoded {
             let row = changes
@@ -272,7 +275,7 @@ fn release(
 ) -> anyhow::Result<u64> {
     let mut applied = 0;
     loop {
-        let current = changes.rows.get(dossier_id).map_or(0, |r| r.version);
+        let current = changes.version_of(dossier_id);
         let mut progressed = false;
         let mut i = 0;
         while i < queue.len() {

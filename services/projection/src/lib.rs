@@ -10,6 +10,7 @@
 //! can be rebuilt from them.
 
 pub mod apply;
+pub mod catalog;
 pub mod config;
 pub mod consumer;
 pub mod deadlines;

@@ -439,4 +439,12 @@ impl pb::reports_server::Reports for ReportsService {
     ) -> Result<Response<pb::YearlySeries>, Status> {
         Ok(Response::new(self.yearly(request.get_ref()).await?))
     }
+
+    async fn get_procedure_counts(
+        &self,
+        request: Request<pb::ProcedureCountsRequest>,
+    ) -> Result<Response<pb::ProcedureCounts>, Status> {
+        let counts = crate::catalog::procedure_counts(&self.pool, request.get_ref()).await?;
+        Ok(Response::new(counts))
+    }
 }

@@ -123,6 +123,7 @@ impl ReadStore {
         sqlkit::run_ddl(&pool, &schema)
             .await
             .context("create the read models' tables")?;
+        crate::catalog::create_schema(&pool).await?;
         let head: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM late_feed")
             .fetch_one(&pool)
             .await
@@ -353,6 +354,7 @@ impl ReadStore {
                 .context("record pauses")?;
         }
 
+        crate::catalog::write(self.backend, &mut tx, &batch.changes.catalog).await?;
         for (dossier_id, version) in &batch.released {
             sqlx::query("DELETE FROM held_events WHERE dossier_id = $1 AND version = $2")
                 .bind(dossier_id.as_str())

@@ -10,6 +10,8 @@ const FILES: &[&str] = &[
     "motcua/intake/v1/intake.proto",
     "motcua/reports/v1/reports.proto",
     "motcua/reports/v1/deadlines.proto",
+    "motcua/intake/v1/log.proto",
+    "motcua/admin/v1/parked.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,6 +1,7 @@
 //! Motcua's wire contracts: the versioned protobuf packages for lifecycle
-//! events (`motcua.events.v1`), the desk's commands (`motcua.intake.v1`) and
-//! the province's reports (`motcua.reports.v1`), plus conversions between
+//! events (`motcua.events.v1`), the desk's commands (`motcua.intake.v1`),
+//! the province's reports (`motcua.reports.v1`) and operators' administration
+//! of the projection (`motcua.admin.v1`), plus conversions between
 //! `google.protobuf.Timestamp` and the domain's instants.
 //!
 //! This crate knows the wire format and nothing else: no database, no NATS,
@@ -24,6 +25,12 @@ pub mod intake {
 pub mod reports {
     pub mod v1 {
         tonic::include_proto!("motcua.reports.v1");
+    }
+}
+
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("motcua.admin.v1");
     }
 }
 

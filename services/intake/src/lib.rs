@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod log;
 pub mod monitor;
 pub mod relay;
 pub mod store;
@@ -22,7 +23,7 @@ pub mod writer;
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
-use proto::intake::v1::intake_server::IntakeServer;
+use proto::intake::v1::{intake_server::IntakeServer, log_server::LogServer};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 
@@ -131,6 +132,7 @@ impl Application {
         health
             .set_serving::<IntakeServer<grpc::IntakeService>>()
             .await;
+        health.set_serving::<LogServer<log::LogService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -145,6 +147,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(IntakeServer::new(service))
+            .add_service(LogServer::new(log::LogService::new(store.clone())))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 async move { server_shutdown.cancelled().await },

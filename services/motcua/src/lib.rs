@@ -13,8 +13,11 @@
 //! writing numbers.
 
 pub mod connect;
+pub mod localtime;
+pub mod parked;
 pub mod report;
 pub mod vn;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -24,11 +27,14 @@ pub use connect::Services;
 #[command(
     name = "motcua",
     version,
-    about = "Motcua's operator command line: reports from the projection, over gRPC",
+    about = "Motcua's operator command line: reports, parked events and the late feed, over gRPC",
     after_help = "\
 Examples:
   motcua report --office TUY-PHONG --from-year 2015 --to-year 2020
-  motcua --projection http://10.0.0.5:50052 report --office TUY-PHONG --format xlsx --output tuy-phong.xlsx"
+  motcua --projection http://10.0.0.5:50052 report --office TUY-PHONG --format xlsx --output tuy-phong.xlsx
+  motcua parked list
+  motcua parked replay --from-intake
+  motcua watch-late --office TUY-PHONG"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -42,12 +48,20 @@ pub enum Command {
     /// Yearly figures of an office or a province: a table, or the report's
     /// appendix (Phụ lục 03) as CSV or XLSX.
     Report(report::ReportArgs),
+    /// Events the projection could not apply: list them, replay them after
+    /// a fix (--from-intake: with intake's copy of each).
+    Parked(parked::ParkedArgs),
+    /// A live feed of dossiers becoming late (and leaving that state) for
+    /// an office or a province; reconnects by itself, Ctrl-C stops it.
+    WatchLate(watch::WatchLateArgs),
 }
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Report(args) => report::run(&cli.services, args).await,
+        Command::Parked(args) => parked::run(&cli.services, args).await,
+        Command::WatchLate(args) => watch::run(&cli.services, args).await,
     }
 }
 

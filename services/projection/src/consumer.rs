@@ -13,10 +13,12 @@ use async_nats::jetstream::{
 };
 use bus::StreamSettings;
 use futures::StreamExt as _;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     apply::{Applied, Changes},
+    parked::ReplayJob,
     store::{BatchWrite, Parked, ReadStore},
 };
 
@@ -32,12 +34,17 @@ pub struct Consumer {
     /// Durable consumer name, also the checkpoint's key.
     pub name: String,
     pub max_batch: usize,
+    /// Replays of parked events, served between batches (see
+    /// `crate::parked`); `None` when nobody can ask for one.
+    pub replays: Option<mpsc::Receiver<ReplayJob>>,
 }
 
 /// One message, taken apart.
 struct Incoming {
     stream_seq: u64,
     subject: String,
+    /// The `Motcua-Position` header, when present.
+    position: Option<u64>,
     payload: Vec<u8>,
     message: jetstream::Message,
 }
@@ -45,18 +52,26 @@ struct Incoming {
 impl Consumer {
     /// Consumes until `stop` is cancelled; the batch in hand is finished
     /// first, what was not taken stays in the stream for the next start.
-    pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(100);
         let mut held = self.store.held_count().await?;
+        let mut replays = self.replays.take();
+        metrics::gauge!("projection_held_events").set(held as f64);
+        self.count_parked().await;
         loop {
-            match self.consume(&stop, &mut held).await {
+            match self.consume(&stop, &mut held, &mut replays).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "consumer interrupted; resuming from the checkpoint");
                     metrics::counter!("projection_consumer_errors_total").increment(1);
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = stop.cancelled() => return Ok(()),
+                    let pause = tokio::time::sleep(backoff);
+                    tokio::pin!(pause);
+                    loop {
+                        tokio::select! {
+                            () = &mut pause => break,
+                            job = next_replay(&mut replays) => self.serve_replay(job, &mut held).await,
+                            () = stop.cancelled() => return Ok(()),
+                        }
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -64,7 +79,41 @@ impl Consumer {
         }
     }
 
-    async fn consume(&self, stop: &CancellationToken, held: &mut u64) -> anyhow::Result<()> {
+    /// Runs an operator's replay of parked events: between two batches, as
+    /// the read models' one writer.
+    async fn serve_replay(&self, job: ReplayJob, held: &mut u64) {
+        let result = crate::parked::replay(&self.store, &self.name, &job.request).await;
+        match &result {
+            Ok(report) => {
+                *held = held.saturating_sub(report.released_rows);
+                metrics::gauge!("projection_held_events").set(*held as f64);
+                metrics::gauge!("projection_parked_events").set(report.still_parked as f64);
+                metrics::counter!("projection_events_applied_total").increment(report.applied);
+                tracing::info!(
+                    replayed = report.events.len(),
+                    applied = report.applied,
+                    still_parked = report.still_parked,
+                    "replayed parked events"
+                );
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "replaying parked events failed"),
+        }
+        drop(job.reply.send(result));
+    }
+
+    async fn count_parked(&self) {
+        match self.store.parked_count().await {
+            Ok(n) => metrics::gauge!("projection_parked_events").set(n as f64),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "counting parked events failed"),
+        }
+    }
+
+    async fn consume(
+        &self,
+        stop: &CancellationToken,
+        held: &mut u64,
+        replays: &mut Option<mpsc::Receiver<ReplayJob>>,
+    ) -> anyhow::Result<()> {
         let stream = self
             .settings
             .ensure_stream(&self.js)
@@ -112,6 +161,10 @@ impl Consumer {
         loop {
             let first = tokio::select! {
                 next = messages.next() => next,
+                job = next_replay(replays) => {
+                    self.serve_replay(job, held).await;
+                    continue;
+                }
                 () = stop.cancelled() => return Ok(()),
             };
             let Some(first) = first else {
@@ -167,9 +220,11 @@ impl Consumer {
                     metrics::counter!("projection_events_applied_total").increment(applied);
                     metrics::histogram!("projection_batch_size").record(batch.len() as f64);
                     metrics::gauge!("projection_checkpoint").set(write.checkpoint as f64);
+                    metrics::gauge!("projection_held_events").set(*held as f64);
                     if !write.parked.is_empty() {
                         metrics::counter!("projection_events_parked_total")
                             .increment(write.parked.len() as u64);
+                        self.count_parked().await;
                     }
                     return Ok(());
                 }
@@ -193,12 +248,14 @@ impl Consumer {
         for m in batch {
             match bus::decode_event(&m.payload) {
                 Ok(event) => decoded.push((event, m)),
-                Err(e) => write.parked.push(Parked {
-                    stream_seq: m.stream_seq,
-                    subject: m.subject.clone(),
-                    reason: e.to_string(),
-                    payload: m.payload.clone(),
-                }),
+                Err(e) => write.parked.push(Parked::new(
+                    m.stream_seq,
+                    &m.subject,
+                    m.position,
+                    &m.payload,
+                    None,
+                    e.to_string(),
+                )),
             }
         }
         let mut ids: Vec<&str> = decoded.iter().map(|(e, _)| e.dossier_id.as_str()).collect();
@@ -242,12 +299,14 @@ impl Consumer {
                         false,
                     ));
                 }
-                Applied::Rejected(reason) => write.parked.push(Parked {
-                    stream_seq: m.stream_seq,
-                    subject: m.subject.clone(),
+                Applied::Rejected(reason) => write.parked.push(Parked::new(
+                    m.stream_seq,
+                    &m.subject,
+                    m.position,
+                    &m.payload,
+                    Some(event),
                     reason,
-                    payload: m.payload.clone(),
-                }),
+                )),
             }
         }
         // What still waits and is not yet in the database gets stored.
@@ -267,7 +326,7 @@ impl Consumer {
 
 /// Applies the queued events that now follow the dossier's version; drops
 /// queued duplicates. Records which stored ones left the queue.
-fn release(
+pub(crate) fn release(
     changes: &mut Changes,
     dossier_id: &str,
     queue: &mut Vec<(i64, Vec<u8>, bool)>,
@@ -310,10 +369,28 @@ fn incoming(message: jetstream::Message) -> anyhow::Result<Incoming> {
         .map_err(|e| anyhow::anyhow!(e))
         .context("read a message's stream sequence")?
         .stream_sequence;
+    let position = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(bus::POSITION_HEADER))
+        .and_then(|v| v.as_str().parse::<u64>().ok());
     Ok(Incoming {
         stream_seq,
         subject: message.subject.to_string(),
+        position,
         payload: message.payload.to_vec(),
         message,
     })
+}
+
+/// The next replay asked for; never ready when nobody can ask.
+async fn next_replay(replays: &mut Option<mpsc::Receiver<ReplayJob>>) -> ReplayJob {
+    if let Some(rx) = replays {
+        if let Some(job) = rx.recv().await {
+            return job;
+        }
+        // Every sender is gone: stop polling a closed channel.
+        *replays = None;
+    }
+    std::future::pending().await
 }

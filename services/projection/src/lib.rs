@@ -3,25 +3,31 @@
 //! into read models (dossier rows, pauses, per-day counters) with the
 //! checkpoint in the same transaction, and serves statistics, survey
 //! aggregates and yearly series over gRPC (`motcua.reports.v1.Reports`),
-//! and overdue lists and a live late feed (`motcua.reports.v1.Deadlines`).
+//! overdue lists and a live late feed (`motcua.reports.v1.Deadlines`),
+//! and its parked events to operators (`motcua.admin.v1.ParkedEvents`).
 //!
 //! Projection must not know how commands are decided or how intake stores
 //! its log: it reads only the published events, and every figure it serves
 //! can be rebuilt from them.
 
+pub mod admin;
 pub mod apply;
 pub mod catalog;
 pub mod config;
 pub mod consumer;
 pub mod deadlines;
 pub mod error;
+pub mod parked;
 pub mod reports;
 pub mod store;
 
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
-use proto::reports::v1::{deadlines_server::DeadlinesServer, reports_server::ReportsServer};
+use proto::{
+    admin::v1::parked_events_server::ParkedEventsServer,
+    reports::v1::{deadlines_server::DeadlinesServer, reports_server::ReportsServer},
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -73,12 +79,15 @@ impl Application {
             store,
             nats,
         } = self;
+        // Replays of parked events go to the consumer, the one writer.
+        let (replays, replay_jobs) = tokio::sync::mpsc::channel(8);
         let consumer = consumer::Consumer {
             store: store.clone(),
             js: async_nats::jetstream::new(nats.clone()),
             settings: config.stream_settings(),
             name: config.consumer.clone(),
             max_batch: config.max_batch as usize,
+            replays: Some(replay_jobs),
         };
         let consumer_stop = shutdown.clone();
         let consuming = tokio::spawn(consumer.run(consumer_stop));
@@ -89,6 +98,9 @@ impl Application {
             .await;
         health
             .set_serving::<DeadlinesServer<deadlines::DeadlinesService>>()
+            .await;
+        health
+            .set_serving::<ParkedEventsServer<admin::ParkedService>>()
             .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -108,6 +120,10 @@ impl Application {
             .add_service(DeadlinesServer::new(deadlines::DeadlinesService::new(
                 &store,
                 shutdown.clone(),
+            )))
+            .add_service(ParkedEventsServer::new(admin::ParkedService::new(
+                store.clone(),
+                replays,
             )))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -57,12 +57,6 @@ CREATE TABLE IF NOT EXISTS held_events (
     payload    BYTEA NOT NULL,
     PRIMARY KEY (dossier_id, version)
 );
-CREATE TABLE IF NOT EXISTS parked_events (
-    stream_seq BIGINT PRIMARY KEY,
-    subject    TEXT NOT NULL,
-    reason     TEXT NOT NULL,
-    payload    BYTEA NOT NULL
-);
 CREATE INDEX IF NOT EXISTS dossiers_office_open_due ON dossiers (office_code, due_at) WHERE closed_day IS NULL;
 CREATE INDEX IF NOT EXISTS dossiers_province_open_due ON dossiers (province_code, due_at) WHERE closed_day IS NULL;
 CREATE TABLE IF NOT EXISTS late_feed (
@@ -86,12 +80,19 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 const DOSSIER_COLUMNS: &str = "dossier_id, office_code, province_code, procedure_code, field, channel, version, status, received_day, due_at, due_day, closed_day, resolved_day, timeliness, late_at, pauses";
 
-/// An event that cannot be applied, kept for operators.
+/// An event that cannot be applied, kept for operators (see `crate::parked`).
 #[derive(Clone, Debug)]
 pub struct Parked {
     pub stream_seq: u64,
     pub subject: String,
+    /// The `Motcua-Position` header: its position in intake's log.
+    pub position: Option<u64>,
+    /// Known when the payload decodes far enough.
+    pub dossier_id: Option<String>,
+    pub version: Option<u64>,
     pub reason: String,
+    /// Microseconds since the Unix epoch.
+    pub parked_at: i64,
     pub payload: Vec<u8>,
 }
 
@@ -102,6 +103,10 @@ pub struct BatchWrite {
     pub held: Vec<(String, i64, Vec<u8>)>,
     pub released: Vec<(String, i64)>,
     pub parked: Vec<Parked>,
+    /// Parked events that a replay applied: they leave `parked_events`.
+    pub unparked: Vec<u64>,
+    /// Parked events a replay could not apply, with the new reason.
+    pub reparked: Vec<(u64, String)>,
     pub checkpoint: u64,
 }
 
@@ -124,6 +129,7 @@ impl ReadStore {
             .await
             .context("create the read models' tables")?;
         crate::catalog::create_schema(&pool).await?;
+        crate::parked::create_schema(&pool, backend).await?;
         let head: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM late_feed")
             .fetch_one(&pool)
             .await
@@ -376,15 +382,35 @@ impl ReadStore {
         }
         for p in &batch.parked {
             sqlx::query(
-                "INSERT INTO parked_events (stream_seq, subject, reason, payload) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                "INSERT INTO parked_events (stream_seq, subject, reason, payload, position, dossier_id, version, parked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             )
             .bind(p.stream_seq as i64)
             .bind(p.subject.as_str())
             .bind(p.reason.as_str())
             .bind(p.payload.as_slice())
+            .bind(p.position.and_then(|v| i64::try_from(v).ok()))
+            .bind(p.dossier_id.as_deref())
+            .bind(p.version.and_then(|v| i64::try_from(v).ok()))
+            .bind(p.parked_at)
             .execute(&mut *tx)
             .await
             .context("park an event")?;
+        }
+        for seq in &batch.unparked {
+            sqlx::query("DELETE FROM parked_events WHERE stream_seq = $1")
+                .bind(*seq as i64)
+                .execute(&mut *tx)
+                .await
+                .context("unpark an event")?;
+        }
+        for (seq, reason) in &batch.reparked {
+            sqlx::query("UPDATE parked_events SET reason = $1 WHERE stream_seq = $2")
+                .bind(reason.as_str())
+                .bind(*seq as i64)
+                .execute(&mut *tx)
+                .await
+                .context("record why a parked event still fails")?;
         }
 
         sqlx::query(

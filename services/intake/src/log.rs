@@ -29,9 +29,7 @@ impl pb::log_server::Log for LogService {
     ) -> Result<Response<pb::ReadEventsReply>, Status> {
         let request = request.into_inner();
         if request.after_position > i64::MAX as u64 {
-            return Err(Status::invalid_argument(
-                "after_position is out of range",
-            ));
+            return Err(Status::invalid_argument("after_position is out of range"));
         }
         let limit = match request.limit {
             0 => DEFAULT_LIMIT,

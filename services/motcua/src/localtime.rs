@@ -41,7 +41,10 @@ mod tests {
             nanos: 0,
         };
         assert_eq!(display(Some(&t)), "2024-03-12 00:00:00");
-        assert_eq!(rfc3339(Some(&t)).as_deref(), Some("2024-03-12T00:00:00+07:00"));
+        assert_eq!(
+            rfc3339(Some(&t)).as_deref(),
+            Some("2024-03-12T00:00:00+07:00")
+        );
         assert_eq!(display(None), "-");
     }
 }

@@ -94,7 +94,10 @@ pub async fn run(services: &Services, args: WatchLateArgs) -> anyhow::Result<()>
             }
             match open(services, &target, &scope, after).await {
                 Ok(feed) => {
-                    eprintln!("motcua: reconnected to {} at {}", target.service, target.url);
+                    eprintln!(
+                        "motcua: reconnected to {} at {}",
+                        target.service, target.url
+                    );
                     break feed;
                 }
                 Err(Failure::Refused(e)) => return Err(e),

@@ -63,7 +63,11 @@ impl pb::parked_events_server::ParkedEvents for ParkedService {
             .list_parked(after, i64::from(size))
             .await
             .map_err(|e| unavailable(&e))?;
-        let total = self.store.parked_count().await.map_err(|e| unavailable(&e))?;
+        let total = self
+            .store
+            .parked_count()
+            .await
+            .map_err(|e| unavailable(&e))?;
         let held = self.store.held_count().await.map_err(|e| unavailable(&e))?;
         let next_page_token = match listed.last() {
             Some(last) if listed.len() as u32 == size => last.parked.stream_seq.to_string(),

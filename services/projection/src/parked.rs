@@ -194,7 +194,11 @@ impl ReadStore {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for r in q.fetch_all(self.pool()).await.context("count held events")? {
+            for r in q
+                .fetch_all(self.pool())
+                .await
+                .context("count held events")?
+            {
                 let n: i64 = r.try_get(1)?;
                 counts.insert(r.try_get(0)?, u64::try_from(n).unwrap_or(0));
             }
@@ -226,7 +230,11 @@ impl ReadStore {
             for seq in chunk {
                 q = q.bind(i64::try_from(*seq).unwrap_or(i64::MAX));
             }
-            for r in q.fetch_all(self.pool()).await.context("load parked events")? {
+            for r in q
+                .fetch_all(self.pool())
+                .await
+                .context("load parked events")?
+            {
                 parked.push(parked_from_row(&r)?);
             }
         }
@@ -356,10 +364,9 @@ pub async fn replay(
             .rows
             .remove(&event.dossier_id)
             .or_else(|| rows.remove(&event.dossier_id));
-        let current = row.as_ref().map_or_else(
-            || changes.version_of(&event.dossier_id),
-            |r| r.version,
-        );
+        let current = row
+            .as_ref()
+            .map_or_else(|| changes.version_of(&event.dossier_id), |r| r.version);
         match changes.apply(row, event) {
             Applied::Applied => {
                 report.applied += 1;
@@ -387,7 +394,9 @@ pub async fn replay(
             if entry.replaced {
                 entry.reason = format!("with the replacement payload: {}", entry.reason);
             }
-            write.reparked.push((entry.stream_seq, entry.reason.clone()));
+            write
+                .reparked
+                .push((entry.stream_seq, entry.reason.clone()));
         } else {
             write.unparked.push(entry.stream_seq);
         }

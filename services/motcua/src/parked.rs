@@ -18,6 +18,11 @@ use crate::{
 };
 
 #[derive(Clone, Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  motcua parked list
+  motcua parked replay --from-intake
+  motcua --projection http://10.0.0.5:50052 --intake http://10.0.0.4:50051 parked replay --seq 7 --from-intake")]
 pub struct ParkedArgs {
     #[command(subcommand)]
     pub command: ParkedCommand,

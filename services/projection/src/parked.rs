@@ -408,3 +408,55 @@ pub async fn replay(
     report.still_parked = store.parked_count().await?;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+
+    #[test]
+    fn a_payload_that_parses_only_as_protobuf_still_names_its_dossier() {
+        // No payload kind: the codec refuses it, the raw message is readable.
+        let raw = proto::events::v1::Event {
+            dossier_id: "HS-1".into(),
+            version: 3,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert!(bus::decode_event(&raw).is_err());
+        let p = Parked::new(7, "s", Some(9), &raw, None, "unknown payload".into());
+        assert_eq!(
+            (p.dossier_id.as_deref(), p.version, p.position),
+            (Some("HS-1"), Some(3), Some(9))
+        );
+        let garbage = Parked::new(8, "s", None, &[0x0a, 0xff], None, "garbage".into());
+        assert_eq!((garbage.dossier_id, garbage.version), (None, None));
+    }
+
+    #[tokio::test]
+    async fn an_older_parked_table_gets_the_new_columns() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}/p.db", dir.path().display());
+        let (pool, backend) = sqlkit::connect(&url, 1).await?;
+        sqlkit::run_ddl(
+            &pool,
+            "CREATE TABLE parked_events (stream_seq BIGINT PRIMARY KEY, subject TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL);
+             INSERT INTO parked_events VALUES (1, 's', 'old', x'00')",
+        )
+        .await?;
+        create_schema(&pool, backend).await?;
+        create_schema(&pool, backend).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PARKED_COLUMNS} FROM parked_events"
+        )))
+        .fetch_one(&pool)
+        .await?;
+        let p = parked_from_row(&row)?;
+        assert_eq!(
+            (p.stream_seq, p.reason.as_str(), p.position, p.parked_at),
+            (1, "old", None, 0)
+        );
+        Ok(())
+    }
+}

@@ -368,11 +368,11 @@ async fn the_monitor_follows_the_wall_clock_when_it_jumps() -> anyhow::Result<()
     desk.receive("B", "TP", at(2024, 3, 11, 8), at(2024, 3, 11, 17))
         .await?;
     assert!(
-        pair.intake_store
+        !pair
+            .intake_store
             .kind_counts("late")
             .await?
-            .get("B")
-            .is_none()
+            .contains_key("B")
     );
     // ...until the clock jumps forward again; A is not repeated.
     offset.store(offset_to(deadline.plus_micros(SECOND)), Ordering::Release);

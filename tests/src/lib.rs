@@ -563,6 +563,7 @@ impl Province {
                 scope: office_scope(office),
                 from: date(from),
                 to: date(to),
+                as_of: None,
             })
             .await?
             .into_inner())
@@ -581,6 +582,7 @@ impl Province {
                 scope: Some(scope),
                 from: date(from),
                 to: date(to),
+                as_of: None,
             })
             .await?
             .into_inner())
@@ -599,6 +601,7 @@ impl Province {
                 scope: office_scope(office),
                 from: date(from),
                 to: date(to),
+                as_of: None,
             })
             .await?
             .into_inner())
@@ -612,6 +615,7 @@ impl Province {
                 office_code: office.into(),
                 from_year: 0,
                 to_year: 0,
+                as_of: None,
             })
             .await?
             .into_inner())

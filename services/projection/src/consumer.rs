@@ -35,11 +35,13 @@ pub struct Consumer {
 }
 
 /// One message, taken apart.
-struct Incoming {
-    stream_seq: u64,
-    subject: String,
-    payload: Vec<u8>,
-    message: jetstream::Message,
+pub(crate) struct Incoming {
+    pub(crate) stream_seq: u64,
+    pub(crate) subject: String,
+    pub(crate) payload: Vec<u8>,
+    /// The JetStream message to acknowledge; none when replayed for a
+    /// report as of an earlier point.
+    pub(crate) message: Option<jetstream::Message>,
 }
 
 impl Consumer {
@@ -137,11 +139,12 @@ impl Consumer {
             }
             let pending = batch
                 .last()
-                .and_then(|m| m.message.info().ok())
+                .and_then(|m| m.message.as_ref())
+                .and_then(|m| m.info().ok())
                 .map(|i| i.pending);
             self.apply_batch(&batch, held).await?;
-            if let Some(last) = batch.last() {
-                last.message
+            if let Some(message) = batch.last().and_then(|m| m.message.as_ref()) {
+                message
                     .ack()
                     .await
                     .map_err(|e| anyhow::anyhow!(e))
@@ -188,6 +191,20 @@ impl Consumer {
         batch: &[Incoming],
         held_count: u64,
     ) -> anyhow::Result<(BatchWrite, u64)> {
+        apply_messages(&self.store, &self.name, batch, held_count).await
+    }
+}
+
+/// Applies a batch of messages to `store` in one transaction with the
+/// checkpoint of consumer `name`: the consumer's work, also used to replay
+/// history into a scratch store for as-of reports.
+pub(crate) async fn apply_messages(
+    store: &ReadStore,
+    name: &str,
+    batch: &[Incoming],
+    held_count: u64,
+) -> anyhow::Result<(BatchWrite, u64)> {
+    {
         let mut write = BatchWrite::default();
         let mut decoded = Vec::with_capacity(batch.len());
         for m in batch {
@@ -204,11 +221,11 @@ impl Consumer {
         let mut ids: Vec<&str> = decoded.iter().map(|(e, _)| e.dossier_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut rows = self.store.load_rows(&ids).await?;
+        let mut rows = store.load_rows(&ids).await?;
         // Held events of these dossiers: (version, payload, stored in the database?).
         let mut waiting: HashMap<String, Vec<(i64, Vec<u8>, bool)>> = HashMap::new();
         if held_count > 0 {
-            for (dossier_id, version, payload) in self.store.load_held(&ids).await? {
+            for (dossier_id, version, payload) in store.load_held(&ids).await? {
                 waiting
                     .entry(dossier_id)
                     .or_default()
@@ -216,7 +233,7 @@ impl Consumer {
             }
         }
         let mut changes = Changes {
-            catalog: crate::catalog::load(self.store.pool(), self.store.backend(), &ids).await?,
+            catalog: crate::catalog::load(store.pool(), store.backend(), &ids).await?,
             ..Changes::default()
         };
         let mut applied = 0u64;
@@ -260,7 +277,7 @@ impl Consumer {
         }
         write.changes = changes;
         write.checkpoint = batch.last().map_or(0, |m| m.stream_seq);
-        self.store.commit(&self.name, &write).await?;
+        store.commit(name, &write).await?;
         Ok((write, applied))
     }
 }
@@ -314,6 +331,6 @@ fn incoming(message: jetstream::Message) -> anyhow::Result<Incoming> {
         stream_seq,
         subject: message.subject.to_string(),
         payload: message.payload.to_vec(),
-        message,
+        message: Some(message),
     })
 }

@@ -10,6 +10,7 @@
 //! can be rebuilt from them.
 
 pub mod apply;
+pub mod asof;
 pub mod catalog;
 pub mod config;
 pub mod consumer;
@@ -101,10 +102,14 @@ impl Application {
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(ReportsServer::new(reports::ReportsService::new(
-                store.pool().clone(),
-                store.backend(),
-            )))
+            .add_service(ReportsServer::new(
+                reports::ReportsService::new(store.pool().clone(), store.backend()).with_history(
+                    asof::History {
+                        js: async_nats::jetstream::new(nats.clone()),
+                        settings: config.stream_settings(),
+                    },
+                ),
+            ))
             .add_service(DeadlinesServer::new(deadlines::DeadlinesService::new(
                 &store,
                 shutdown.clone(),

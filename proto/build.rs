@@ -10,6 +10,7 @@ const FILES: &[&str] = &[
     "motcua/intake/v1/intake.proto",
     "motcua/reports/v1/reports.proto",
     "motcua/reports/v1/deadlines.proto",
+    "motcua/reports/v1/rebuild.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -140,7 +140,7 @@ pub async fn replay(history: &History, subject: &str, point: Point) -> anyhow::R
             continue;
         }
         replayed += batch.len() as u64;
-        let (write, _) = apply_messages(&store, "as-of", &batch, held).await?;
+        let (write, _) = apply_messages(&store, "as-of", &batch, held, false).await?;
         held = held
             .saturating_add(write.held.len() as u64)
             .saturating_sub(write.released.len() as u64);

@@ -10,10 +10,17 @@ use tonic::{Request, Response, Status};
 
 use crate::{apply::metric, error::ReportError};
 
+/// Where a report reads: the serving generation (repointed by a rebuild's
+/// swap), or a fixed store (an as-of scratch store).
+#[derive(Clone, Debug)]
+enum Source {
+    Serving(std::sync::Arc<crate::generations::Serving>),
+    Fixed(AnyPool, sqlkit::Backend),
+}
+
 #[derive(Clone, Debug)]
 pub struct ReportsService {
-    pool: AnyPool,
-    postgres: bool,
+    source: Source,
     /// The stream, for reports as of an earlier point; none in a scratch store.
     history: Option<crate::asof::History>,
 }
@@ -208,10 +215,32 @@ fn period(request: &pb::StatisticsRequest) -> Result<(Filter, LocalDay, LocalDay
 impl ReportsService {
     pub fn new(pool: AnyPool, backend: sqlkit::Backend) -> Self {
         Self {
-            pool,
-            postgres: backend == sqlkit::Backend::Postgres,
+            source: Source::Fixed(pool, backend),
             history: None,
         }
+    }
+
+    /// Reports on whichever generation serves at each request.
+    pub fn serving(serving: std::sync::Arc<crate::generations::Serving>) -> Self {
+        Self {
+            source: Source::Serving(serving),
+            history: None,
+        }
+    }
+
+    fn pool(&self) -> AnyPool {
+        match &self.source {
+            Source::Serving(serving) => serving.store().pool().clone(),
+            Source::Fixed(pool, _) => pool.clone(),
+        }
+    }
+
+    fn postgres(&self) -> bool {
+        let backend = match &self.source {
+            Source::Serving(serving) => serving.store().backend(),
+            Source::Fixed(_, backend) => *backend,
+        };
+        backend == sqlkit::Backend::Postgres
     }
 
     /// Answers "as of" requests by replaying the scope's events from `history`.
@@ -242,10 +271,10 @@ impl ReportsService {
     /// A read transaction: every query of one report sees the same state.
     async fn snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, ReportError> {
         let mut tx =
-            self.pool.begin().await.map_err(|e| {
+            self.pool().begin().await.map_err(|e| {
                 ReportError::Internal(anyhow::Error::new(e).context("begin a report"))
             })?;
-        if self.postgres {
+        if self.postgres() {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(&mut *tx)
                 .await
@@ -500,7 +529,7 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::ProcedureCountsRequest>,
     ) -> Result<Response<pb::ProcedureCounts>, Status> {
-        let counts = crate::catalog::procedure_counts(&self.pool, request.get_ref()).await?;
+        let counts = crate::catalog::procedure_counts(&self.pool(), request.get_ref()).await?;
         Ok(Response::new(counts))
     }
 }

@@ -255,17 +255,22 @@ async fn a_crash_during_a_rebuild_leaves_the_serving_generation_and_it_can_start
         state(&rebuild_status(&mut rebuilds).await?),
         rp::RebuildState::Idle
     );
-    // And a rebuild starts again and completes.
-    rebuilds.start_rebuild(rp::StartRebuildRequest {}).await?;
-    eventually(WAIT, || {
-        let mut rebuilds = rebuilds.clone();
-        async move {
-            let s = rebuild_status(&mut rebuilds).await?;
-            anyhow::ensure!(state(&s) == rp::RebuildState::Done, "{s:?}");
-            Ok(())
-        }
-    })
-    .await?;
+    // And a rebuild starts again and completes, from the operator's CLI.
+    let out = tokio::process::Command::new(tests::binary("motcua")?)
+        .args(["--projection", &format!("http://{addr}"), "rebuild"])
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "motcua rebuild: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("rebuilt: generation "), "{stdout}");
+    assert_eq!(
+        state(&rebuild_status(&mut rebuilds).await?),
+        rp::RebuildState::Done
+    );
     assert_eq!(figures(&province).await?, before);
     drop(projection);
     intake.shutdown().await?;

@@ -13,6 +13,7 @@
 //! writing numbers.
 
 pub mod connect;
+pub mod rebuild;
 pub mod report;
 pub mod vn;
 
@@ -42,12 +43,16 @@ pub enum Command {
     /// Yearly figures of an office or a province: a table, or the report's
     /// appendix (Phụ lục 03) as CSV or XLSX.
     Report(report::ReportArgs),
+    /// Rebuild the read models from the event log without downtime, with
+    /// a progress bar until the new generation serves.
+    Rebuild(rebuild::RebuildArgs),
 }
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Report(args) => report::run(&cli.services, args).await,
+        Command::Rebuild(args) => rebuild::run(&cli.services, args).await,
     }
 }
 

@@ -12,6 +12,7 @@ const FILES: &[&str] = &[
     "motcua/reports/v1/deadlines.proto",
     "motcua/intake/v1/log.proto",
     "motcua/admin/v1/parked.proto",
+    "motcua/reports/v1/rebuild.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -563,6 +563,7 @@ impl Province {
                 scope: office_scope(office),
                 from: date(from),
                 to: date(to),
+                as_of: None,
             })
             .await?
             .into_inner())
@@ -581,6 +582,7 @@ impl Province {
                 scope: Some(scope),
                 from: date(from),
                 to: date(to),
+                as_of: None,
             })
             .await?
             .into_inner())
@@ -599,6 +601,7 @@ impl Province {
                 scope: office_scope(office),
                 from: date(from),
                 to: date(to),
+                as_of: None,
             })
             .await?
             .into_inner())
@@ -612,6 +615,7 @@ impl Province {
                 office_code: office.into(),
                 from_year: 0,
                 to_year: 0,
+                as_of: None,
             })
             .await?
             .into_inner())
@@ -713,13 +717,18 @@ impl Drop for ChildService {
 // Deadlines: overdue lists and the late feed
 // ---------------------------------------------------------------------------
 
-/// The clock offset (micros) that makes intake's clock read `fake_now` now.
-pub fn offset_to(fake_now: Timestamp) -> i64 {
-    let real = std::time::SystemTime::now()
+/// The real time now.
+pub fn real_now() -> Timestamp {
+    let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
-    fake_now.micros() - real
+    Timestamp::from_micros(micros)
+}
+
+/// The clock offset (micros) that makes intake's clock read `fake_now` now.
+pub fn offset_to(fake_now: Timestamp) -> i64 {
+    fake_now.micros() - real_now().micros()
 }
 
 /// An operator or desk watching deadlines: one helper per Deadlines RPC.

@@ -328,3 +328,59 @@ async fn an_overdue_list_pages_through_every_dossier_once() -> anyhow::Result<()
     assert!(!unique.contains("D05"), "paused is not overdue");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_follows_the_wall_clock_when_it_jumps() -> anyhow::Result<()> {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    };
+    let deadline = Timestamp::at_local(day(2024, 3, 12), 0, 0);
+    // Intake's clock: the real one plus an offset the test moves, starting a
+    // whole day before the deadline (the monitor would sleep until then).
+    let offset = Arc::new(AtomicI64::new(offset_to(
+        deadline.plus_micros(-24 * 3600 * SECOND),
+    )));
+    let clock: intake::writer::Clock = {
+        let offset = offset.clone();
+        Arc::new(move || tests::real_now().plus_micros(offset.load(Ordering::Acquire)))
+    };
+    let pair = Pair::start_with_clock(Backend::Sqlite, clock).await?;
+    let desk = pair.desk().await?;
+    let deadlines = pair.deadlines().await?;
+    let mut feed = deadlines.watch("TP", None).await?;
+    desk.receive("A", "TP", at(2024, 3, 10, 8), at(2024, 3, 11, 17))
+        .await?;
+
+    // The clock jumps forward past the deadline: A is late within seconds.
+    offset.store(offset_to(deadline.plus_micros(SECOND)), Ordering::Release);
+    let notice = next_notice(&mut feed, Duration::from_secs(10)).await?;
+    assert_eq!(
+        (notice.dossier_id.as_str(), change(&notice)),
+        ("A", rp::LateChange::BecameLate)
+    );
+
+    // Back an hour before the deadline: B is due then and not late yet...
+    offset.store(
+        offset_to(deadline.plus_micros(-3600 * SECOND)),
+        Ordering::Release,
+    );
+    desk.receive("B", "TP", at(2024, 3, 11, 8), at(2024, 3, 11, 17))
+        .await?;
+    assert!(
+        !pair
+            .intake_store
+            .kind_counts("late")
+            .await?
+            .contains_key("B")
+    );
+    // ...until the clock jumps forward again; A is not repeated.
+    offset.store(offset_to(deadline.plus_micros(SECOND)), Ordering::Release);
+    let notice = next_notice(&mut feed, Duration::from_secs(10)).await?;
+    assert_eq!(
+        (notice.dossier_id.as_str(), change(&notice)),
+        ("B", rp::LateChange::BecameLate)
+    );
+    wait_for_late(&pair.intake_store, 2).await?;
+    Ok(())
+}

@@ -15,6 +15,7 @@
 pub mod connect;
 pub mod localtime;
 pub mod parked;
+pub mod rebuild;
 pub mod report;
 pub mod vn;
 pub mod watch;
@@ -54,6 +55,9 @@ pub enum Command {
     /// A live feed of dossiers becoming late (and leaving that state) for
     /// an office or a province; reconnects by itself, Ctrl-C stops it.
     WatchLate(watch::WatchLateArgs),
+    /// Rebuild the read models from the event log without downtime, with
+    /// a progress bar until the new generation serves.
+    Rebuild(rebuild::RebuildArgs),
 }
 
 /// Runs one parsed command line.
@@ -62,6 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(args) => report::run(&cli.services, args).await,
         Command::Parked(args) => parked::run(&cli.services, args).await,
         Command::WatchLate(args) => watch::run(&cli.services, args).await,
+        Command::Rebuild(args) => rebuild::run(&cli.services, args).await,
     }
 }
 

@@ -24,6 +24,7 @@ Examples:
   motcua report --office TUY-PHONG --from-year 2015 --to-year 2020
   motcua report --office TUY-PHONG --from-year 2015 --to-year 2020 --format xlsx --output tuy-phong.xlsx
   motcua report --province BTH --from-year 2019 --to-year 2019 --format csv > bth-2019.csv
+  motcua report --office TUY-PHONG --from-year 2020 --to-year 2020 --as-of 2020-03-31
   MOTCUA_PROJECTION=http://10.0.0.5:50052 motcua report --office TUY-PHONG"
 )]
 pub struct ReportArgs {
@@ -51,6 +52,52 @@ pub struct ReportArgs {
     /// Write here instead of standard output; required for xlsx.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// The figures as the log stood then: a local date (its end, UTC+7),
+    /// e.g. 2020-03-31, or an RFC 3339 instant, e.g. 2020-03-31T17:00:00+07:00.
+    #[arg(long, value_name = "WHEN", value_parser = parse_as_of, conflicts_with = "as_of_position")]
+    pub as_of: Option<prost_types::Timestamp>,
+    /// The figures as the log stood at this position.
+    #[arg(long, value_name = "POSITION")]
+    pub as_of_position: Option<u64>,
+}
+
+/// A local date (its last instant, UTC+7) or an RFC 3339 instant.
+fn parse_as_of(s: &str) -> Result<prost_types::Timestamp, String> {
+    use time::{
+        OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339,
+        macros::format_description,
+    };
+    let instant = if let Ok(date) =
+        time::Date::parse(s, format_description!("[year]-[month]-[day]"))
+    {
+        let offset = UtcOffset::from_hms(7, 0, 0).map_err(|e| e.to_string())?;
+        date.next_day()
+            .ok_or_else(|| format!("{s} is out of range"))?
+            .midnight()
+            .assume_offset(offset)
+            - time::Duration::MICROSECOND
+    } else {
+        OffsetDateTime::parse(s, &Rfc3339)
+            .map_err(|_| format!("{s:?} is neither a date like 2020-03-31 nor an instant like 2020-03-31T17:00:00+07:00"))?
+    };
+    Ok(prost_types::Timestamp {
+        seconds: instant.unix_timestamp(),
+        nanos: i32::try_from(instant.nanosecond()).unwrap_or(0),
+    })
+}
+
+impl ReportArgs {
+    fn as_of(&self) -> Option<pb::AsOf> {
+        match (&self.as_of, self.as_of_position) {
+            (Some(t), _) => Some(pb::AsOf {
+                point: Some(pb::as_of::Point::RecordedBy(*t)),
+            }),
+            (None, Some(p)) => Some(pb::AsOf {
+                point: Some(pb::as_of::Point::LogPosition(p)),
+            }),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -93,10 +140,12 @@ pub async fn run(services: &Services, args: ReportArgs) -> anyhow::Result<()> {
     let mut client = ReportsClient::new(channel);
     let years = args.from_year.zip(args.to_year);
     let rows = match &unit {
-        Unit::Office(office) => office_rows(&mut client, &target, office, years).await?,
+        Unit::Office(office) => {
+            office_rows(&mut client, &target, office, years, args.as_of()).await?
+        }
         Unit::Province(province) => {
             let (from, to) = years.context("--province needs --from-year and --to-year")?;
-            province_rows(&mut client, &target, province, from, to).await?
+            province_rows(&mut client, &target, province, from, to, args.as_of()).await?
         }
     };
     let bytes = match args.format {
@@ -123,6 +172,7 @@ async fn office_rows(
     target: &Target,
     office: &str,
     years: Option<(i32, i32)>,
+    as_of: Option<pb::AsOf>,
 ) -> anyhow::Result<Vec<pb::YearRow>> {
     let (from_year, to_year) = years.unwrap_or((0, 0));
     let series = client
@@ -130,6 +180,7 @@ async fn office_rows(
             office_code: office.to_owned(),
             from_year,
             to_year,
+            as_of,
         })
         .await
         .map_err(|s| target.status(&s))?
@@ -145,6 +196,7 @@ async fn province_rows(
     province: &str,
     from: i32,
     to: i32,
+    as_of: Option<pb::AsOf>,
 ) -> anyhow::Result<Vec<pb::YearRow>> {
     if from > to || to - from > 200 {
         anyhow::bail!("{from}..{to} is not a range of years");
@@ -166,6 +218,7 @@ async fn province_rows(
                 month: 12,
                 day: 31,
             }),
+            as_of,
         };
         let stats = client
             .get_statistics(request.clone())

@@ -7,9 +7,11 @@ use proto::admin::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
+use std::sync::Arc;
+
 use crate::{
+    generations::Serving,
     parked::{Outcome, ReplayJob, ReplayRequest},
-    store::ReadStore,
 };
 
 const DEFAULT_PAGE: u32 = 100;
@@ -17,14 +19,16 @@ const MAX_PAGE: u32 = 1_000;
 
 #[derive(Clone, Debug)]
 pub struct ParkedService {
-    store: ReadStore,
+    /// The serving generation, read for listings (a rebuild's swap
+    /// repoints it; the consumer replays on the generation it writes).
+    serving: Arc<Serving>,
     replays: mpsc::Sender<ReplayJob>,
 }
 
 impl ParkedService {
     /// `replays` is the consumer's end of the replay channel.
-    pub fn new(store: ReadStore, replays: mpsc::Sender<ReplayJob>) -> Self {
-        Self { store, replays }
+    pub fn new(serving: Arc<Serving>, replays: mpsc::Sender<ReplayJob>) -> Self {
+        Self { serving, replays }
     }
 }
 
@@ -58,17 +62,13 @@ impl pb::parked_events_server::ParkedEvents for ParkedService {
                 Status::invalid_argument("page_token is not a token from a previous page")
             })?
         };
-        let listed = self
-            .store
+        let store = self.serving.store();
+        let listed = store
             .list_parked(after, i64::from(size))
             .await
             .map_err(|e| unavailable(&e))?;
-        let total = self
-            .store
-            .parked_count()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let held = self.store.held_count().await.map_err(|e| unavailable(&e))?;
+        let total = store.parked_count().await.map_err(|e| unavailable(&e))?;
+        let held = store.held_count().await.map_err(|e| unavailable(&e))?;
         let next_page_token = match listed.last() {
             Some(last) if listed.len() as u32 == size => last.parked.stream_seq.to_string(),
             _ => String::new(),

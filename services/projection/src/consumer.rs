@@ -4,7 +4,14 @@
 //! batch commits with its checkpoint in one transaction and is then acked
 //! (AckAll acks the whole batch with one message).
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{
@@ -13,11 +20,12 @@ use async_nats::jetstream::{
 };
 use bus::StreamSettings;
 use futures::StreamExt as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     apply::{Applied, Changes},
+    generations::{Generations, Serving},
     parked::ReplayJob,
     store::{BatchWrite, Parked, ReadStore},
 };
@@ -34,19 +42,50 @@ pub struct Consumer {
     /// Durable consumer name, also the checkpoint's key.
     pub name: String,
     pub max_batch: usize,
+    /// Whether applied events are news for the late feed: false while a
+    /// rebuild replays history (a replayed Late is history, not news).
+    pub news: bool,
+    /// A rebuild's consumer stops once it has caught up with the stream.
+    pub until_caught_up: bool,
+    /// Where a rebuild reports how far it is.
+    pub progress: Option<Arc<Progress>>,
+    /// The live consumer takes over a rebuilt generation between batches.
+    pub swaps: Option<mpsc::Receiver<Swap>>,
     /// Replays of parked events, served between batches (see
     /// `crate::parked`); `None` when nobody can ask for one.
     pub replays: Option<mpsc::Receiver<ReplayJob>>,
 }
 
+/// How far a consumer is: events applied and left, stream sequence reached.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub applied: AtomicU64,
+    pub pending: AtomicU64,
+    pub checkpoint: AtomicU64,
+}
+
+/// A rebuilt generation, caught up to `checkpoint`, for the live consumer
+/// to take over at a batch boundary.
+pub struct Swap {
+    pub generation: u64,
+    pub store: ReadStore,
+    pub checkpoint: u64,
+    pub generations: Generations,
+    pub serving: Arc<Serving>,
+    /// Answered with the retired generation's number.
+    pub done: oneshot::Sender<anyhow::Result<u64>>,
+}
+
 /// One message, taken apart.
-struct Incoming {
-    stream_seq: u64,
-    subject: String,
+pub(crate) struct Incoming {
+    pub(crate) stream_seq: u64,
+    pub(crate) subject: String,
     /// The `Motcua-Position` header, when present.
-    position: Option<u64>,
-    payload: Vec<u8>,
-    message: jetstream::Message,
+    pub(crate) position: Option<u64>,
+    pub(crate) payload: Vec<u8>,
+    /// The JetStream message to acknowledge; none when replayed for a
+    /// report as of an earlier point.
+    pub(crate) message: Option<jetstream::Message>,
 }
 
 impl Consumer {
@@ -109,7 +148,7 @@ impl Consumer {
     }
 
     async fn consume(
-        &self,
+        &mut self,
         stop: &CancellationToken,
         held: &mut u64,
         replays: &mut Option<mpsc::Receiver<ReplayJob>>,
@@ -158,7 +197,18 @@ impl Consumer {
             .context("start pulling messages")?;
 
         let mut batch: Vec<Incoming> = Vec::with_capacity(self.max_batch);
+        let mut last_seq = checkpoint;
+        let mut pending_swap: Option<Swap> = None;
         loop {
+            // Between batches: take over a rebuilt generation once this
+            // consumer has applied at least what the rebuild has.
+            if pending_swap
+                .as_ref()
+                .is_some_and(|swap| last_seq >= swap.checkpoint)
+                && let Some(swap) = pending_swap.take()
+            {
+                self.take_over(swap, last_seq, held).await;
+            }
             let first = tokio::select! {
                 next = messages.next() => next,
                 job = next_replay(replays) => {
@@ -166,6 +216,10 @@ impl Consumer {
                     continue;
                 }
                 () = stop.cancelled() => return Ok(()),
+                Some(swap) = next_swap(&mut self.swaps) => {
+                    pending_swap = Some(swap);
+                    continue;
+                }
             };
             let Some(first) = first else {
                 anyhow::bail!("the message stream ended");
@@ -190,21 +244,75 @@ impl Consumer {
             }
             let pending = batch
                 .last()
-                .and_then(|m| m.message.info().ok())
+                .and_then(|m| m.message.as_ref())
+                .and_then(|m| m.info().ok())
                 .map(|i| i.pending);
             self.apply_batch(&batch, held).await?;
-            if let Some(last) = batch.last() {
-                last.message
+            if let Some(message) = batch.last().and_then(|m| m.message.as_ref()) {
+                message
                     .ack()
                     .await
                     .map_err(|e| anyhow::anyhow!(e))
                     .context("acknowledge a batch")?;
             }
+            last_seq = batch.last().map_or(last_seq, |m| m.stream_seq);
+            if let Some(progress) = &self.progress {
+                progress
+                    .applied
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                progress.checkpoint.store(last_seq, Ordering::Relaxed);
+                if let Some(pending) = pending {
+                    progress.pending.store(pending, Ordering::Relaxed);
+                }
+            }
             if let Some(pending) = pending {
-                metrics::gauge!("projection_consumer_lag_events").set(pending as f64);
+                if self.news {
+                    metrics::gauge!("projection_consumer_lag_events").set(pending as f64);
+                }
+                if self.until_caught_up && pending == 0 {
+                    return Ok(());
+                }
             }
             batch.clear();
         }
+    }
+
+    /// Makes the rebuilt generation serve: brings it to exactly this
+    /// consumer's checkpoint (replaying what it lacks, as history), hands it
+    /// the late feed and the checkpoint, swaps, and continues on it.
+    async fn take_over(&mut self, swap: Swap, checkpoint: u64, held: &mut u64) {
+        let result = async {
+            if checkpoint > swap.checkpoint {
+                replay_range(
+                    &self.js,
+                    &self.settings,
+                    &swap.store,
+                    swap.checkpoint,
+                    checkpoint,
+                )
+                .await
+                .context("bring the new generation to the live checkpoint")?;
+            }
+            swap.store
+                .adopt(&self.store, &self.name, checkpoint)
+                .await
+                .context("hand the late feed and checkpoint over")?;
+            let retired = swap.serving.generation();
+            swap.generations
+                .promote(&swap.serving, swap.generation, swap.store.clone())
+                .await?;
+            self.store = swap.store.clone();
+            *held = self.store.held_count().await?;
+            tracing::info!(
+                generation = swap.generation,
+                retired,
+                checkpoint,
+                "rebuilt generation now serving"
+            );
+            anyhow::Ok(retired)
+        }
+        .await;
+        drop(swap.done.send(result));
     }
 
     /// Applies a batch in one transaction with its checkpoint; retries the
@@ -243,6 +351,21 @@ impl Consumer {
         batch: &[Incoming],
         held_count: u64,
     ) -> anyhow::Result<(BatchWrite, u64)> {
+        apply_messages(&self.store, &self.name, batch, held_count, self.news).await
+    }
+}
+
+/// Applies a batch of messages to `store` in one transaction with the
+/// checkpoint of consumer `name`: the consumer's work, also used to replay
+/// history into a scratch store for as-of reports.
+pub(crate) async fn apply_messages(
+    store: &ReadStore,
+    name: &str,
+    batch: &[Incoming],
+    held_count: u64,
+    news: bool,
+) -> anyhow::Result<(BatchWrite, u64)> {
+    {
         let mut write = BatchWrite::default();
         let mut decoded = Vec::with_capacity(batch.len());
         for m in batch {
@@ -261,11 +384,11 @@ impl Consumer {
         let mut ids: Vec<&str> = decoded.iter().map(|(e, _)| e.dossier_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut rows = self.store.load_rows(&ids).await?;
+        let mut rows = store.load_rows(&ids).await?;
         // Held events of these dossiers: (version, payload, stored in the database?).
         let mut waiting: HashMap<String, Vec<(i64, Vec<u8>, bool)>> = HashMap::new();
         if held_count > 0 {
-            for (dossier_id, version, payload) in self.store.load_held(&ids).await? {
+            for (dossier_id, version, payload) in store.load_held(&ids).await? {
                 waiting
                     .entry(dossier_id)
                     .or_default()
@@ -273,7 +396,7 @@ impl Consumer {
             }
         }
         let mut changes = Changes {
-            catalog: crate::catalog::load(self.store.pool(), self.store.backend(), &ids).await?,
+            catalog: crate::catalog::load(store.pool(), store.backend(), &ids).await?,
             ..Changes::default()
         };
         let mut applied = 0u64;
@@ -317,9 +440,12 @@ impl Consumer {
                 }
             }
         }
+        if !news {
+            changes.late_feed.clear();
+        }
         write.changes = changes;
         write.checkpoint = batch.last().map_or(0, |m| m.stream_seq);
-        self.store.commit(&self.name, &write).await?;
+        store.commit(name, &write).await?;
         Ok((write, applied))
     }
 }
@@ -363,6 +489,74 @@ pub(crate) fn release(
     }
 }
 
+async fn next_swap(swaps: &mut Option<mpsc::Receiver<Swap>>) -> Option<Swap> {
+    match swaps {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies the stream's messages after `after` up to `until` (inclusive)
+/// to `store`, as history (no late-feed news), with no checkpoint of its own
+/// beyond the one written by each batch under the name "handover".
+pub(crate) async fn replay_range(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+    store: &ReadStore,
+    after: u64,
+    until: u64,
+) -> anyhow::Result<()> {
+    let stream = settings
+        .ensure_stream(js)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("get the event stream")?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            description: Some("Motcua generation handover (ephemeral)".into()),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            },
+            ack_policy: AckPolicy::None,
+            filter_subject: settings.all_subjects(),
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .context("create a handover consumer")?;
+    let mut held = store.held_count().await?;
+    let mut reached = after;
+    while reached < until {
+        let mut messages = consumer
+            .fetch()
+            .max_messages(usize::try_from((until - reached).min(5_000)).unwrap_or(5_000))
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .context("fetch the handover's messages")?;
+        let mut batch = Vec::new();
+        while let Some(message) = messages.next().await {
+            let m = incoming(
+                message
+                    .map_err(|e| anyhow::anyhow!(e))
+                    .context("read a message")?,
+            )?;
+            if m.stream_seq > until {
+                break;
+            }
+            reached = m.stream_seq;
+            batch.push(Incoming { message: None, ..m });
+        }
+        if !batch.is_empty() {
+            let (write, _) = apply_messages(store, "handover", &batch, held, false).await?;
+            held = held
+                .saturating_add(write.held.len() as u64)
+                .saturating_sub(write.released.len() as u64);
+        }
+    }
+    Ok(())
+}
+
 fn incoming(message: jetstream::Message) -> anyhow::Result<Incoming> {
     let stream_seq = message
         .info()
@@ -379,7 +573,7 @@ fn incoming(message: jetstream::Message) -> anyhow::Result<Incoming> {
         subject: message.subject.to_string(),
         position,
         payload: message.payload.to_vec(),
-        message,
+        message: Some(message),
     })
 }
 

@@ -7,7 +7,7 @@
 //! waits for the store to announce a new head, so a client that reconnects
 //! with its last position gets exactly what it missed, and nothing twice.
 
-use std::{pin::Pin, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use domain::{LocalDay, Timestamp};
 use futures::Stream;
@@ -20,8 +20,8 @@ use tonic::{Request, Response, Status};
 use crate::{
     apply::LateChange,
     error::ReportError,
+    generations::Serving,
     reports::{Filter, internal},
-    store::ReadStore,
 };
 
 const DEFAULT_PAGE: u32 = 100;
@@ -31,7 +31,7 @@ const FEED_CHUNK: i64 = 500;
 
 #[derive(Clone, Debug)]
 pub struct DeadlinesService {
-    pool: AnyPool,
+    serving: Arc<Serving>,
     feed: watch::Receiver<u64>,
     clock: fn() -> Timestamp,
     /// Ends live watches when the server shuts down.
@@ -47,10 +47,10 @@ fn system_now() -> Timestamp {
 }
 
 impl DeadlinesService {
-    pub fn new(store: &ReadStore, shutdown: CancellationToken) -> Self {
+    pub fn new(serving: Arc<Serving>, shutdown: CancellationToken) -> Self {
         Self {
-            pool: store.pool().clone(),
-            feed: store.feed_updates(),
+            feed: serving.store().feed_updates(),
+            serving,
             clock: system_now,
             shutdown,
         }
@@ -155,7 +155,7 @@ impl DeadlinesService {
         }
         let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
             .persistent(false)
-            .fetch_all(&self.pool)
+            .fetch_all(self.serving.store().pool())
             .await
             .map_err(|e| ReportError::Internal(anyhow::Error::new(e).context("list dossiers")))?;
         let more = rows.len() as i64 > size;
@@ -316,7 +316,7 @@ impl pb::deadlines_server::Deadlines for DeadlinesService {
         // in the table already.
         let head = *feed.borrow_and_update();
         let mut after = request.after_position.unwrap_or(head);
-        let pool = self.pool.clone();
+        let serving = self.serving.clone();
         let shutdown = self.shutdown.clone();
         let (tx, rx) = mpsc::channel::<Result<pb::LateNotice, Status>>(256);
         metrics::gauge!("projection_late_watchers").increment(1.0);
@@ -325,6 +325,9 @@ impl pb::deadlines_server::Deadlines for DeadlinesService {
             'watch: loop {
                 // Catch up with the table.
                 loop {
+                    // The serving generation's pool, at each read: a
+                    // rebuild's swap hands the same feed to a new one.
+                    let pool = serving.store().pool().clone();
                     match feed_after(&pool, &filter, after).await {
                         Ok(notices) => {
                             backoff = Duration::from_millis(100);

@@ -12,12 +12,15 @@
 
 pub mod admin;
 pub mod apply;
+pub mod asof;
 pub mod catalog;
 pub mod config;
 pub mod consumer;
 pub mod deadlines;
 pub mod error;
+pub mod generations;
 pub mod parked;
+pub mod rebuild;
 pub mod reports;
 pub mod store;
 
@@ -26,7 +29,10 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::Context as _;
 use proto::{
     admin::v1::parked_events_server::ParkedEventsServer,
-    reports::v1::{deadlines_server::DeadlinesServer, reports_server::ReportsServer},
+    reports::v1::{
+        deadlines_server::DeadlinesServer, rebuilds_server::RebuildsServer,
+        reports_server::ReportsServer,
+    },
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,13 +44,20 @@ pub struct Application {
     config: Config,
     listener: TcpListener,
     store: ReadStore,
+    generations: generations::Generations,
+    generation: u64,
     nats: async_nats::Client,
 }
 
 impl Application {
     /// Opens the read models, connects to NATS and binds the gRPC port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = ReadStore::open(&config.database_url).await?;
+        let generations = generations::Generations::open(&config.database_url).await?;
+        for dropped in generations.drop_unfinished().await? {
+            tracing::warn!(generation = dropped, "dropped an unfinished rebuild");
+        }
+        let generation = generations.serving().await?;
+        let store = generations.open_store(generation, None).await?;
         let nats = telemetry::connect_nats(
             &config.nats_url,
             "motcua-projection",
@@ -58,6 +71,8 @@ impl Application {
             config,
             listener,
             store,
+            generations,
+            generation,
             nats,
         })
     }
@@ -77,8 +92,12 @@ impl Application {
             config,
             listener,
             store,
+            generations,
+            generation,
             nats,
         } = self;
+        let serving = generations::Serving::new(generation, store.clone());
+        let (swaps_tx, swaps_rx) = tokio::sync::mpsc::channel(1);
         // Replays of parked events go to the consumer, the one writer.
         let (replays, replay_jobs) = tokio::sync::mpsc::channel(8);
         let consumer = consumer::Consumer {
@@ -87,8 +106,21 @@ impl Application {
             settings: config.stream_settings(),
             name: config.consumer.clone(),
             max_batch: config.max_batch as usize,
+            news: true,
+            until_caught_up: false,
+            progress: None,
+            swaps: Some(swaps_rx),
             replays: Some(replay_jobs),
         };
+        let rebuilder = rebuild::Rebuilder::new(
+            generations.clone(),
+            serving.clone(),
+            async_nats::jetstream::new(nats.clone()),
+            config.stream_settings(),
+            config.max_batch as usize,
+            swaps_tx,
+            shutdown.clone(),
+        );
         let consumer_stop = shutdown.clone();
         let consuming = tokio::spawn(consumer.run(consumer_stop));
 
@@ -113,16 +145,19 @@ impl Application {
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(ReportsServer::new(reports::ReportsService::new(
-                store.pool().clone(),
-                store.backend(),
-            )))
+            .add_service(ReportsServer::new(
+                reports::ReportsService::serving(serving.clone()).with_history(asof::History {
+                    js: async_nats::jetstream::new(nats.clone()),
+                    settings: config.stream_settings(),
+                }),
+            ))
             .add_service(DeadlinesServer::new(deadlines::DeadlinesService::new(
-                &store,
+                serving.clone(),
                 shutdown.clone(),
             )))
+            .add_service(RebuildsServer::new(rebuilder))
             .add_service(ParkedEventsServer::new(admin::ParkedService::new(
-                store.clone(),
+                serving.clone(),
                 replays,
             )))
             .serve_with_incoming_shutdown(
@@ -139,7 +174,9 @@ impl Application {
                 tracing::warn!("shutdown timed out; unacknowledged events will be redelivered")
             }
         }
+        serving.store().close().await;
         store.close().await;
+        generations.close().await;
         tracing::info!("projection stopped");
         served
     }

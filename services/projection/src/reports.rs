@@ -10,10 +10,19 @@ use tonic::{Request, Response, Status};
 
 use crate::{apply::metric, error::ReportError};
 
+/// Where a report reads: the serving generation (repointed by a rebuild's
+/// swap), or a fixed store (an as-of scratch store).
+#[derive(Clone, Debug)]
+enum Source {
+    Serving(std::sync::Arc<crate::generations::Serving>),
+    Fixed(AnyPool, sqlkit::Backend),
+}
+
 #[derive(Clone, Debug)]
 pub struct ReportsService {
-    pool: AnyPool,
-    postgres: bool,
+    source: Source,
+    /// The stream, for reports as of an earlier point; none in a scratch store.
+    history: Option<crate::asof::History>,
 }
 
 /// A validated scope: which rows, as SQL conditions with their arguments.
@@ -206,18 +215,66 @@ fn period(request: &pb::StatisticsRequest) -> Result<(Filter, LocalDay, LocalDay
 impl ReportsService {
     pub fn new(pool: AnyPool, backend: sqlkit::Backend) -> Self {
         Self {
-            pool,
-            postgres: backend == sqlkit::Backend::Postgres,
+            source: Source::Fixed(pool, backend),
+            history: None,
         }
+    }
+
+    /// Reports on whichever generation serves at each request.
+    pub fn serving(serving: std::sync::Arc<crate::generations::Serving>) -> Self {
+        Self {
+            source: Source::Serving(serving),
+            history: None,
+        }
+    }
+
+    fn pool(&self) -> AnyPool {
+        match &self.source {
+            Source::Serving(serving) => serving.store().pool().clone(),
+            Source::Fixed(pool, _) => pool.clone(),
+        }
+    }
+
+    fn postgres(&self) -> bool {
+        let backend = match &self.source {
+            Source::Serving(serving) => serving.store().backend(),
+            Source::Fixed(_, backend) => *backend,
+        };
+        backend == sqlkit::Backend::Postgres
+    }
+
+    /// Answers "as of" requests by replaying the scope's events from `history`.
+    pub fn with_history(mut self, history: crate::asof::History) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    /// A scratch store with the scope's history up to `point`.
+    async fn scratch(
+        &self,
+        scope: Option<&pb::Scope>,
+        point: crate::asof::Point,
+    ) -> Result<crate::asof::Scratch, ReportError> {
+        let history = self.history.as_ref().ok_or_else(|| {
+            ReportError::invalid("as_of", "is not available here (no event stream)")
+        })?;
+        let subject = crate::asof::scope_subject(&history.settings, scope)?;
+        crate::asof::replay(history, &subject, point)
+            .await
+            .map_err(|e| ReportError::Internal(e.context("replay the history for an as-of report")))
+    }
+
+    fn scratch_service(scratch: &crate::asof::Scratch) -> Self {
+        Self::new(scratch.store.pool().clone(), scratch.store.backend())
     }
 
     /// A read transaction: every query of one report sees the same state.
     async fn snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, ReportError> {
         let mut tx =
-            self.pool.begin().await.map_err(|e| {
+            self.pool().begin().await.map_err(|e| {
                 ReportError::Internal(anyhow::Error::new(e).context("begin a report"))
             })?;
-        if self.postgres {
+        if self.postgres() {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(&mut *tx)
                 .await
@@ -265,6 +322,14 @@ impl ReportsService {
         request: &pb::StatisticsRequest,
     ) -> Result<pb::Statistics, ReportError> {
         let (filter, from, to) = period(request)?;
+        if let Some(point) = crate::asof::Point::from_proto(request.as_of.as_ref())? {
+            let scratch = self.scratch(request.scope.as_ref(), point).await?;
+            let now = pb::StatisticsRequest {
+                as_of: None,
+                ..request.clone()
+            };
+            return Box::pin(Self::scratch_service(&scratch).statistics(&now)).await;
+        }
         let mut tx = self.snapshot().await?;
         let sums = counter_sums(&mut tx, &filter, from, to).await?;
         let received_by_channel: Vec<pb::ChannelCount> = Channel::ALL
@@ -320,6 +385,14 @@ impl ReportsService {
         request: &pb::StatisticsRequest,
     ) -> Result<pb::SurveyAggregate, ReportError> {
         let (filter, from, to) = period(request)?;
+        if let Some(point) = crate::asof::Point::from_proto(request.as_of.as_ref())? {
+            let scratch = self.scratch(request.scope.as_ref(), point).await?;
+            let now = pb::StatisticsRequest {
+                as_of: None,
+                ..request.clone()
+            };
+            return Box::pin(Self::scratch_service(&scratch).surveys(&now)).await;
+        }
         let mut tx = self.snapshot().await?;
         let sums = counter_sums(&mut tx, &filter, from, to).await?;
         let (surveys, scales) = surveys_of(&sums);
@@ -341,6 +414,18 @@ impl ReportsService {
                 "office_code",
                 "is required: 1 to 64 letters, digits, '-' or '_'",
             ));
+        }
+        if let Some(point) = crate::asof::Point::from_proto(request.as_of.as_ref())? {
+            let scope = pb::Scope {
+                unit: Some(pb::scope::Unit::OfficeCode(request.office_code.clone())),
+                ..Default::default()
+            };
+            let scratch = self.scratch(Some(&scope), point).await?;
+            let now = pb::YearlySeriesRequest {
+                as_of: None,
+                ..request.clone()
+            };
+            return Box::pin(Self::scratch_service(&scratch).yearly(&now)).await;
         }
         let filter = Filter::office(&request.office_code);
         let mut tx = self.snapshot().await?;
@@ -444,7 +529,7 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::ProcedureCountsRequest>,
     ) -> Result<Response<pb::ProcedureCounts>, Status> {
-        let counts = crate::catalog::procedure_counts(&self.pool, request.get_ref()).await?;
+        let counts = crate::catalog::procedure_counts(&self.pool(), request.get_ref()).await?;
         Ok(Response::new(counts))
     }
 }

@@ -120,7 +120,18 @@ pub struct ReadStore {
 
 impl ReadStore {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let (pool, backend) = sqlkit::connect(url, 8).await?;
+        Self::open_in(url, None, None).await
+    }
+
+    /// Opens the read models in `schema` (PostgreSQL) and announces late-feed
+    /// heads on `feed_head` when given (generations share one announcer, so
+    /// watchers follow a swap).
+    pub async fn open_in(
+        url: &str,
+        schema: Option<&str>,
+        feed_head: Option<std::sync::Arc<watch::Sender<u64>>>,
+    ) -> anyhow::Result<Self> {
+        let (pool, backend) = sqlkit::connect_in(url, schema, 8).await?;
         let schema = match backend {
             Backend::Postgres => SCHEMA.to_owned(),
             Backend::Sqlite => SCHEMA.replace("BYTEA", "BLOB"),
@@ -135,11 +146,78 @@ impl ReadStore {
             .await
             .context("read the late feed's head")?
             .try_get(0)?;
+        let head = u64::try_from(head).unwrap_or(0);
+        let feed_head = match feed_head {
+            Some(sender) => sender,
+            None => std::sync::Arc::new(watch::Sender::new(head)),
+        };
         Ok(Self {
             pool,
             backend,
-            feed_head: std::sync::Arc::new(watch::Sender::new(u64::try_from(head).unwrap_or(0))),
+            feed_head,
         })
+    }
+
+    /// The announcer of late-feed heads, to share with a new generation.
+    pub fn feed_announcer(&self) -> std::sync::Arc<watch::Sender<u64>> {
+        self.feed_head.clone()
+    }
+
+    /// Takes over from the serving generation `from`: its late feed (the
+    /// news already sent keeps its positions) and the live consumer's
+    /// checkpoint, in one transaction.
+    pub async fn adopt(
+        &self,
+        from: &ReadStore,
+        consumer: &str,
+        checkpoint: u64,
+    ) -> anyhow::Result<()> {
+        let rows = sqlx::query(
+            "SELECT seq, change, dossier_id, office_code, province_code, procedure_code, field, channel, due_at, occurred_at FROM late_feed ORDER BY seq",
+        )
+        .fetch_all(&from.pool)
+        .await
+        .context("read the serving generation's late feed")?;
+        let mut tx = self.pool.begin().await.context("begin a takeover")?;
+        sqlx::query("DELETE FROM late_feed")
+            .execute(&mut *tx)
+            .await
+            .context("empty the new late feed")?;
+        for chunk in rows.chunks(500) {
+            let sql = format!(
+                "INSERT INTO late_feed (seq, change, dossier_id, office_code, province_code, procedure_code, field, channel, due_at, occurred_at) VALUES {}",
+                values_placeholders(self.backend, chunk.len(), 10)
+            );
+            let mut args = AnyArguments::default();
+            for r in chunk {
+                push(&mut args, r.try_get::<i64, _>(0)?)?;
+                push(&mut args, r.try_get::<i64, _>(1)?)?;
+                push(&mut args, r.try_get::<String, _>(2)?)?;
+                push(&mut args, r.try_get::<String, _>(3)?)?;
+                push(&mut args, r.try_get::<String, _>(4)?)?;
+                push(&mut args, r.try_get::<String, _>(5)?)?;
+                push(&mut args, r.try_get::<String, _>(6)?)?;
+                push(&mut args, r.try_get::<i64, _>(7)?)?;
+                push(&mut args, r.try_get::<Option<i64>, _>(8)?)?;
+                push(&mut args, r.try_get::<i64, _>(9)?)?;
+            }
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .context("copy the late feed")?;
+        }
+        sqlx::query(
+            "INSERT INTO checkpoints (consumer, stream_seq) VALUES ($1, $2) \
+             ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq",
+        )
+        .bind(consumer)
+        .bind(checkpoint as i64)
+        .execute(&mut *tx)
+        .await
+        .context("set the live checkpoint")?;
+        tx.commit().await.context("commit a takeover")?;
+        Ok(())
     }
 
     /// The late feed's head now, and every later head as batches commit.

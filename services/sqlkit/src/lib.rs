@@ -36,7 +36,31 @@ impl Backend {
 
 /// Connects, creating an SQLite file (and its folder) when needed.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<(AnyPool, Backend)> {
+    connect_in(url, None, max_connections).await
+}
+
+/// Whether `name` can be used as an SQL identifier without quoting.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// As [`connect`]; on PostgreSQL every connection works in `schema`
+/// (created when absent). SQLite has no schemas: `schema` must be None.
+pub async fn connect_in(
+    url: &str,
+    schema: Option<&str>,
+    max_connections: u32,
+) -> anyhow::Result<(AnyPool, Backend)> {
     sqlx::any::install_default_drivers();
+    if let Some(schema) = schema {
+        anyhow::ensure!(is_identifier(schema), "{schema:?} is not a schema name");
+    }
+    let search_path = schema.map(|s| format!("SET search_path TO {s}"));
     let backend = Backend::from_url(url)?;
     let mut url = url.to_owned();
     if backend == Backend::Sqlite {
@@ -66,6 +90,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<(AnyPool
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _meta| {
+            let search_path = search_path.clone();
             Box::pin(async move {
                 if backend == Backend::Sqlite {
                     // WAL lets readers run beside the one writer; FULL makes
@@ -73,6 +98,9 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<(AnyPool
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA synchronous = FULL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
+                }
+                if let Some(set) = &search_path {
+                    conn.execute(sqlx::AssertSqlSafe(set.clone())).await?;
                 }
                 Ok(())
             })

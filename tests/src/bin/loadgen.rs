@@ -4,6 +4,7 @@
 //!   cargo run --release -p tests --bin loadgen -- intake      # commands/s vs raw tonic
 //!   cargo run --release -p tests --bin loadgen -- catchup     # backlog events/s vs raw JetStream fetch, RSS
 //!   cargo run --release -p tests --bin loadgen -- e2e         # accepted → visible latency at a fixed rate
+//!   cargo run --release -p tests --bin loadgen -- late        # due date ends → watching client, p99
 //!
 //! Each mode starts its own nats-server and fresh databases (PostgreSQL at
 //! MOTCUA_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres).
@@ -59,6 +60,18 @@ enum Mode {
     Catchup {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Then rebuild the read models from the stream (a new generation
+        /// beside the serving one) and measure that too.
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// end of a due date → the late feed's watching client, with many open
+    /// dossiers and a thousand becoming late in the same second.
+    Late {
+        #[arg(long, default_value_t = 100_000)]
+        open: u64,
+        #[arg(long, default_value_t = 1_000)]
+        late: u64,
     },
     /// command accepted → visible in the statistics, at a fixed rate.
     E2e {
@@ -83,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
         Mode::Intake { clients, seconds } => {
             intake_throughput(backend(args.db), clients, Duration::from_secs(seconds)).await
         }
-        Mode::Catchup { events } => catchup(backend(args.db), events).await,
+        Mode::Catchup { events, rebuild } => catchup(backend(args.db), events, rebuild).await,
+        Mode::Late { open, late } => late_latency(backend(args.db), open, late).await,
         Mode::E2e { rate, seconds } => {
             end_to_end(backend(args.db), rate, Duration::from_secs(seconds)).await
         }
@@ -251,7 +265,7 @@ fn dossier_events(n: u64) -> Vec<Event> {
         .collect()
 }
 
-async fn catchup(backend: Backend, events: u64) -> anyhow::Result<()> {
+async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result<()> {
     let nats = NatsServer::start().await?;
     let stream = unique_stream();
     let settings = bus::StreamSettings {
@@ -394,6 +408,64 @@ async fn catchup(backend: Backend, events: u64) -> anyhow::Result<()> {
         "  check: province P00 received {} resolved {} ({})",
         stats.received, stats.resolved, stats.on_time_over_resolved
     );
+    if rebuild {
+        use proto::reports::v1::{self as rp, rebuilds_client::RebuildsClient};
+        let mut rebuilds = RebuildsClient::connect(format!("http://{}", projection.addr)).await?;
+        let started = Instant::now();
+        rebuilds.start_rebuild(rp::StartRebuildRequest {}).await?;
+        let mut peak_kb = 0u64;
+        let status = loop {
+            let s = rebuilds
+                .get_rebuild(rp::GetRebuildRequest {})
+                .await?
+                .into_inner();
+            let proc = std::fs::read_to_string(format!("/proc/{}/status", projection.pid()))
+                .unwrap_or_default();
+            if let Some(kb) = proc
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+            match rp::RebuildState::try_from(s.state) {
+                Ok(rp::RebuildState::Done) => break s,
+                Ok(rp::RebuildState::Failed) => anyhow::bail!("rebuild failed: {}", s.error),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let elapsed = started.elapsed();
+        let rate = status.events_applied as f64 / elapsed.as_secs_f64();
+        let after = province
+            .statistics_for(
+                proto::reports::v1::Scope {
+                    unit: Some(proto::reports::v1::scope::Unit::ProvinceCode("P00".into())),
+                    ..Default::default()
+                },
+                LocalDay::from_ymd(2019, 1, 1).context("date")?,
+                LocalDay::from_ymd(2020, 12, 31).context("date")?,
+            )
+            .await?;
+        println!(
+            "  rebuild (start → new generation serving):   {rate:>9.0} events/s  ({:.1} s, {} events)",
+            elapsed.as_secs_f64(),
+            status.events_applied
+        );
+        println!(
+            "  ratio to raw fetch:                           {:>9.1} %",
+            rate / raw * 100.0
+        );
+        println!(
+            "  projection resident during the rebuild: {:.0} MB peak (sampled every 100 ms)",
+            peak_kb as f64 / 1024.0
+        );
+        anyhow::ensure!(
+            after == stats,
+            "the rebuilt figures differ: {after:?} vs {stats:?}"
+        );
+        println!("  check: the rebuilt generation serves the same figures");
+    }
     Ok(())
 }
 
@@ -474,5 +546,119 @@ async fn end_to_end(backend: Backend, rate: u64, duration: Duration) -> anyhow::
         histogram.max() as f64 / 1000.0,
         histogram.len()
     );
+    Ok(())
+}
+
+fn real_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+async fn late_latency(backend: Backend, open: u64, late: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(late <= open, "--late must not exceed --open");
+    let nats = NatsServer::start().await?;
+    let stream = unique_stream();
+    let intake_db = TestDb::new(backend, "bench_late_intake").await?;
+    let projection_db = TestDb::new(backend, "bench_late_projection").await?;
+    // Intake's clock: the real clock plus an offset the bench moves.
+    let due_day = LocalDay::from_ymd(2024, 3, 11).context("date")?;
+    let deadline = Timestamp::at_local(due_day.succ(), 0, 0);
+    let offset = Arc::new(std::sync::atomic::AtomicI64::new(
+        deadline.micros() - 3_600_000_000 - real_micros(),
+    ));
+    let clock: intake::writer::Clock = {
+        let offset = offset.clone();
+        Arc::new(move || Timestamp::from_micros(real_micros() + offset.load(Ordering::Acquire)))
+    };
+    let (intake, _) =
+        tests::start_intake_with_clock(&intake_db.url, &nats.url(), &stream, clock).await?;
+    let projection = start_projection(&projection_db.url, &nats.url(), &stream).await?;
+    let desk = Desk::connect(intake.addr).await?;
+    let province = Province::connect(projection.addr).await?;
+    let deadlines = tests::Deadlines::connect(projection.addr).await?;
+
+    // Open dossiers: `late` due on the due day, the rest over the next month.
+    let received = Timestamp::at_local(LocalDay::from_days(due_day.days() - 5), 8, 0);
+    let setup = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..64 {
+        let (desk, next) = (desk.clone(), next.clone());
+        clients.push(tokio::spawn(async move {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= open {
+                    return anyhow::Ok(());
+                }
+                let day = if k < late {
+                    due_day
+                } else {
+                    LocalDay::from_days(due_day.days() + 1 + (k % 30) as i32)
+                };
+                desk.receive(
+                    &format!("L-{k:08}"),
+                    "LATE",
+                    received,
+                    Timestamp::at_local(day, 17, 0),
+                )
+                .await?;
+            }
+        }));
+    }
+    for c in clients {
+        c.await??;
+    }
+    tests::eventually(Duration::from_secs(300), || async {
+        let s = province
+            .statistics(
+                "LATE",
+                LocalDay::from_days(received.local_day().days()),
+                due_day,
+            )
+            .await?;
+        anyhow::ensure!(s.received == open, "{} of {open} applied", s.received);
+        Ok(())
+    })
+    .await?;
+    println!(
+        "late feed ({backend:?}): {open} open dossiers received in {:.1} s, {late} of them due {due_day}",
+        setup.elapsed().as_secs_f64()
+    );
+
+    // Watch, then move intake's clock to three seconds before the deadline.
+    let mut feed = deadlines.watch("LATE", None).await?;
+    let lead = 3_000_000;
+    offset.store(deadline.micros() - lead - real_micros(), Ordering::Release);
+    let deadline_real = deadline.micros() - offset.load(Ordering::Acquire);
+    let mut histogram = Histogram::<u64>::new(3)?;
+    let mut seen = std::collections::HashSet::new();
+    while (seen.len() as u64) < late {
+        let notice = tests::next_notice(&mut feed, Duration::from_secs(30)).await?;
+        let latency = real_micros() - deadline_real;
+        anyhow::ensure!(
+            notice.dossier_id.as_str() < format!("L-{late:08}").as_str(),
+            "{} is not due yet",
+            notice.dossier_id
+        );
+        if seen.insert(notice.dossier_id) {
+            histogram.record(latency.max(1) as u64)?;
+        }
+    }
+    let overdue = deadlines
+        .overdue("LATE", Some(deadline.plus_micros(1_000_000)), 1000)
+        .await?;
+    println!(
+        "  end of due date → watching client: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} dossiers late in the same second; {} listed overdue now)",
+        histogram.value_at_quantile(0.5) as f64 / 1000.0,
+        histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        histogram.max() as f64 / 1000.0,
+        histogram.len(),
+        overdue.len(),
+    );
+    println!("  target: p99 < 1000 ms");
+    projection.shutdown().await?;
+    intake.shutdown().await?;
     Ok(())
 }

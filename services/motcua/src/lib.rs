@@ -13,7 +13,9 @@
 //! writing numbers.
 
 pub mod connect;
+pub mod import;
 pub mod report;
+pub mod republish;
 pub mod vn;
 
 use clap::{Parser, Subcommand};
@@ -28,7 +30,9 @@ pub use connect::Services;
     after_help = "\
 Examples:
   motcua report --office TUY-PHONG --from-year 2015 --to-year 2020
-  motcua --projection http://10.0.0.5:50052 report --office TUY-PHONG --format xlsx --output tuy-phong.xlsx"
+  motcua --projection http://10.0.0.5:50052 report --office TUY-PHONG --format xlsx --output tuy-phong.xlsx
+  motcua import services/motcua/examples/import.csv
+  motcua republish --from 0"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -42,12 +46,17 @@ pub enum Command {
     /// Yearly figures of an office or a province: a table, or the report's
     /// appendix (Phụ lục 03) as CSV or XLSX.
     Report(report::ReportArgs),
+    // About texts (short and long) are on the argument structs.
+    Import(import::ImportArgs),
+    Republish(republish::RepublishArgs),
 }
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Report(args) => report::run(&cli.services, args).await,
+        Command::Import(args) => import::run(&cli.services, args).await,
+        Command::Republish(args) => republish::run(&cli.services, args).await,
     }
 }
 

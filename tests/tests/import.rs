@@ -79,7 +79,7 @@ fn good_line(n: u32) -> (String, u64) {
             let resolved = if n % 10 == 3 { day + 7 } else { day + 3 };
             let result = format!("{year}-{month:02}-{resolved:02} 14:00");
             let returned = format!("{year}-{month:02}-{resolved:02} 15:00");
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 let rating = ["very_satisfied", "satisfied", "dissatisfied"][(n % 9 / 3) as usize];
                 (
                     format!(

@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Histories per writer job (one transaction).
-pub const JOB_ROWS: usize = 2_000;
+pub const JOB_ROWS: usize = 4_000;
 /// Jobs queued to the writer at once per call.
 const JOBS_IN_FLIGHT: usize = 2;
 /// How far in the future an imported instant may be (clock skew).

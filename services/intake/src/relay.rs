@@ -283,7 +283,7 @@ impl Relay {
             done: false,
         };
         tracing::info!(first, head, "republishing");
-        drop(progress.send(Ok(report.clone())).await);
+        drop(progress.send(Ok(report)).await);
         let mut position = first - 1;
         while position < head {
             let mut events = self.store.read_after(position, READ_BATCH).await?;
@@ -298,7 +298,7 @@ impl Relay {
             report.position = position;
             metrics::counter!("intake_events_republished_total").increment(published.count);
             // A client that went away does not stop the job.
-            drop(progress.send(Ok(report.clone())).await);
+            drop(progress.send(Ok(report)).await);
         }
         self.acked = Some(acked.max(position));
         report.done = true;

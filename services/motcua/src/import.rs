@@ -51,7 +51,7 @@ pub struct ImportArgs {
     #[arg(value_name = "FILE.csv")]
     pub file: PathBuf,
     /// Lines sent per ImportDossiers call; two calls are in flight.
-    #[arg(long, value_name = "ROWS", default_value_t = 5_000)]
+    #[arg(long, value_name = "ROWS", default_value_t = 8_000)]
     pub chunk: usize,
     /// Recorded as the actor of every imported event.
     #[arg(long, value_name = "NAME", default_value = "motcua-import")]

@@ -143,8 +143,7 @@ impl Writer {
         let mut deadline_before: HashMap<&str, Option<Timestamp>> = HashMap::new();
         let mut events: Vec<NewEvent> = Vec::new();
         // Per history: its events' range in `events`, or its outcome.
-        let mut decided: Vec<Result<(usize, usize, Option<Timestamp>), ImportOutcome>> =
-            Vec::with_capacity(histories.len());
+        let mut decided: Vec<Result<Kept, ImportOutcome>> = Vec::with_capacity(histories.len());
         for h in histories {
             if answered.contains_key(&h.request_id) {
                 decided.push(Err(ImportOutcome::AlreadyImported));
@@ -296,6 +295,10 @@ impl Writer {
             .collect())
     }
 }
+
+/// A kept history: its events' range in the job's events, and the due date
+/// it ends with.
+type Kept = (usize, usize, Option<Timestamp>);
 
 /// A refusal as a row's reason, naming the column of the step refused.
 fn describe(step: &Step, refusal: &Refusal) -> String {

@@ -166,7 +166,7 @@ impl Catalog {
         store: &EventStore,
         batch: &[Submission],
     ) -> anyhow::Result<()> {
-        let mut streams: Vec<String> = batch
+        let streams: Vec<String> = batch
             .iter()
             .filter_map(|s| match &s.command {
                 Command::Procedure(_) => Some(s.dossier_id.clone()),
@@ -180,6 +180,26 @@ impl Catalog {
                 _ => None,
             })
             .collect();
+        self.reload(store, streams).await
+    }
+
+    /// Before deciding an import: loads the procedures that receipts
+    /// without a due date name but this copy does not know.
+    pub async fn refresh_unknown(
+        &mut self,
+        store: &EventStore,
+        codes: &[&str],
+    ) -> anyhow::Result<()> {
+        let streams = codes
+            .iter()
+            .filter(|code| !self.procedures.contains_key(**code))
+            .map(|code| procedure_stream(code))
+            .collect();
+        self.reload(store, streams).await
+    }
+
+    /// Replaces these procedure streams' records with the store's.
+    async fn reload(&mut self, store: &EventStore, mut streams: Vec<String>) -> anyhow::Result<()> {
         if streams.is_empty() {
             return Ok(());
         }

@@ -15,11 +15,20 @@ const MAX_TEXT: usize = 2_000;
 pub struct IntakeService {
     writer: WriterHandle,
     clock: crate::writer::Clock,
+    relay: crate::relay::RelayHandle,
 }
 
 impl IntakeService {
-    pub fn new(writer: WriterHandle, clock: crate::writer::Clock) -> Self {
-        Self { writer, clock }
+    pub fn new(
+        writer: WriterHandle,
+        clock: crate::writer::Clock,
+        relay: crate::relay::RelayHandle,
+    ) -> Self {
+        Self {
+            writer,
+            clock,
+            relay,
+        }
     }
 
     async fn run(
@@ -60,7 +69,12 @@ impl IntakeService {
     }
 }
 
-fn text(value: &str, field: &'static str, min: usize, max: usize) -> Result<String, IntakeError> {
+pub(crate) fn text(
+    value: &str,
+    field: &'static str,
+    min: usize,
+    max: usize,
+) -> Result<String, IntakeError> {
     let len = value.chars().count();
     if len < min {
         return Err(IntakeError::invalid(field, "is required"));
@@ -78,7 +92,7 @@ fn text(value: &str, field: &'static str, min: usize, max: usize) -> Result<Stri
 }
 
 /// An identifier: letters, digits, `-`, `_`, `.` and `/` (as on slips).
-fn code(value: &str, field: &'static str, max: usize) -> Result<String, IntakeError> {
+pub(crate) fn code(value: &str, field: &'static str, max: usize) -> Result<String, IntakeError> {
     let value = text(value, field, 1, max)?;
     if !value
         .chars()
@@ -92,7 +106,7 @@ fn code(value: &str, field: &'static str, max: usize) -> Result<String, IntakeEr
     Ok(value)
 }
 
-fn unit_code(value: &str, field: &'static str) -> Result<String, IntakeError> {
+pub(crate) fn unit_code(value: &str, field: &'static str) -> Result<String, IntakeError> {
     if !bus::is_subject_token(value) {
         return Err(IntakeError::invalid(
             field,
@@ -102,11 +116,15 @@ fn unit_code(value: &str, field: &'static str) -> Result<String, IntakeError> {
     Ok(value.to_owned())
 }
 
-fn reason(value: &str, field: &'static str, required: bool) -> Result<String, IntakeError> {
+pub(crate) fn reason(
+    value: &str,
+    field: &'static str,
+    required: bool,
+) -> Result<String, IntakeError> {
     text(value, field, usize::from(required), MAX_TEXT)
 }
 
-fn timestamp(
+pub(crate) fn timestamp(
     t: Option<&prost_types::Timestamp>,
     field: &'static str,
 ) -> Result<Timestamp, IntakeError> {
@@ -115,7 +133,7 @@ fn timestamp(
         .ok_or_else(|| IntakeError::invalid(field, "is not a valid timestamp"))
 }
 
-fn procedure(p: Option<&ev::Procedure>) -> Result<Procedure, IntakeError> {
+pub(crate) fn procedure(p: Option<&ev::Procedure>) -> Result<Procedure, IntakeError> {
     let p = p.ok_or_else(|| IntakeError::invalid("procedure", "is required (code and field)"))?;
     Ok(Procedure {
         code: code(&p.code, "procedure.code", 64)?,
@@ -123,7 +141,7 @@ fn procedure(p: Option<&ev::Procedure>) -> Result<Procedure, IntakeError> {
     })
 }
 
-fn channel(value: i32) -> Result<Channel, IntakeError> {
+pub(crate) fn channel(value: i32) -> Result<Channel, IntakeError> {
     Channel::from_code(value).ok_or_else(|| {
         IntakeError::invalid(
             "channel",
@@ -134,6 +152,28 @@ fn channel(value: i32) -> Result<Channel, IntakeError> {
 
 #[tonic::async_trait]
 impl pb::intake_server::Intake for IntakeService {
+    async fn import_dossiers(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportDossier>>,
+    ) -> Result<Response<pb::ImportReport>, Status> {
+        let report = crate::import::import(&self.writer, &self.clock, request.into_inner()).await?;
+        Ok(Response::new(report))
+    }
+
+    type RepublishStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::RepublishProgress, Status>>;
+
+    async fn republish(
+        &self,
+        request: Request<pb::RepublishRequest>,
+    ) -> Result<Response<Self::RepublishStream>, Status> {
+        let from = request.into_inner().from_position;
+        let progress = self.relay.republish(from).await?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            progress,
+        )))
+    }
+
     async fn receive_dossier(
         &self,
         request: Request<pb::ReceiveDossierRequest>,

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod import;
 pub mod log;
 pub mod monitor;
 pub mod relay;
@@ -117,6 +118,7 @@ impl Application {
             .max_ack_inflight(8_192)
             .build(nats.clone());
         let relay_stop = CancellationToken::new();
+        let (relay_handle, republish) = relay::RelayHandle::new();
         let relay = tokio::spawn(
             relay::Relay {
                 store: store.clone(),
@@ -124,6 +126,7 @@ impl Application {
                 settings: config.stream_settings(),
                 head: head_rx,
                 acked: None,
+                republish,
             }
             .run(relay_stop.clone()),
         );
@@ -138,7 +141,7 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("build the reflection service")?;
-        let service = grpc::IntakeService::new(handle, clock);
+        let service = grpc::IntakeService::new(handle, clock, relay_handle);
         let addr = listener.local_addr().context("read the bound address")?;
         tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %config.nats_url, stream = %config.stream, "intake serving");
 

@@ -3,6 +3,14 @@
 //! crash it resumes from the last position JetStream acknowledged (read back
 //! from the stream's last message), so nothing is lost and duplicates are
 //! dropped by JetStream's duplicate window.
+//!
+//! Republishing (the `Republish` admin RPC) runs *inside* this task, between
+//! two of its batches: a job publishes positions `from..=head` (head read
+//! when the job starts) with the same [`publish_in_order`] loop, then the
+//! relay carries on after `max(acked, head)`. Nothing else publishes, so the
+//! stream never receives the live relay's and a republish's events
+//! interleaved, and its last message's position stays the highest
+//! published one, which is what a restarted relay resumes after.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -12,10 +20,11 @@ use async_nats::{
     jetstream::{self, context::PublishAckFuture},
 };
 use bus::{KIND_HEADER, POSITION_HEADER, StreamSettings};
-use tokio::sync::watch;
+use proto::intake::v1::RepublishProgress;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::EventStore;
+use crate::store::{EventStore, StoredEvent};
 
 const READ_BATCH: u32 = 2_000;
 /// Polls the store this often even without a local commit, to pick up what
@@ -30,6 +39,96 @@ pub struct Relay {
     /// The last position whose acknowledgement, and every earlier one's, came
     /// back; `None` until read from the stream at start.
     pub acked: Option<u64>,
+    /// Republish jobs (from [`RelayHandle`]), run between batches.
+    pub republish: mpsc::Receiver<RepublishJob>,
+}
+
+/// A request to publish the log again from a position.
+#[derive(Debug)]
+pub struct RepublishJob {
+    pub from_position: u64,
+    /// Progress after each batch, the last one with `done`; an error ends it.
+    pub progress: mpsc::Sender<Result<RepublishProgress, tonic::Status>>,
+}
+
+/// Sends republish jobs to the relay task.
+#[derive(Clone, Debug)]
+pub struct RelayHandle {
+    tx: mpsc::Sender<RepublishJob>,
+}
+
+impl RelayHandle {
+    /// A handle and the receiver the [`Relay`] takes.
+    pub fn new() -> (Self, mpsc::Receiver<RepublishJob>) {
+        let (tx, rx) = mpsc::channel(4);
+        (Self { tx }, rx)
+    }
+
+    /// Queues a republish; progress comes on the returned receiver.
+    pub async fn republish(
+        &self,
+        from_position: u64,
+    ) -> Result<mpsc::Receiver<Result<RepublishProgress, tonic::Status>>, tonic::Status> {
+        let (progress, rx) = mpsc::channel(16);
+        self.tx
+            .send(RepublishJob {
+                from_position,
+                progress,
+            })
+            .await
+            .map_err(|_| {
+                tonic::Status::unavailable("intake is shutting down; the relay has stopped")
+            })?;
+        Ok(rx)
+    }
+}
+
+/// What a [`publish_in_order`] call got acknowledged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Published {
+    pub count: u64,
+    /// Acknowledged as duplicates (same `Nats-Msg-Id` within the window).
+    pub duplicates: u64,
+}
+
+/// Publishes `events` (in position order) with every publish in flight at
+/// once, then awaits the acknowledgements in order, calling `acked` with
+/// each position as its acknowledgement (and every earlier one's) is in.
+/// The relay's and the republisher's one publishing loop.
+pub async fn publish_in_order(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+    events: &[StoredEvent],
+    mut acked: impl FnMut(u64),
+) -> anyhow::Result<Published> {
+    let mut in_flight: VecDeque<(u64, PublishAckFuture)> = VecDeque::with_capacity(events.len());
+    for stored in events {
+        let event = bus::decode_event(&stored.payload)
+            .with_context(|| format!("decode stored event at position {}", stored.position))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event.event_id.as_str());
+        headers.insert(POSITION_HEADER, stored.position.to_string().as_str());
+        headers.insert(KIND_HEADER, event.payload.kind().as_str());
+        let ack = js
+            .publish_with_headers(
+                settings.subject(&event),
+                headers,
+                stored.payload.clone().into(),
+            )
+            .await
+            .context("publish an event")?;
+        in_flight.push_back((stored.position, ack));
+    }
+    let mut published = Published::default();
+    while let Some((position, ack)) = in_flight.pop_front() {
+        let ack = ack.await.context("wait for JetStream's acknowledgement")?;
+        published.count += 1;
+        if ack.duplicate {
+            published.duplicates += 1;
+        }
+        acked(position);
+    }
+    Ok(published)
 }
 
 impl Relay {
@@ -45,6 +144,7 @@ impl Relay {
                     metrics::counter!("intake_relay_errors_total").increment(1);
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
+                        Some(job) = self.republish.recv() => self.republish(job).await,
                         () = stop.cancelled() => return,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -93,6 +193,10 @@ impl Relay {
         };
         tracing::info!(position = acked, "relay publishing after position");
         loop {
+            while let Ok(job) = self.republish.try_recv() {
+                self.republish(job).await;
+            }
+            acked = self.acked.unwrap_or(acked);
             let events = self.store.read_after(acked, READ_BATCH).await?;
             if events.is_empty() {
                 if stop.is_cancelled() {
@@ -113,40 +217,98 @@ impl Relay {
                         }
                     }
                     () = tokio::time::sleep(POLL_INTERVAL) => {}
+                    Some(job) = self.republish.recv() => self.republish(job).await,
                     () = stop.cancelled() => {}
                 }
                 continue;
             }
-            let mut in_flight: VecDeque<(u64, PublishAckFuture)> =
-                VecDeque::with_capacity(events.len());
-            for stored in &events {
-                let event = bus::decode_event(&stored.payload).with_context(|| {
-                    format!("decode stored event at position {}", stored.position)
-                })?;
-                let mut headers = HeaderMap::new();
-                headers.insert("Nats-Msg-Id", event.event_id.as_str());
-                headers.insert(POSITION_HEADER, stored.position.to_string().as_str());
-                headers.insert(KIND_HEADER, event.payload.kind().as_str());
-                let ack = self
-                    .js
-                    .publish_with_headers(
-                        self.settings.subject(&event),
-                        headers,
-                        stored.payload.clone().into(),
-                    )
-                    .await
-                    .context("publish an event")?;
-                in_flight.push_back((stored.position, ack));
-            }
-            let mut published = 0u64;
-            while let Some((position, ack)) = in_flight.pop_front() {
-                ack.await.context("wait for JetStream's acknowledgement")?;
+            let published = publish_in_order(&self.js, &self.settings, &events, |position| {
                 acked = position;
-                self.acked = Some(acked);
-                published += 1;
-            }
+                self.acked = Some(position);
+            })
+            .await?
+            .count;
             metrics::counter!("intake_events_published_total").increment(published);
             metrics::gauge!("intake_relay_position").set(acked as f64);
         }
+    }
+
+    /// Runs one republish job: positions `max(from, 1) ..= head` (head read
+    /// now), but never starting after `acked + 1`, so the relay's own
+    /// position can then move to `max(acked, head)` without skipping.
+    async fn republish(&mut self, job: RepublishJob) {
+        let RepublishJob {
+            from_position,
+            progress,
+        } = job;
+        let result = self.republish_from(from_position, &progress).await;
+        if let Err(e) = result {
+            tracing::warn!(error = %format!("{e:#}"), "republish failed");
+            drop(
+                progress
+                    .send(Err(tonic::Status::unavailable(format!(
+                        "republish stopped: {e:#}"
+                    ))))
+                    .await,
+            );
+        }
+    }
+
+    async fn republish_from(
+        &mut self,
+        from_position: u64,
+        progress: &mpsc::Sender<Result<RepublishProgress, tonic::Status>>,
+    ) -> anyhow::Result<()> {
+        self.settings
+            .ensure_stream(&self.js)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("get or create the event stream")?;
+        let acked = match self.acked {
+            Some(acked) => acked,
+            None => {
+                let acked = self.acknowledged_position().await?;
+                self.acked = Some(acked);
+                acked
+            }
+        };
+        let head = self.store.head().await?;
+        let first = from_position.max(1).min(acked + 1);
+        let mut report = RepublishProgress {
+            published: 0,
+            duplicates: 0,
+            position: first - 1,
+            last_position: head,
+            first_position: first,
+            done: false,
+        };
+        tracing::info!(first, head, "republishing");
+        drop(progress.send(Ok(report)).await);
+        let mut position = first - 1;
+        while position < head {
+            let mut events = self.store.read_after(position, READ_BATCH).await?;
+            events.retain(|e| e.position <= head);
+            if events.is_empty() {
+                break;
+            }
+            let published =
+                publish_in_order(&self.js, &self.settings, &events, |p| position = p).await?;
+            report.published += published.count;
+            report.duplicates += published.duplicates;
+            report.position = position;
+            metrics::counter!("intake_events_republished_total").increment(published.count);
+            // A client that went away does not stop the job.
+            drop(progress.send(Ok(report)).await);
+        }
+        self.acked = Some(acked.max(position));
+        report.done = true;
+        tracing::info!(
+            published = report.published,
+            duplicates = report.duplicates,
+            position,
+            "republished"
+        );
+        drop(progress.send(Ok(report)).await);
+        Ok(())
     }
 }

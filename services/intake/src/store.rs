@@ -152,7 +152,7 @@ impl EventStore {
         request_ids: &[&str],
     ) -> anyhow::Result<HashMap<String, Vec<u8>>> {
         let mut found = HashMap::new();
-        for chunk in request_ids.chunks(500) {
+        for chunk in request_ids.chunks(2000) {
             let sql = format!(
                 "SELECT request_id, reply FROM command_replies WHERE request_id IN ({})",
                 list_placeholders(self.backend, chunk.len())
@@ -175,7 +175,7 @@ impl EventStore {
     /// Every stored event of the given dossiers, in (dossier, version) order.
     pub async fn load_dossiers(&self, dossier_ids: &[&str]) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut payloads = Vec::new();
-        for chunk in dossier_ids.chunks(500) {
+        for chunk in dossier_ids.chunks(2000) {
             let sql = format!(
                 "SELECT payload FROM events WHERE dossier_id IN ({}) ORDER BY dossier_id, version",
                 list_placeholders(self.backend, chunk.len())

@@ -15,6 +15,9 @@ use crate::{
     store::{AppendError, DeadlineChange, EventStore, NewEvent},
 };
 
+mod import;
+pub use import::{History, ImportOutcome, Step};
+
 /// Dossier states kept in memory between batches; beyond this the cache is
 /// emptied and states are reloaded from the store as needed.
 const CACHE_LIMIT: usize = 200_000;
@@ -57,6 +60,7 @@ pub fn offset_clock(offset: i64) -> Clock {
 #[derive(Clone, Debug)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Submission>,
+    imports: mpsc::Sender<import::ImportJob>,
 }
 
 impl WriterHandle {
@@ -88,6 +92,7 @@ impl WriterHandle {
 pub struct Writer {
     store: EventStore,
     rx: mpsc::Receiver<Submission>,
+    imports: mpsc::Receiver<import::ImportJob>,
     cache: HashMap<String, Dossier>,
     head: watch::Sender<u64>,
     clock: Clock,
@@ -107,10 +112,12 @@ impl Writer {
         max_batch: usize,
     ) -> (Self, WriterHandle) {
         let (tx, rx) = mpsc::channel(max_batch * 4);
+        let (imports_tx, imports) = mpsc::channel(2);
         (
             Self {
                 store,
                 rx,
+                imports,
                 cache: HashMap::new(),
                 head,
                 clock,
@@ -118,7 +125,10 @@ impl Writer {
                 new_deadlines: watch::Sender::new(i64::MAX),
                 catalog: crate::catalog::Catalog::default(),
             },
-            WriterHandle { tx },
+            WriterHandle {
+                tx,
+                imports: imports_tx,
+            },
         )
     }
 
@@ -143,7 +153,23 @@ impl Writer {
     pub async fn run(mut self) {
         let mut batch = Vec::with_capacity(self.max_batch);
         let mut last_len = 0;
-        while self.rx.recv_many(&mut batch, self.max_batch).await > 0 {
+        let mut imports_open = true;
+        loop {
+            // Desk commands first: an import job waits for the next gap.
+            let received = tokio::select! {
+                biased;
+                n = self.rx.recv_many(&mut batch, self.max_batch) => n,
+                job = self.imports.recv(), if imports_open => {
+                    match job {
+                        Some(job) => self.commit_import(job).await,
+                        None => imports_open = false,
+                    }
+                    continue;
+                }
+            };
+            if received == 0 {
+                break;
+            }
             let target = (last_len / 2).min(self.max_batch);
             let deadline = tokio::time::Instant::now() + LINGER;
             while batch.len() < target {
@@ -216,36 +242,9 @@ impl Writer {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        // The states of the dossiers the batch touches, read beside the
-        // replies (two independent queries, one round trip of waiting).
-        let missing: Vec<&str> = batch
-            .iter()
-            .map(|s| s.dossier_id.as_str())
-            .filter(|id| !self.cache.contains_key(*id) && !crate::catalog::is_procedure_stream(id))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let (answered, loaded) = tokio::join!(self.store.find_replies(&ids), async {
-            if missing.is_empty() {
-                Ok(Vec::new())
-            } else {
-                self.store.load_dossiers(&missing).await
-            }
-        });
-        let answered = answered?;
-        let loaded = loaded?;
-        if !missing.is_empty() {
-            if self.cache.len() + missing.len() > CACHE_LIMIT {
-                self.cache.clear();
-            }
-            for payload in loaded {
-                let event = bus::decode_event(&payload)
-                    .map_err(|e| anyhow::anyhow!("decode a stored event: {e}"))?;
-                let state = self.cache.remove(&event.dossier_id);
-                let state = Dossier::apply(state, &event).map_err(|e| anyhow::anyhow!(e))?;
-                self.cache.insert(event.dossier_id.clone(), state);
-            }
-        }
+        let answered = self
+            .load_states(&ids, batch.iter().map(|s| s.dossier_id.as_str()))
+            .await?;
 
         let now = (self.clock)();
         let mut working: HashMap<&str, Option<Dossier>> = HashMap::new();
@@ -361,30 +360,7 @@ impl Writer {
             due_at: due[index].map(bus::timestamp_to_proto),
         };
         let mut first_position = 0;
-        let mut deadline_changes = Vec::new();
-        let mut earliest_deadline = i64::MAX;
-        for (id, before) in &deadline_before {
-            let after = working
-                .get(id)
-                .and_then(|d| d.as_ref().and_then(Dossier::deadline));
-            let due_at = working
-                .get(id)
-                .and_then(|d| d.as_ref().and_then(|d| d.due_at));
-            match (before, after, due_at) {
-                (b, Some(a), Some(due_at)) if *b != Some(a) => {
-                    earliest_deadline = earliest_deadline.min(a.micros());
-                    deadline_changes.push(DeadlineChange::Set {
-                        dossier_id: (*id).to_owned(),
-                        due_at: due_at.micros(),
-                        deadline_at: a.micros(),
-                    });
-                }
-                (Some(_), None, _) => deadline_changes.push(DeadlineChange::Clear {
-                    dossier_id: (*id).to_owned(),
-                }),
-                _ => {}
-            }
-        }
+        let (deadline_changes, earliest_deadline) = deadline_changes(&deadline_before, &working);
         if !events.is_empty() {
             let request_ids: Vec<(usize, &str)> = outcomes
                 .iter()
@@ -415,13 +391,7 @@ impl Writer {
                 )
                 .await?;
             self.catalog.commit();
-            let last = first_position + events.len() as u64 - 1;
-            self.head.send_replace(last);
-            metrics::counter!("intake_events_appended_total").increment(events.len() as u64);
-            metrics::gauge!("intake_log_head").set(last as f64);
-            if earliest_deadline != i64::MAX {
-                self.new_deadlines.send_replace(earliest_deadline);
-            }
+            self.committed(first_position, events.len(), earliest_deadline);
         }
         for (id, state) in working {
             match state {
@@ -447,4 +417,86 @@ impl Writer {
         }
         Ok(results)
     }
+}
+
+impl Writer {
+    /// Replies already stored for `request_ids`, read beside the states of
+    /// the `dossiers` the cache lacks (two independent queries, one round
+    /// trip of waiting), which are then folded into the cache.
+    async fn load_states<'a>(
+        &mut self,
+        request_ids: &[&str],
+        dossiers: impl Iterator<Item = &'a str>,
+    ) -> Result<HashMap<String, Vec<u8>>, AppendError> {
+        let missing: Vec<&str> = dossiers
+            .filter(|id| !self.cache.contains_key(*id) && !crate::catalog::is_procedure_stream(id))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let (answered, loaded) = tokio::join!(self.store.find_replies(request_ids), async {
+            if missing.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.store.load_dossiers(&missing).await
+            }
+        });
+        let answered = answered?;
+        let loaded = loaded?;
+        if !missing.is_empty() {
+            if self.cache.len() + missing.len() > CACHE_LIMIT {
+                self.cache.clear();
+            }
+            for payload in loaded {
+                let event = bus::decode_event(&payload)
+                    .map_err(|e| anyhow::anyhow!("decode a stored event: {e}"))?;
+                let state = self.cache.remove(&event.dossier_id);
+                let state = Dossier::apply(state, &event).map_err(|e| anyhow::anyhow!(e))?;
+                self.cache.insert(event.dossier_id.clone(), state);
+            }
+        }
+        Ok(answered)
+    }
+
+    /// After a commit of `count` events from `first_position`: tells the
+    /// relay and the deadline monitor, and counts.
+    fn committed(&self, first_position: u64, count: usize, earliest_deadline: i64) {
+        let last = first_position + count as u64 - 1;
+        self.head.send_replace(last);
+        metrics::counter!("intake_events_appended_total").increment(count as u64);
+        metrics::gauge!("intake_log_head").set(last as f64);
+        if earliest_deadline != i64::MAX {
+            self.new_deadlines.send_replace(earliest_deadline);
+        }
+    }
+}
+
+/// How the deadline index changes from each touched dossier's deadline
+/// before (`before`) to its state after (`working`), and the earliest
+/// deadline set (`i64::MAX`: none).
+fn deadline_changes(
+    before: &HashMap<&str, Option<Timestamp>>,
+    working: &HashMap<&str, Option<Dossier>>,
+) -> (Vec<DeadlineChange>, i64) {
+    let mut changes = Vec::new();
+    let mut earliest = i64::MAX;
+    for (id, before) in before {
+        let state = working.get(id).and_then(Option::as_ref);
+        let after = state.and_then(Dossier::deadline);
+        let due_at = state.and_then(|d| d.due_at);
+        match (before, after, due_at) {
+            (b, Some(a), Some(due_at)) if *b != Some(a) => {
+                earliest = earliest.min(a.micros());
+                changes.push(DeadlineChange::Set {
+                    dossier_id: (*id).to_owned(),
+                    due_at: due_at.micros(),
+                    deadline_at: a.micros(),
+                });
+            }
+            (Some(_), None, _) => changes.push(DeadlineChange::Clear {
+                dossier_id: (*id).to_owned(),
+            }),
+            _ => {}
+        }
+    }
+    (changes, earliest)
 }

@@ -13,10 +13,12 @@
 //! writing numbers.
 
 pub mod connect;
+pub mod import;
 pub mod localtime;
 pub mod parked;
 pub mod rebuild;
 pub mod report;
+pub mod republish;
 pub mod vn;
 pub mod watch;
 
@@ -35,7 +37,9 @@ Examples:
   motcua --projection http://10.0.0.5:50052 report --office TUY-PHONG --format xlsx --output tuy-phong.xlsx
   motcua parked list
   motcua parked replay --from-intake
-  motcua watch-late --office TUY-PHONG"
+  motcua watch-late --office TUY-PHONG
+  motcua import services/motcua/examples/import.csv
+  motcua republish --from 0"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -58,6 +62,9 @@ pub enum Command {
     /// Rebuild the read models from the event log without downtime, with
     /// a progress bar until the new generation serves.
     Rebuild(rebuild::RebuildArgs),
+    // About texts (short and long) are on the argument structs.
+    Import(import::ImportArgs),
+    Republish(republish::RepublishArgs),
 }
 
 /// Runs one parsed command line.
@@ -67,6 +74,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Parked(args) => parked::run(&cli.services, args).await,
         Command::WatchLate(args) => watch::run(&cli.services, args).await,
         Command::Rebuild(args) => rebuild::run(&cli.services, args).await,
+        Command::Import(args) => import::run(&cli.services, args).await,
+        Command::Republish(args) => republish::run(&cli.services, args).await,
     }
 }
 

@@ -5,6 +5,11 @@
 //!   cargo run --release -p tests --bin loadgen -- catchup     # backlog events/s vs raw JetStream fetch, RSS
 //!   cargo run --release -p tests --bin loadgen -- e2e         # accepted → visible latency at a fixed rate
 //!   cargo run --release -p tests --bin loadgen -- late        # due date ends → watching client, p99
+//!   cargo run --release -p tests --bin loadgen -- import      # CSV → durable → published, events/s vs raw JetStream publish
+//!
+//! `import` runs the release `intake` and `motcua` binaries as child
+//! processes: `cargo build --release -p intake -p motcua` first (a `--bin
+//! loadgen` in the same command would build only loadgen).
 //!
 //! Each mode starts its own nats-server and fresh databases (PostgreSQL at
 //! MOTCUA_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres).
@@ -73,6 +78,12 @@ enum Mode {
         #[arg(long, default_value_t = 1_000)]
         late: u64,
     },
+    /// bulk import: a CSV file through `motcua import` until the stream
+    /// holds every event.
+    Import {
+        #[arg(long, default_value_t = 200_000)]
+        dossiers: u64,
+    },
     /// command accepted → visible in the statistics, at a fixed rate.
     E2e {
         #[arg(long, default_value_t = 1000)]
@@ -98,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Mode::Catchup { events, rebuild } => catchup(backend(args.db), events, rebuild).await,
         Mode::Late { open, late } => late_latency(backend(args.db), open, late).await,
+        Mode::Import { dossiers } => import(backend(args.db), dossiers).await,
         Mode::E2e { rate, seconds } => {
             end_to_end(backend(args.db), rate, Duration::from_secs(seconds)).await
         }
@@ -660,5 +672,182 @@ async fn late_latency(backend: Backend, open: u64, late: u64) -> anyhow::Result<
     println!("  target: p99 < 1000 ms");
     projection.shutdown().await?;
     intake.shutdown().await?;
+    Ok(())
+}
+
+/// One line of the import file, and how many events it makes: 3 or 4
+/// (received, processed, returned, sometimes a survey).
+fn import_line(n: u64) -> (String, u64) {
+    let day = LocalDay::from_days(
+        LocalDay::from_ymd(2019, 1, 1).map_or(0, |d| d.days()) + (n % 700) as i32,
+    );
+    let date = |offset: i32| {
+        let (y, m, d) = LocalDay::from_days(day.days() + offset).ymd();
+        format!("{y:04}-{m:02}-{d:02}")
+    };
+    let channel = [
+        "in_person",
+        "postal",
+        "online_partial",
+        "online_full",
+        "inter_agency",
+    ][(n % 5) as usize];
+    let resolved = if n.is_multiple_of(50) { 12 } else { 4 };
+    let base = format!(
+        "D{n:09},OFFICE-{:03},P{:02},1.00{},dat-dai,{channel},{} 08:00,{},{} 09:00,{} 10:00,,,,",
+        n % 120,
+        n % 34,
+        n % 40,
+        date(0),
+        date(10),
+        date(resolved),
+        date(resolved)
+    );
+    if n.is_multiple_of(2) {
+        let rating = ["good", "average", "poor"][(n % 3) as usize];
+        (
+            format!("{base},quality,{rating},{} 10:05", date(resolved)),
+            4,
+        )
+    } else {
+        (format!("{base},,,"), 3)
+    }
+}
+
+async fn import(backend: Backend, dossiers: u64) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("import.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    writeln!(
+        file,
+        "dossier_id,office_code,province_code,procedure_code,procedure_field,channel,received_at,due_at,result_at,returned_at,withdrawn_at,withdraw_reason,stopped_at,stop_reason,survey_scale,survey_rating,surveyed_at"
+    )?;
+    let mut events = 0;
+    for n in 0..dossiers {
+        let (line, e) = import_line(n);
+        writeln!(file, "{line}")?;
+        events += e;
+    }
+    file.flush()?;
+    drop(file);
+    let size = std::fs::metadata(&path)?.len();
+
+    let nats = NatsServer::start().await?;
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(10_000)
+        .build(client);
+
+    // Baseline: the same number of events published straight to a stream,
+    // async, `Nats-Msg-Id` set, 5,000 acks in flight.
+    let raw_stream = unique_stream();
+    let raw_settings = bus::StreamSettings {
+        stream: raw_stream.clone(),
+        subject_prefix: format!("{}.events", raw_stream.to_ascii_lowercase()),
+        ..Default::default()
+    };
+    raw_settings
+        .ensure_stream(&js)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let started = Instant::now();
+    let mut acks = Vec::with_capacity(5000);
+    let mut published = 0u64;
+    'publish: for n in 0.. {
+        for event in dossier_events(n) {
+            if published == events {
+                break 'publish;
+            }
+            published += 1;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", event.event_id.as_str());
+            headers.insert(bus::POSITION_HEADER, published.to_string().as_str());
+            acks.push(
+                js.publish_with_headers(
+                    raw_settings.subject(&event),
+                    headers,
+                    bus::encode_event(&event).into(),
+                )
+                .await?,
+            );
+            if acks.len() == 5000 {
+                for ack in acks.drain(..) {
+                    ack.await?;
+                }
+            }
+        }
+    }
+    for ack in acks.drain(..) {
+        ack.await?;
+    }
+    let raw = published as f64 / started.elapsed().as_secs_f64();
+    js.delete_stream(&raw_stream).await?;
+
+    // intake as its own process, then `motcua import` as another.
+    let stream = unique_stream();
+    let prefix = format!("{}.events", stream.to_ascii_lowercase());
+    let db = TestDb::new(backend, "bench_import").await?;
+    let intake = ChildService::start(
+        "intake",
+        &[
+            ("INTAKE_DATABASE_URL", db.url.clone()),
+            ("NATS_URL", nats.url()),
+            ("MOTCUA_STREAM", stream.clone()),
+            ("MOTCUA_SUBJECT_PREFIX", prefix),
+        ],
+    )
+    .await?;
+    let started = Instant::now();
+    let out = tokio::process::Command::new(tests::binary("motcua")?)
+        .args(["--intake", &format!("http://{}", intake.addr), "import"])
+        .arg(&path)
+        .output()
+        .await
+        .context("run motcua import")?;
+    let durable = started.elapsed();
+    anyhow::ensure!(
+        out.status.success(),
+        "motcua import failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut js_stream = js.get_stream(&stream).await?;
+    loop {
+        if js_stream.info().await?.state.messages >= events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let all_published = started.elapsed();
+    let rate = events as f64 / all_published.as_secs_f64();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", intake.pid())).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0.0, |kb| kb as f64 / 1024.0);
+    println!(
+        "bulk import ({backend:?}, {dossiers} dossiers, {events} events, {:.1} MB CSV; motcua import → intake → JetStream)",
+        size as f64 / 1e6
+    );
+    println!("  raw JetStream async publish (same events):       {raw:>9.0} events/s");
+    println!(
+        "  import, file → durable in the store:             {:>9.0} events/s  ({:.1} s)",
+        events as f64 / durable.as_secs_f64(),
+        durable.as_secs_f64()
+    );
+    println!(
+        "  import, file → published (stream holds all):     {rate:>9.0} events/s  ({:.1} s)",
+        all_published.as_secs_f64()
+    );
+    println!(
+        "  ratio to raw publish:                            {:>9.1} %",
+        rate / raw * 100.0
+    );
+    println!("  intake resident peak: {peak:.0} MB");
+    print!("  motcua: {}", String::from_utf8_lossy(&out.stdout));
     Ok(())
 }

@@ -492,6 +492,26 @@ async fn republishing_changes_no_figure() -> anyhow::Result<()> {
         events + 1,
         "the recreated stream holds each event once"
     );
+
+    // 3. And a rebuild of the read models from the republished stream
+    // (a new generation, swapped in) gives the same figures again.
+    let now = figures(&fresh).await?;
+    let out = motcua(
+        pair.intake.addr,
+        &[
+            "--projection",
+            &format!("http://{}", rebuilt.addr),
+            "rebuild",
+        ],
+    )
+    .await?;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("rebuilt: generation 2 serves"),
+        "{stdout}"
+    );
+    assert_eq!(figures(&fresh).await?, now, "the rebuild moved a figure");
     rebuilt.shutdown().await?;
     Ok(())
 }

@@ -305,47 +305,19 @@ impl Writer {
             let terms = self.catalog.terms();
             match domain::decide_with(&s.dossier_id, state.as_ref(), &s.command, at, &terms) {
                 Ok(payload) => {
-                    let (office_code, province_code) = match (&s.command, state.as_ref()) {
-                        (_, Some(d)) => (d.office_code.clone(), d.province_code.clone()),
-                        (
-                            Command::Receive {
-                                office_code,
-                                province_code,
-                                ..
-                            }
-                            | Command::SubmitOnline {
-                                office_code,
-                                province_code,
-                                ..
-                            },
-                            None,
-                        ) => (office_code.clone(), province_code.clone()),
-                        (_, None) => (String::new(), String::new()),
-                    };
-                    let event = Event {
-                        event_id: uuid::Uuid::now_v7().to_string(),
-                        dossier_id: s.dossier_id.clone(),
-                        office_code,
-                        province_code,
-                        version: state.as_ref().map_or(1, |d| d.version + 1),
-                        occurred_at: at,
-                        recorded_at: now,
-                        actor: s.actor.clone(),
-                        request_id: s.request_id.clone(),
+                    let (next, event) = record(
+                        &s.dossier_id,
+                        state.take(),
+                        &s.command,
                         payload,
-                    };
-                    let next = Dossier::apply(state.take(), &event)
-                        .map_err(|e| anyhow::anyhow!("apply a decided event: {e}"))?;
+                        at,
+                        now,
+                        &s.actor,
+                        &s.request_id,
+                    )?;
                     due.push(next.due_at);
                     *state = Some(next);
-                    events.push(NewEvent {
-                        event_id: event.event_id.clone(),
-                        dossier_id: event.dossier_id.clone(),
-                        version: event.version,
-                        kind: event.payload.kind().as_str(),
-                        recorded_at: now.micros(),
-                        payload: bus::encode_event(&event),
-                    });
+                    events.push(event);
                     outcomes.push(Outcome::Appended(events.len() - 1));
                 }
                 Err(refusal) => outcomes.push(Outcome::Refused(refusal.into())),
@@ -499,4 +471,60 @@ fn deadline_changes(
         }
     }
     (changes, earliest)
+}
+
+/// Records a decided payload: the event's envelope (office and province
+/// from the dossier, or from the command that creates it), the dossier's
+/// state after it, and the event as stored.
+#[allow(clippy::too_many_arguments)] // reason: the envelope's fields, each from a different source
+pub(crate) fn record(
+    dossier_id: &str,
+    state: Option<Dossier>,
+    command: &Command,
+    payload: domain::Payload,
+    at: Timestamp,
+    now: Timestamp,
+    actor: &str,
+    request_id: &str,
+) -> anyhow::Result<(Dossier, NewEvent)> {
+    let (office_code, province_code) = match (command, state.as_ref()) {
+        (_, Some(d)) => (d.office_code.clone(), d.province_code.clone()),
+        (
+            Command::Receive {
+                office_code,
+                province_code,
+                ..
+            }
+            | Command::SubmitOnline {
+                office_code,
+                province_code,
+                ..
+            },
+            None,
+        ) => (office_code.clone(), province_code.clone()),
+        (_, None) => (String::new(), String::new()),
+    };
+    let event = Event {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        dossier_id: dossier_id.to_owned(),
+        office_code,
+        province_code,
+        version: state.as_ref().map_or(1, |d| d.version + 1),
+        occurred_at: at,
+        recorded_at: now,
+        actor: actor.to_owned(),
+        request_id: request_id.to_owned(),
+        payload,
+    };
+    let next =
+        Dossier::apply(state, &event).map_err(|e| anyhow::anyhow!("apply a decided event: {e}"))?;
+    let stored = NewEvent {
+        kind: event.payload.kind().as_str(),
+        payload: bus::encode_event(&event),
+        event_id: event.event_id,
+        dossier_id: event.dossier_id,
+        version: event.version,
+        recorded_at: now.micros(),
+    };
+    Ok((next, stored))
 }

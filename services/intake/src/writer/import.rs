@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use domain::{Command, Dossier, Event, Refusal, Timestamp};
+use domain::{Command, Dossier, Refusal, Timestamp};
 use prost::Message as _;
 use proto::intake::v1::CommandReply;
 use tokio::sync::oneshot;
@@ -182,42 +182,18 @@ impl Writer {
                         break;
                     }
                 };
-                let (office_code, province_code) = match (&step.command, next.as_ref()) {
-                    (_, Some(d)) => (d.office_code.clone(), d.province_code.clone()),
-                    (
-                        Command::Receive {
-                            office_code,
-                            province_code,
-                            ..
-                        },
-                        None,
-                    ) => (office_code.clone(), province_code.clone()),
-                    (_, None) => (String::new(), String::new()),
-                };
-                let event = Event {
-                    event_id: uuid::Uuid::now_v7().to_string(),
-                    dossier_id: h.dossier_id.clone(),
-                    office_code,
-                    province_code,
-                    version: next.as_ref().map_or(1, |d| d.version + 1),
-                    occurred_at: step.at,
-                    recorded_at: now,
-                    actor: h.actor.clone(),
-                    request_id: h.request_id.clone(),
+                let (state, event) = super::record(
+                    &h.dossier_id,
+                    next.take(),
+                    &step.command,
                     payload,
-                };
-                next = Some(
-                    Dossier::apply(next.take(), &event)
-                        .map_err(|e| anyhow::anyhow!("apply a decided event: {e}"))?,
-                );
-                events.push(NewEvent {
-                    event_id: event.event_id.clone(),
-                    dossier_id: event.dossier_id.clone(),
-                    version: event.version,
-                    kind: event.payload.kind().as_str(),
-                    recorded_at: now.micros(),
-                    payload: bus::encode_event(&event),
-                });
+                    step.at,
+                    now,
+                    &h.actor,
+                    &h.request_id,
+                )?;
+                next = Some(state);
+                events.push(event);
             }
             match refused {
                 Some(reason) => {

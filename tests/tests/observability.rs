@@ -4,24 +4,6 @@
 use std::time::Duration;
 
 use tests::{Backend, ChildService, NatsServer, TestDb, eventually, free_port, unique_stream};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-async fn scrape(port: u16) -> anyhow::Result<String> {
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await?;
-    let mut body = String::new();
-    conn.read_to_string(&mut body).await?;
-    Ok(body)
-}
-
-fn value(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics_follow_the_work() -> anyhow::Result<()> {
@@ -98,23 +80,23 @@ async fn health_and_metrics_follow_the_work() -> anyhow::Result<()> {
     // Five receipts, and five Late events from the deadline monitor: their
     // 2023 due dates are long past.
     eventually(Duration::from_secs(30), || async {
-        let m = scrape(intake_metrics).await?;
+        let m = tests::scrape_metrics(intake_metrics).await?;
         anyhow::ensure!(
-            value(&m, "intake_late_marked_total") == Some(5.0),
+            tests::metric(&m, "intake_late_marked_total") == Some(5.0),
             "marked late: {m}"
         );
         anyhow::ensure!(
-            value(&m, "intake_events_appended_total") == Some(10.0),
+            tests::metric(&m, "intake_events_appended_total") == Some(10.0),
             "appended: {m}"
         );
         anyhow::ensure!(
-            value(&m, "intake_events_published_total") == Some(10.0),
+            tests::metric(&m, "intake_events_published_total") == Some(10.0),
             "published"
         );
         anyhow::ensure!(m.contains("intake_batch_size"), "batch sizes");
-        let p = scrape(projection_metrics).await?;
+        let p = tests::scrape_metrics(projection_metrics).await?;
         anyhow::ensure!(
-            value(&p, "projection_events_applied_total") == Some(10.0),
+            tests::metric(&p, "projection_events_applied_total") == Some(10.0),
             "applied: {p}"
         );
         anyhow::ensure!(p.contains("projection_batch_size"), "batch sizes");

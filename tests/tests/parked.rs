@@ -29,7 +29,7 @@ use tests::{
     Backend, ChildService, Desk, NatsServer, Pair, Province, TestDb, eventually, free_port,
     offset_to, unique_stream,
 };
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const WAIT: Duration = Duration::from_secs(30);
 const OFFICE: &str = "PK";
@@ -56,23 +56,6 @@ async fn motcua(projection: &str, intake: &str, args: &[&str]) -> anyhow::Result
     let stdout = String::from_utf8(out.stdout)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     Ok((out.status.success(), format!("{stdout}{stderr}")))
-}
-
-async fn scrape(port: u16) -> anyhow::Result<String> {
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await?;
-    let mut body = String::new();
-    conn.read_to_string(&mut body).await?;
-    Ok(body)
-}
-
-fn metric(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.split([' ', '{']).next() == Some(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// What the faulty bridge does to one event on its way.
@@ -213,20 +196,23 @@ async fn parked_events_wait_for_intakes_copy(backend: Backend) -> anyhow::Result
             (s.received, s.resolved, s.returned, s.pending) == (4, 3, 0, 1),
             "before the fix: {s:?}"
         );
-        let m = scrape(metrics_port).await?;
+        let m = tests::scrape_metrics(metrics_port).await?;
         anyhow::ensure!(
-            metric(&m, "projection_parked_events") == Some(2.0),
+            tests::metric(&m, "projection_parked_events") == Some(2.0),
             "parked gauge: {m}"
         );
         anyhow::ensure!(
-            metric(&m, "projection_held_events") == Some(5.0),
+            tests::metric(&m, "projection_held_events") == Some(5.0),
             "held gauge"
         );
         Ok(())
     })
     .await?;
-    let m = scrape(metrics_port).await?;
-    assert_eq!(metric(&m, "projection_events_parked_total"), Some(2.0));
+    let m = tests::scrape_metrics(metrics_port).await?;
+    assert_eq!(
+        tests::metric(&m, "projection_events_parked_total"),
+        Some(2.0)
+    );
 
     let (ok, list) = motcua(&projection_url, &intake_url, &["parked", "list"]).await?;
     assert!(ok, "{list}");
@@ -327,9 +313,17 @@ async fn parked_events_wait_for_intakes_copy(backend: Backend) -> anyhow::Result
     let (ok, list) = motcua(&projection_url, &intake_url, &["parked", "list"]).await?;
     assert!(ok, "{list}");
     assert_eq!(list, "no parked events; 0 held\n");
-    let m = scrape(metrics_port).await?;
-    assert_eq!(metric(&m, "projection_parked_events"), Some(0.0), "{m}");
-    assert_eq!(metric(&m, "projection_held_events"), Some(0.0), "{m}");
+    let m = tests::scrape_metrics(metrics_port).await?;
+    assert_eq!(
+        tests::metric(&m, "projection_parked_events"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        tests::metric(&m, "projection_held_events"),
+        Some(0.0),
+        "{m}"
+    );
     fresh.shutdown().await?;
     intake.shutdown().await?;
     Ok(())

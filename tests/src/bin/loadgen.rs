@@ -562,10 +562,7 @@ async fn end_to_end(backend: Backend, rate: u64, duration: Duration) -> anyhow::
 }
 
 fn real_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    tests::real_now().micros()
 }
 
 async fn late_latency(backend: Backend, open: u64, late: u64) -> anyhow::Result<()> {

@@ -277,6 +277,45 @@ fn dossier_events(n: u64) -> Vec<Event> {
         .collect()
 }
 
+/// Publishes `events` events of 4-event dossiers straight to the stream of
+/// `settings`, `Nats-Msg-Id` and position headers set, 5,000 acks in flight.
+async fn publish_backlog(
+    js: &jetstream::Context,
+    settings: &bus::StreamSettings,
+    events: u64,
+) -> anyhow::Result<u64> {
+    let mut acks = Vec::with_capacity(5000);
+    let mut published = 0u64;
+    'publish: for n in 0.. {
+        for event in dossier_events(n) {
+            if published == events {
+                break 'publish;
+            }
+            published += 1;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", event.event_id.as_str());
+            headers.insert(bus::POSITION_HEADER, published.to_string().as_str());
+            acks.push(
+                js.publish_with_headers(
+                    settings.subject(&event),
+                    headers,
+                    bus::encode_event(&event).into(),
+                )
+                .await?,
+            );
+            if acks.len() == 5000 {
+                for ack in acks.drain(..) {
+                    ack.await?;
+                }
+            }
+        }
+    }
+    for ack in acks.drain(..) {
+        ack.await?;
+    }
+    Ok(published)
+}
+
 async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result<()> {
     let nats = NatsServer::start().await?;
     let stream = unique_stream();
@@ -296,37 +335,7 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
 
     // The backlog: dossiers of 4 events, published straight to the stream.
     let started = Instant::now();
-    let mut acks = Vec::with_capacity(5000);
-    let mut published = 0u64;
-    let mut position = 0u64;
-    'publish: for n in 0.. {
-        for event in dossier_events(n) {
-            if published == events {
-                break 'publish;
-            }
-            position += 1;
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", event.event_id.as_str());
-            headers.insert(bus::POSITION_HEADER, position.to_string().as_str());
-            acks.push(
-                js.publish_with_headers(
-                    settings.subject(&event),
-                    headers,
-                    bus::encode_event(&event).into(),
-                )
-                .await?,
-            );
-            published += 1;
-            if acks.len() == 5000 {
-                for ack in acks.drain(..) {
-                    ack.await?;
-                }
-            }
-        }
-    }
-    for ack in acks.drain(..) {
-        ack.await?;
-    }
+    let published = publish_backlog(&js, &settings, events).await?;
     let publish_rate = published as f64 / started.elapsed().as_secs_f64();
 
     // Baseline: raw fetch of the whole stream, 5,000 a batch, no acks.
@@ -749,35 +758,7 @@ async fn import(backend: Backend, dossiers: u64) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     let started = Instant::now();
-    let mut acks = Vec::with_capacity(5000);
-    let mut published = 0u64;
-    'publish: for n in 0.. {
-        for event in dossier_events(n) {
-            if published == events {
-                break 'publish;
-            }
-            published += 1;
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", event.event_id.as_str());
-            headers.insert(bus::POSITION_HEADER, published.to_string().as_str());
-            acks.push(
-                js.publish_with_headers(
-                    raw_settings.subject(&event),
-                    headers,
-                    bus::encode_event(&event).into(),
-                )
-                .await?,
-            );
-            if acks.len() == 5000 {
-                for ack in acks.drain(..) {
-                    ack.await?;
-                }
-            }
-        }
-    }
-    for ack in acks.drain(..) {
-        ack.await?;
-    }
+    let published = publish_backlog(&js, &raw_settings, events).await?;
     let raw = published as f64 / started.elapsed().as_secs_f64();
     js.delete_stream(&raw_stream).await?;
 

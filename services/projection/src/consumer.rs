@@ -365,89 +365,87 @@ pub(crate) async fn apply_messages(
     held_count: u64,
     news: bool,
 ) -> anyhow::Result<(BatchWrite, u64)> {
-    {
-        let mut write = BatchWrite::default();
-        let mut decoded = Vec::with_capacity(batch.len());
-        for m in batch {
-            match bus::decode_event(&m.payload) {
-                Ok(event) => decoded.push((event, m)),
-                Err(e) => write.parked.push(Parked::new(
-                    m.stream_seq,
-                    &m.subject,
-                    m.position,
-                    &m.payload,
-                    None,
-                    e.to_string(),
-                )),
-            }
+    let mut write = BatchWrite::default();
+    let mut decoded = Vec::with_capacity(batch.len());
+    for m in batch {
+        match bus::decode_event(&m.payload) {
+            Ok(event) => decoded.push((event, m)),
+            Err(e) => write.parked.push(Parked::new(
+                m.stream_seq,
+                &m.subject,
+                m.position,
+                &m.payload,
+                None,
+                e.to_string(),
+            )),
         }
-        let mut ids: Vec<&str> = decoded.iter().map(|(e, _)| e.dossier_id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut rows = store.load_rows(&ids).await?;
-        // Held events of these dossiers: (version, payload, stored in the database?).
-        let mut waiting: HashMap<String, Vec<(i64, Vec<u8>, bool)>> = HashMap::new();
-        if held_count > 0 {
-            for (dossier_id, version, payload) in store.load_held(&ids).await? {
-                waiting
-                    .entry(dossier_id)
-                    .or_default()
-                    .push((version, payload, true));
-            }
-        }
-        let mut changes = Changes {
-            catalog: crate::catalog::load(store.pool(), store.backend(), &ids).await?,
-            ..Changes::default()
-        };
-        let mut applied = 0u64;
-        for (event, m) in &decoded {
-            let row = changes
-                .rows
-                .remove(&event.dossier_id)
-                .or_else(|| rows.remove(&event.dossier_id));
-            match changes.apply(row, event) {
-                Applied::Applied => {
-                    applied += 1;
-                    if let Some(queue) = waiting.get_mut(&event.dossier_id) {
-                        applied +=
-                            release(&mut changes, &event.dossier_id, queue, &mut write.released)?;
-                    }
-                }
-                Applied::Duplicate => {}
-                Applied::Held => {
-                    let version = i64::try_from(event.version).unwrap_or(i64::MAX);
-                    waiting.entry(event.dossier_id.clone()).or_default().push((
-                        version,
-                        m.payload.clone(),
-                        false,
-                    ));
-                }
-                Applied::Rejected(reason) => write.parked.push(Parked::new(
-                    m.stream_seq,
-                    &m.subject,
-                    m.position,
-                    &m.payload,
-                    Some(event),
-                    reason,
-                )),
-            }
-        }
-        // What still waits and is not yet in the database gets stored.
-        for (dossier_id, queue) in waiting {
-            for (version, payload, stored) in queue {
-                if !stored {
-                    write.held.push((dossier_id.clone(), version, payload));
-                }
-            }
-        }
-        if !news {
-            changes.late_feed.clear();
-        }
-        write.changes = changes;
-        write.checkpoint = batch.last().map_or(0, |m| m.stream_seq);
-        store.commit(name, &write).await?;
-        Ok((write, applied))
     }
+    let mut ids: Vec<&str> = decoded.iter().map(|(e, _)| e.dossier_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut rows = store.load_rows(&ids).await?;
+    // Held events of these dossiers: (version, payload, stored in the database?).
+    let mut waiting: HashMap<String, Vec<(i64, Vec<u8>, bool)>> = HashMap::new();
+    if held_count > 0 {
+        for (dossier_id, version, payload) in store.load_held(&ids).await? {
+            waiting
+                .entry(dossier_id)
+                .or_default()
+                .push((version, payload, true));
+        }
+    }
+    let mut changes = Changes {
+        catalog: crate::catalog::load(store.pool(), store.backend(), &ids).await?,
+        ..Changes::default()
+    };
+    let mut applied = 0u64;
+    for (event, m) in &decoded {
+        let row = changes
+            .rows
+            .remove(&event.dossier_id)
+            .or_else(|| rows.remove(&event.dossier_id));
+        match changes.apply(row, event) {
+            Applied::Applied => {
+                applied += 1;
+                if let Some(queue) = waiting.get_mut(&event.dossier_id) {
+                    applied +=
+                        release(&mut changes, &event.dossier_id, queue, &mut write.released)?;
+                }
+            }
+            Applied::Duplicate => {}
+            Applied::Held => {
+                let version = i64::try_from(event.version).unwrap_or(i64::MAX);
+                waiting.entry(event.dossier_id.clone()).or_default().push((
+                    version,
+                    m.payload.clone(),
+                    false,
+                ));
+            }
+            Applied::Rejected(reason) => write.parked.push(Parked::new(
+                m.stream_seq,
+                &m.subject,
+                m.position,
+                &m.payload,
+                Some(event),
+                reason,
+            )),
+        }
+    }
+    // What still waits and is not yet in the database gets stored.
+    for (dossier_id, queue) in waiting {
+        for (version, payload, stored) in queue {
+            if !stored {
+                write.held.push((dossier_id.clone(), version, payload));
+            }
+        }
+    }
+    if !news {
+        changes.late_feed.clear();
+    }
+    write.changes = changes;
+    write.checkpoint = batch.last().map_or(0, |m| m.stream_seq);
+    store.commit(name, &write).await?;
+    Ok((write, applied))
 }
 
 /// Applies the queued events that now follow the dossier's version; drops

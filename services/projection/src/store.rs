@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use sqlkit::{Backend, list_placeholders, push, values_placeholders};
-use sqlx::{AnyPool, Row as _, any::AnyArguments};
+use sqlkit::{Backend, Column, JsonRows, select_from_json, texts_from_json};
+use sqlx::{AnyPool, Row as _};
 use tokio::sync::watch;
 
 use crate::apply::{Changes, DossierRow};
@@ -80,6 +80,115 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 const DOSSIER_COLUMNS: &str = "dossier_id, office_code, province_code, procedure_code, field, channel, version, status, received_day, due_at, due_day, closed_day, resolved_day, timeliness, late_at, pauses";
 
+const DOSSIER_JSON: &[Column] = &[
+    Column::text("dossier_id"),
+    Column::text("office_code"),
+    Column::text("province_code"),
+    Column::text("procedure_code"),
+    Column::text("field"),
+    Column::int("channel"),
+    Column::int("version"),
+    Column::text("status"),
+    Column::int("received_day"),
+    Column::int("due_at"),
+    Column::int("due_day"),
+    Column::int("closed_day"),
+    Column::int("resolved_day"),
+    Column::int("timeliness"),
+    Column::int("late_at"),
+    Column::int("pauses"),
+];
+
+const COUNTER_JSON: &[Column] = &[
+    Column::text("office_code"),
+    Column::int("day"),
+    Column::text("procedure_code"),
+    Column::int("channel"),
+    Column::text("metric"),
+    Column::text("province_code"),
+    Column::text("field"),
+    Column::int("n"),
+];
+
+const PAUSE_JSON: &[Column] = &[
+    Column::text("dossier_id"),
+    Column::int("seq"),
+    Column::int("from_day"),
+    Column::int("until_day"),
+];
+
+const LATE_FEED_JSON: &[Column] = &[
+    Column::int("seq"),
+    Column::int("change"),
+    Column::text("dossier_id"),
+    Column::text("office_code"),
+    Column::text("province_code"),
+    Column::text("procedure_code"),
+    Column::text("field"),
+    Column::int("channel"),
+    Column::int("due_at"),
+    Column::int("occurred_at"),
+];
+
+/// The batch statements, in the backend's dialect: each takes its rows as
+/// one JSON parameter, so it is prepared once per connection and kept.
+#[derive(Debug)]
+struct Statements {
+    load_dossiers: String,
+    load_held: String,
+    upsert_dossiers: String,
+    add_counters: String,
+    record_pauses: String,
+    append_late_feed: String,
+}
+
+impl Statements {
+    fn new(backend: Backend) -> Self {
+        let names = |columns: &[Column]| {
+            columns
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let insert = |table: &str, columns: &[Column]| {
+            format!(
+                "INSERT INTO {table} ({}) {}",
+                names(columns),
+                select_from_json(backend, columns, 1)
+            )
+        };
+        Self {
+            load_dossiers: format!(
+                "SELECT {DOSSIER_COLUMNS} FROM dossiers WHERE dossier_id IN ({})",
+                texts_from_json(backend, 1)
+            ),
+            load_held: format!(
+                "SELECT dossier_id, version, payload FROM held_events WHERE dossier_id IN ({}) ORDER BY dossier_id, version",
+                texts_from_json(backend, 1)
+            ),
+            upsert_dossiers: format!(
+                "{} ON CONFLICT (dossier_id) DO UPDATE SET \
+                 procedure_code = excluded.procedure_code, field = excluded.field, channel = excluded.channel, \
+                 version = excluded.version, status = excluded.status, received_day = excluded.received_day, \
+                 due_at = excluded.due_at, due_day = excluded.due_day, closed_day = excluded.closed_day, \
+                 resolved_day = excluded.resolved_day, timeliness = excluded.timeliness, \
+                 late_at = excluded.late_at, pauses = excluded.pauses",
+                insert("dossiers", DOSSIER_JSON)
+            ),
+            add_counters: format!(
+                "{} ON CONFLICT (office_code, day, procedure_code, channel, metric) DO UPDATE SET n = daily_counts.n + excluded.n",
+                insert("daily_counts", COUNTER_JSON)
+            ),
+            record_pauses: format!(
+                "{} ON CONFLICT (dossier_id, seq) DO UPDATE SET until_day = excluded.until_day",
+                insert("pauses", PAUSE_JSON)
+            ),
+            append_late_feed: insert("late_feed", LATE_FEED_JSON),
+        }
+    }
+}
+
 /// An event that cannot be applied, kept for operators (see `crate::parked`).
 #[derive(Clone, Debug)]
 pub struct Parked {
@@ -114,6 +223,7 @@ pub struct BatchWrite {
 pub struct ReadStore {
     pool: AnyPool,
     backend: Backend,
+    sql: std::sync::Arc<Statements>,
     /// The late feed's last committed position, for live watchers.
     feed_head: std::sync::Arc<watch::Sender<u64>>,
 }
@@ -154,6 +264,7 @@ impl ReadStore {
         Ok(Self {
             pool,
             backend,
+            sql: std::sync::Arc::new(Statements::new(backend)),
             feed_head,
         })
     }
@@ -183,26 +294,22 @@ impl ReadStore {
             .execute(&mut *tx)
             .await
             .context("empty the new late feed")?;
-        for chunk in rows.chunks(500) {
-            let sql = format!(
-                "INSERT INTO late_feed (seq, change, dossier_id, office_code, province_code, procedure_code, field, channel, due_at, occurred_at) VALUES {}",
-                values_placeholders(self.backend, chunk.len(), 10)
-            );
-            let mut args = AnyArguments::default();
-            for r in chunk {
-                push(&mut args, r.try_get::<i64, _>(0)?)?;
-                push(&mut args, r.try_get::<i64, _>(1)?)?;
-                push(&mut args, r.try_get::<String, _>(2)?)?;
-                push(&mut args, r.try_get::<String, _>(3)?)?;
-                push(&mut args, r.try_get::<String, _>(4)?)?;
-                push(&mut args, r.try_get::<String, _>(5)?)?;
-                push(&mut args, r.try_get::<String, _>(6)?)?;
-                push(&mut args, r.try_get::<i64, _>(7)?)?;
-                push(&mut args, r.try_get::<Option<i64>, _>(8)?)?;
-                push(&mut args, r.try_get::<i64, _>(9)?)?;
+        if !rows.is_empty() {
+            let mut json = JsonRows::new(LATE_FEED_JSON);
+            for r in &rows {
+                json.int(r.try_get(0)?)
+                    .int(r.try_get(1)?)
+                    .text(r.try_get(2)?)
+                    .text(r.try_get(3)?)
+                    .text(r.try_get(4)?)
+                    .text(r.try_get(5)?)
+                    .text(r.try_get(6)?)
+                    .int(r.try_get(7)?)
+                    .opt_int(r.try_get(8)?)
+                    .int(r.try_get(9)?);
             }
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                .persistent(false)
+            sqlx::query(sqlx::AssertSqlSafe(self.sql.append_late_feed.as_str()))
+                .bind(json.finish())
                 .execute(&mut *tx)
                 .await
                 .context("copy the late feed")?;
@@ -257,15 +364,12 @@ impl ReadStore {
     /// The current rows of these dossiers.
     pub async fn load_rows(&self, ids: &[&str]) -> anyhow::Result<HashMap<String, DossierRow>> {
         let mut rows = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(900) {
-            let sql = format!(
-                "SELECT {DOSSIER_COLUMNS} FROM dossiers WHERE dossier_id IN ({})",
-                list_placeholders(self.backend, chunk.len())
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for id in chunk {
-                q = q.bind(*id);
-            }
+        if ids.is_empty() {
+            return Ok(rows);
+        }
+        {
+            let q = sqlx::query(sqlx::AssertSqlSafe(self.sql.load_dossiers.as_str()))
+                .bind(sqlkit::json_texts(ids.iter().copied()));
             for r in q.fetch_all(&self.pool).await.context("load dossier rows")? {
                 let int = |i: usize| -> anyhow::Result<Option<i32>> {
                     Ok(r.try_get::<Option<i64>, _>(i)?.map(|v| v as i32))
@@ -297,18 +401,13 @@ impl ReadStore {
     /// Held events of these dossiers, by dossier then version.
     pub async fn load_held(&self, ids: &[&str]) -> anyhow::Result<Vec<(String, i64, Vec<u8>)>> {
         let mut held = Vec::new();
-        for chunk in ids.chunks(900) {
-            let sql = format!(
-                "SELECT dossier_id, version, payload FROM held_events WHERE dossier_id IN ({}) ORDER BY dossier_id, version",
-                list_placeholders(self.backend, chunk.len())
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&self.pool).await.context("load held events")? {
-                held.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-            }
+        if ids.is_empty() {
+            return Ok(held);
+        }
+        let q = sqlx::query(sqlx::AssertSqlSafe(self.sql.load_held.as_str()))
+            .bind(sqlkit::json_texts(ids.iter().copied()));
+        for r in q.fetch_all(&self.pool).await.context("load held events")? {
+            held.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
         }
         Ok(held)
     }
@@ -327,112 +426,83 @@ impl ReadStore {
                     .await
                     .context("read the late feed's head")?
                     .try_get(0)?;
-            let notices: Vec<_> = batch.changes.late_feed.iter().enumerate().collect();
-            for chunk in notices.chunks(1000) {
-                let sql = format!(
-                    "INSERT INTO late_feed (seq, change, dossier_id, office_code, province_code, procedure_code, field, channel, due_at, occurred_at) VALUES {}",
-                    values_placeholders(self.backend, chunk.len(), 10)
-                );
-                let mut args = AnyArguments::default();
-                for (i, n) in chunk {
-                    push(&mut args, head + 1 + *i as i64)?;
-                    push(&mut args, i64::from(n.change.code()))?;
-                    push(&mut args, n.dossier_id.as_str())?;
-                    push(&mut args, n.office_code.as_str())?;
-                    push(&mut args, n.province_code.as_str())?;
-                    push(&mut args, n.procedure_code.as_str())?;
-                    push(&mut args, n.field.as_str())?;
-                    push(&mut args, i64::from(n.channel))?;
-                    push(&mut args, n.due_at)?;
-                    push(&mut args, n.occurred_at)?;
-                }
-                sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .context("append to the late feed")?;
+            let mut json = JsonRows::new(LATE_FEED_JSON);
+            for (i, n) in batch.changes.late_feed.iter().enumerate() {
+                json.int(head + 1 + i as i64)
+                    .int(i64::from(n.change.code()))
+                    .text(&n.dossier_id)
+                    .text(&n.office_code)
+                    .text(&n.province_code)
+                    .text(&n.procedure_code)
+                    .text(&n.field)
+                    .int(i64::from(n.channel))
+                    .opt_int(n.due_at)
+                    .int(n.occurred_at);
             }
+            sqlx::query(sqlx::AssertSqlSafe(self.sql.append_late_feed.as_str()))
+                .bind(json.finish())
+                .execute(&mut *tx)
+                .await
+                .context("append to the late feed")?;
             feed_head = Some(head + batch.changes.late_feed.len() as i64);
         }
 
-        let rows: Vec<&DossierRow> = batch.changes.rows.values().collect();
-        for chunk in rows.chunks(1000) {
-            let sql = format!(
-                "INSERT INTO dossiers ({DOSSIER_COLUMNS}) VALUES {} ON CONFLICT (dossier_id) DO UPDATE SET \
-                 procedure_code = excluded.procedure_code, field = excluded.field, channel = excluded.channel, \
-                 version = excluded.version, status = excluded.status, received_day = excluded.received_day, \
-                 due_at = excluded.due_at, due_day = excluded.due_day, closed_day = excluded.closed_day, \
-                 resolved_day = excluded.resolved_day, timeliness = excluded.timeliness, \
-                 late_at = excluded.late_at, pauses = excluded.pauses",
-                values_placeholders(self.backend, chunk.len(), 16)
-            );
-            let mut args = AnyArguments::default();
-            for r in chunk {
-                push(&mut args, r.dossier_id.as_str())?;
-                push(&mut args, r.office_code.as_str())?;
-                push(&mut args, r.province_code.as_str())?;
-                push(&mut args, r.procedure_code.as_str())?;
-                push(&mut args, r.field.as_str())?;
-                push(&mut args, i64::from(r.channel))?;
-                push(&mut args, r.version)?;
-                push(&mut args, r.status.as_str())?;
-                push(&mut args, r.received_day.map(i64::from))?;
-                push(&mut args, r.due_at)?;
-                push(&mut args, r.due_day.map(i64::from))?;
-                push(&mut args, r.closed_day.map(i64::from))?;
-                push(&mut args, r.resolved_day.map(i64::from))?;
-                push(&mut args, r.timeliness.map(i64::from))?;
-                push(&mut args, r.late_at)?;
-                push(&mut args, i64::from(r.pauses))?;
+        if !batch.changes.rows.is_empty() {
+            let mut json = JsonRows::new(DOSSIER_JSON);
+            for r in batch.changes.rows.values() {
+                json.text(&r.dossier_id)
+                    .text(&r.office_code)
+                    .text(&r.province_code)
+                    .text(&r.procedure_code)
+                    .text(&r.field)
+                    .int(i64::from(r.channel))
+                    .int(r.version)
+                    .text(&r.status)
+                    .opt_int(r.received_day.map(i64::from))
+                    .opt_int(r.due_at)
+                    .opt_int(r.due_day.map(i64::from))
+                    .opt_int(r.closed_day.map(i64::from))
+                    .opt_int(r.resolved_day.map(i64::from))
+                    .opt_int(r.timeliness.map(i64::from))
+                    .opt_int(r.late_at)
+                    .int(i64::from(r.pauses));
             }
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                .persistent(false)
+            sqlx::query(sqlx::AssertSqlSafe(self.sql.upsert_dossiers.as_str()))
+                .bind(json.finish())
                 .execute(&mut *tx)
                 .await
                 .context("upsert dossier rows")?;
         }
 
-        let counters: Vec<_> = batch.changes.counters.iter().collect();
-        for chunk in counters.chunks(2000) {
-            let sql = format!(
-                "INSERT INTO daily_counts (office_code, day, procedure_code, channel, metric, province_code, field, n) VALUES {} \
-                 ON CONFLICT (office_code, day, procedure_code, channel, metric) DO UPDATE SET n = daily_counts.n + excluded.n",
-                values_placeholders(self.backend, chunk.len(), 8)
-            );
-            let mut args = AnyArguments::default();
-            for (k, d) in chunk {
-                push(&mut args, k.office_code.as_str())?;
-                push(&mut args, i64::from(k.day))?;
-                push(&mut args, k.procedure_code.as_str())?;
-                push(&mut args, i64::from(k.channel))?;
-                push(&mut args, k.metric.as_str())?;
-                push(&mut args, d.province_code.as_str())?;
-                push(&mut args, d.field.as_str())?;
-                push(&mut args, d.n)?;
+        if !batch.changes.counters.is_empty() {
+            let mut json = JsonRows::new(COUNTER_JSON);
+            for (k, d) in &batch.changes.counters {
+                json.text(&k.office_code)
+                    .int(i64::from(k.day))
+                    .text(&k.procedure_code)
+                    .int(i64::from(k.channel))
+                    .text(&k.metric)
+                    .text(&d.province_code)
+                    .text(&d.field)
+                    .int(d.n);
             }
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                .persistent(false)
+            sqlx::query(sqlx::AssertSqlSafe(self.sql.add_counters.as_str()))
+                .bind(json.finish())
                 .execute(&mut *tx)
                 .await
                 .context("add to daily counters")?;
         }
 
-        let pauses: Vec<_> = batch.changes.pauses.iter().collect();
-        for chunk in pauses.chunks(2000) {
-            let sql = format!(
-                "INSERT INTO pauses (dossier_id, seq, from_day, until_day) VALUES {} \
-                 ON CONFLICT (dossier_id, seq) DO UPDATE SET until_day = excluded.until_day",
-                values_placeholders(self.backend, chunk.len(), 4)
-            );
-            let mut args = AnyArguments::default();
-            for ((dossier_id, seq), p) in chunk {
-                push(&mut args, dossier_id.as_str())?;
-                push(&mut args, i64::from(*seq))?;
-                push(&mut args, i64::from(p.from_day))?;
-                push(&mut args, p.until_day.map(i64::from))?;
+        if !batch.changes.pauses.is_empty() {
+            let mut json = JsonRows::new(PAUSE_JSON);
+            for ((dossier_id, seq), p) in &batch.changes.pauses {
+                json.text(dossier_id)
+                    .int(i64::from(*seq))
+                    .int(i64::from(p.from_day))
+                    .opt_int(p.until_day.map(i64::from));
             }
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                .persistent(false)
+            sqlx::query(sqlx::AssertSqlSafe(self.sql.record_pauses.as_str()))
+                .bind(json.finish())
                 .execute(&mut *tx)
                 .await
                 .context("record pauses")?;

@@ -5,6 +5,10 @@
 //!
 //! It knows SQL connections and nothing of events, dossiers or reports.
 
+mod json_rows;
+
+pub use json_rows::{Column, JsonRows, Kind, json_texts, select_from_json, texts_from_json};
+
 use std::{path::Path, str::FromStr, time::Duration};
 
 use anyhow::Context as _;

@@ -383,7 +383,7 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         if c.info().await?.ack_floor.stream_sequence >= last {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
     }
     let elapsed = started.elapsed();
     let rate = published as f64 / elapsed.as_secs_f64();

@@ -137,8 +137,8 @@ pub async fn replay(history: &History, subject: &str, point: Point) -> anyhow::R
                     .as_ref()
                     .and_then(|h| h.get(bus::POSITION_HEADER))
                     .and_then(|v| v.as_str().parse::<u64>().ok()),
-                payload: message.payload.to_vec(),
-                message: None,
+                payload: message.payload.clone(),
+                ack: None,
             });
         }
         if batch.is_empty() {

@@ -41,7 +41,7 @@ pub struct Config {
     pub consumer: String,
 
     /// Most events applied in one transaction.
-    #[arg(long, env = "PROJECTION_MAX_BATCH", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    #[arg(long, env = "PROJECTION_MAX_BATCH", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=200_000))]
     pub max_batch: u32,
 
     /// Address of the Prometheus metrics endpoint (`/metrics`); off when absent.

@@ -30,6 +30,15 @@ use crate::{
     store::{BatchWrite, Parked, ReadStore},
 };
 
+/// Messages received ahead of the batch being folded or written.
+const RECEIVE_AHEAD: usize = 50_000;
+/// Messages folded into a batch at a time.
+const CHUNK: usize = 5_000;
+/// A batch that keeps finding messages closes after this long.
+const BATCH_MAX_AGE: Duration = Duration::from_secs(1);
+/// Messages asked of the server per pull request; the client asks for the
+/// next while it works through these.
+const PULL_BATCH: usize = 5_000;
 /// A batch closes when no message came for this long (caught up)…
 const BATCH_GAP: Duration = Duration::from_millis(2);
 /// …or when its first message has waited this long.
@@ -82,10 +91,13 @@ pub(crate) struct Incoming {
     pub(crate) subject: String,
     /// The `Motcua-Position` header, when present.
     pub(crate) position: Option<u64>,
-    pub(crate) payload: Vec<u8>,
-    /// The JetStream message to acknowledge; none when replayed for a
-    /// report as of an earlier point.
-    pub(crate) message: Option<jetstream::Message>,
+    /// Shares the received buffer (no copy).
+    pub(crate) payload: bytes::Bytes,
+    /// Where to acknowledge it (JetStream's reply subject; acking one
+    /// acknowledges all before it) and how many messages were left after it;
+    /// none when replayed for a report as of an earlier point. The message
+    /// itself is not kept: a batch may hold tens of thousands.
+    pub(crate) ack: Option<(async_nats::Subject, u64)>,
 }
 
 impl Consumer {
@@ -187,16 +199,19 @@ impl Consumer {
             .await
             .context("create the durable consumer")?;
         tracing::info!(consumer = %self.name, checkpoint, "consuming events");
-        let mut messages = consumer
+        let messages = consumer
             .stream()
-            .max_messages_per_batch(self.max_batch)
+            .max_messages_per_batch(self.max_batch.min(PULL_BATCH))
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
             .await
             .context("start pulling messages")?;
+        // Messages are received and taken apart on their own task, so the
+        // next batch arrives while this one is written; dropping the task
+        // leaves the rest unacknowledged in the stream for the next start.
+        let mut incoming_rx = spawn_receiver(messages, self.max_batch.min(RECEIVE_AHEAD));
 
-        let mut batch: Vec<Incoming> = Vec::with_capacity(self.max_batch);
         let mut last_seq = checkpoint;
         let mut pending_swap: Option<Swap> = None;
         loop {
@@ -210,7 +225,7 @@ impl Consumer {
                 self.take_over(swap, last_seq, held).await;
             }
             let first = tokio::select! {
-                next = messages.next() => next,
+                next = incoming_rx.recv() => next,
                 job = next_replay(replays) => {
                     self.serve_replay(job, held).await;
                     continue;
@@ -224,42 +239,57 @@ impl Consumer {
             let Some(first) = first else {
                 anyhow::bail!("the message stream ended");
             };
-            batch.push(incoming(
-                first
-                    .map_err(|e| anyhow::anyhow!(e))
-                    .context("receive a message")?,
-            )?);
-            // Fill the batch while messages keep coming: stop at the size
-            // limit, after a short gap (caught up), or when the batch is old
-            // enough that waiting longer would delay the reports.
+            // Fold chunks of what has arrived into one transaction while
+            // messages keep coming: stop at the size limit, after a short
+            // gap with nothing to take (caught up), or when the batch is old
+            // enough that taking more would delay the reports.
             let started = tokio::time::Instant::now();
-            while batch.len() < self.max_batch && started.elapsed() < BATCH_MAX_WAIT {
-                match tokio::time::timeout(BATCH_GAP, messages.next()).await {
-                    Ok(Some(next)) => batch.push(incoming(
-                        next.map_err(|e| anyhow::anyhow!(e))
-                            .context("receive a message")?,
-                    )?),
-                    Ok(None) | Err(_) => break,
+            let mut fold = Fold::new(*held);
+            let mut chunk = vec![first?];
+            let mut last: Option<Incoming> = None;
+            loop {
+                let room = CHUNK.min(self.max_batch - fold.events());
+                while chunk.len() < room {
+                    match incoming_rx.try_recv() {
+                        Ok(next) => chunk.push(next?),
+                        Err(_) => break,
+                    }
+                }
+                if chunk.is_empty() {
+                    if fold.events() >= self.max_batch || started.elapsed() >= BATCH_MAX_WAIT {
+                        break;
+                    }
+                    match tokio::time::timeout(BATCH_GAP, incoming_rx.recv()).await {
+                        Ok(Some(next)) => {
+                            chunk.push(next?);
+                            continue;
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                fold.add(&self.store, &chunk).await?;
+                last = chunk.pop();
+                chunk.clear();
+                if fold.events() >= self.max_batch || started.elapsed() >= BATCH_MAX_AGE {
+                    break;
                 }
             }
-            let pending = batch
-                .last()
-                .and_then(|m| m.message.as_ref())
-                .and_then(|m| m.info().ok())
-                .map(|i| i.pending);
-            self.apply_batch(&batch, held).await?;
-            if let Some(message) = batch.last().and_then(|m| m.message.as_ref()) {
-                message
-                    .ack()
+            let Some(last) = last else { continue };
+            let pending = last.ack.as_ref().map(|(_, pending)| *pending);
+            let events = fold.events();
+            self.commit_batch(fold, held).await;
+            if let Some((reply, _)) = last.ack {
+                // An empty message on the reply subject is JetStream's ack.
+                self.js
+                    .client()
+                    .publish(reply, bytes::Bytes::new())
                     .await
                     .map_err(|e| anyhow::anyhow!(e))
                     .context("acknowledge a batch")?;
             }
-            last_seq = batch.last().map_or(last_seq, |m| m.stream_seq);
+            last_seq = last.stream_seq;
             if let Some(progress) = &self.progress {
-                progress
-                    .applied
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                progress.applied.fetch_add(events as u64, Ordering::Relaxed);
                 progress.checkpoint.store(last_seq, Ordering::Relaxed);
                 if let Some(pending) = pending {
                     progress.pending.store(pending, Ordering::Relaxed);
@@ -273,7 +303,6 @@ impl Consumer {
                     return Ok(());
                 }
             }
-            batch.clear();
         }
     }
 
@@ -315,43 +344,31 @@ impl Consumer {
         drop(swap.done.send(result));
     }
 
-    /// Applies a batch in one transaction with its checkpoint; retries the
-    /// same batch while the database fails, so nothing is skipped.
-    async fn apply_batch(&self, batch: &[Incoming], held: &mut u64) -> anyhow::Result<()> {
+    /// Writes a folded batch in one transaction with its checkpoint;
+    /// retries the same write while the database fails, so nothing is
+    /// skipped.
+    async fn commit_batch(&self, fold: Fold, held: &mut u64) {
+        let events = fold.events();
+        let (write, applied) = fold.into_write(self.news);
         let mut backoff = Duration::from_millis(50);
-        loop {
-            match self.try_apply(batch, *held).await {
-                Ok((write, applied)) => {
-                    *held = held
-                        .saturating_add(write.held.len() as u64)
-                        .saturating_sub(write.released.len() as u64);
-                    metrics::counter!("projection_events_applied_total").increment(applied);
-                    metrics::histogram!("projection_batch_size").record(batch.len() as f64);
-                    metrics::gauge!("projection_checkpoint").set(write.checkpoint as f64);
-                    metrics::gauge!("projection_held_events").set(*held as f64);
-                    if !write.parked.is_empty() {
-                        metrics::counter!("projection_events_parked_total")
-                            .increment(write.parked.len() as u64);
-                        self.count_parked().await;
-                    }
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "applying a batch failed; retrying it");
-                    metrics::counter!("projection_batch_failures_total").increment(1);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
+        while let Err(e) = self.store.commit(&self.name, &write).await {
+            tracing::warn!(error = %format!("{e:#}"), "writing a batch failed; retrying it");
+            metrics::counter!("projection_batch_failures_total").increment(1);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-    }
-
-    async fn try_apply(
-        &self,
-        batch: &[Incoming],
-        held_count: u64,
-    ) -> anyhow::Result<(BatchWrite, u64)> {
-        apply_messages(&self.store, &self.name, batch, held_count, self.news).await
+        *held = held
+            .saturating_add(write.held.len() as u64)
+            .saturating_sub(write.released.len() as u64);
+        metrics::counter!("projection_events_applied_total").increment(applied);
+        metrics::histogram!("projection_batch_size").record(events as f64);
+        metrics::gauge!("projection_checkpoint").set(write.checkpoint as f64);
+        metrics::gauge!("projection_held_events").set(*held as f64);
+        if !write.parked.is_empty() {
+            metrics::counter!("projection_events_parked_total")
+                .increment(write.parked.len() as u64);
+            self.count_parked().await;
+        }
     }
 }
 
@@ -365,87 +382,151 @@ pub(crate) async fn apply_messages(
     held_count: u64,
     news: bool,
 ) -> anyhow::Result<(BatchWrite, u64)> {
-    let mut write = BatchWrite::default();
-    let mut decoded = Vec::with_capacity(batch.len());
-    for m in batch {
-        match bus::decode_event(&m.payload) {
-            Ok(event) => decoded.push((event, m)),
-            Err(e) => write.parked.push(Parked::new(
-                m.stream_seq,
-                &m.subject,
-                m.position,
-                &m.payload,
-                None,
-                e.to_string(),
-            )),
-        }
-    }
-    let mut ids: Vec<&str> = decoded.iter().map(|(e, _)| e.dossier_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut rows = store.load_rows(&ids).await?;
-    // Held events of these dossiers: (version, payload, stored in the database?).
-    let mut waiting: HashMap<String, Vec<(i64, Vec<u8>, bool)>> = HashMap::new();
-    if held_count > 0 {
-        for (dossier_id, version, payload) in store.load_held(&ids).await? {
-            waiting
-                .entry(dossier_id)
-                .or_default()
-                .push((version, payload, true));
-        }
-    }
-    let mut changes = Changes {
-        catalog: crate::catalog::load(store.pool(), store.backend(), &ids).await?,
-        ..Changes::default()
-    };
-    let mut applied = 0u64;
-    for (event, m) in &decoded {
-        let row = changes
-            .rows
-            .remove(&event.dossier_id)
-            .or_else(|| rows.remove(&event.dossier_id));
-        match changes.apply(row, event) {
-            Applied::Applied => {
-                applied += 1;
-                if let Some(queue) = waiting.get_mut(&event.dossier_id) {
-                    applied +=
-                        release(&mut changes, &event.dossier_id, queue, &mut write.released)?;
-                }
-            }
-            Applied::Duplicate => {}
-            Applied::Held => {
-                let version = i64::try_from(event.version).unwrap_or(i64::MAX);
-                waiting.entry(event.dossier_id.clone()).or_default().push((
-                    version,
-                    m.payload.clone(),
-                    false,
-                ));
-            }
-            Applied::Rejected(reason) => write.parked.push(Parked::new(
-                m.stream_seq,
-                &m.subject,
-                m.position,
-                &m.payload,
-                Some(event),
-                reason,
-            )),
-        }
-    }
-    // What still waits and is not yet in the database gets stored.
-    for (dossier_id, queue) in waiting {
-        for (version, payload, stored) in queue {
-            if !stored {
-                write.held.push((dossier_id.clone(), version, payload));
-            }
-        }
-    }
-    if !news {
-        changes.late_feed.clear();
-    }
-    write.changes = changes;
-    write.checkpoint = batch.last().map_or(0, |m| m.stream_seq);
+    let mut fold = Fold::new(held_count);
+    fold.add(store, batch).await?;
+    let (write, applied) = fold.into_write(news);
     store.commit(name, &write).await?;
     Ok((write, applied))
+}
+
+/// One transaction's worth of changes, folded from messages chunk by chunk
+/// as they arrive (only the changes stay in memory, not the messages), then
+/// written with the checkpoint in one transaction.
+pub(crate) struct Fold {
+    held_count: u64,
+    write: BatchWrite,
+    /// Dossier rows read from the database and not yet taken by an event.
+    loaded: HashMap<String, crate::apply::DossierRow>,
+    /// Streams whose stored state has been read (present or not).
+    known: std::collections::HashSet<String>,
+    /// Held events by dossier: (version, payload, stored in the database?).
+    waiting: HashMap<String, Vec<(i64, Vec<u8>, bool)>>,
+    applied: u64,
+    events: usize,
+}
+
+impl Fold {
+    pub(crate) fn new(held_count: u64) -> Self {
+        Self {
+            held_count,
+            write: BatchWrite::default(),
+            loaded: HashMap::new(),
+            known: std::collections::HashSet::new(),
+            waiting: HashMap::new(),
+            applied: 0,
+            events: 0,
+        }
+    }
+
+    /// Messages folded so far.
+    pub(crate) fn events(&self) -> usize {
+        self.events
+    }
+
+    /// Folds the next messages in: reads the stored state of the streams
+    /// seen for the first time, then applies each event in order.
+    pub(crate) async fn add(
+        &mut self,
+        store: &ReadStore,
+        chunk: &[Incoming],
+    ) -> anyhow::Result<()> {
+        let mut decoded = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            match bus::decode_event(&m.payload) {
+                Ok(event) => decoded.push((event, m)),
+                Err(e) => self.write.parked.push(Parked::new(
+                    m.stream_seq,
+                    &m.subject,
+                    m.position,
+                    &m.payload,
+                    None,
+                    e.to_string(),
+                )),
+            }
+        }
+        let mut ids: Vec<&str> = decoded
+            .iter()
+            .map(|(e, _)| e.dossier_id.as_str())
+            .filter(|id| !self.known.contains(*id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if !ids.is_empty() {
+            self.loaded.extend(store.load_rows(&ids).await?);
+            if self.held_count > 0 {
+                for (dossier_id, version, payload) in store.load_held(&ids).await? {
+                    self.waiting
+                        .entry(dossier_id)
+                        .or_default()
+                        .push((version, payload, true));
+                }
+            }
+            let catalog = crate::catalog::load(store.pool(), store.backend(), &ids).await?;
+            for (id, row) in catalog.procedures {
+                self.write
+                    .changes
+                    .catalog
+                    .procedures
+                    .entry(id)
+                    .or_insert(row);
+            }
+            self.known.extend(ids.iter().map(|id| (*id).to_owned()));
+        }
+        let changes = &mut self.write.changes;
+        for (event, m) in &decoded {
+            let row = changes
+                .rows
+                .remove(&event.dossier_id)
+                .or_else(|| self.loaded.remove(&event.dossier_id));
+            match changes.apply(row, event) {
+                Applied::Applied => {
+                    self.applied += 1;
+                    if let Some(queue) = self.waiting.get_mut(&event.dossier_id) {
+                        self.applied +=
+                            release(changes, &event.dossier_id, queue, &mut self.write.released)?;
+                    }
+                }
+                Applied::Duplicate => {}
+                Applied::Held => {
+                    let version = i64::try_from(event.version).unwrap_or(i64::MAX);
+                    self.waiting
+                        .entry(event.dossier_id.clone())
+                        .or_default()
+                        .push((version, m.payload.to_vec(), false));
+                }
+                Applied::Rejected(reason) => self.write.parked.push(Parked::new(
+                    m.stream_seq,
+                    &m.subject,
+                    m.position,
+                    &m.payload,
+                    Some(event),
+                    reason,
+                )),
+            }
+        }
+        self.events += chunk.len();
+        if let Some(last) = chunk.last() {
+            self.write.checkpoint = last.stream_seq;
+        }
+        Ok(())
+    }
+
+    /// The batch to write: the folded changes, the events still held back,
+    /// and the checkpoint; with the number of events applied.
+    pub(crate) fn into_write(mut self, news: bool) -> (BatchWrite, u64) {
+        // What still waits and is not yet in the database gets stored.
+        for (dossier_id, queue) in self.waiting {
+            for (version, payload, stored) in queue {
+                if !stored {
+                    self.write.held.push((dossier_id.clone(), version, payload));
+                }
+            }
+        }
+        if !news {
+            self.write.changes.late_feed.clear();
+        }
+        (self.write, self.applied)
+    }
 }
 
 /// Applies the queued events that now follow the dossier's version; drops
@@ -543,7 +624,7 @@ pub(crate) async fn replay_range(
                 break;
             }
             reached = m.stream_seq;
-            batch.push(Incoming { message: None, ..m });
+            batch.push(Incoming { ack: None, ..m });
         }
         if !batch.is_empty() {
             let (write, _) = apply_messages(store, "handover", &batch, held, false).await?;
@@ -555,12 +636,52 @@ pub(crate) async fn replay_range(
     Ok(())
 }
 
+/// Receives messages on a task of its own into a channel of `capacity`.
+fn spawn_receiver(mut messages: pull::Stream, capacity: usize) -> ReceiverGuard {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let task = tokio::spawn(async move {
+        while let Some(next) = messages.next().await {
+            let next = next
+                .map_err(|e| anyhow::anyhow!(e))
+                .context("receive a message")
+                .and_then(incoming);
+            let failed = next.is_err();
+            if tx.send(next).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    ReceiverGuard { rx, task }
+}
+
+/// The receiving end; the receiving task stops when this is dropped.
+struct ReceiverGuard {
+    rx: mpsc::Receiver<anyhow::Result<Incoming>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReceiverGuard {
+    async fn recv(&mut self) -> Option<anyhow::Result<Incoming>> {
+        self.rx.recv().await
+    }
+
+    fn try_recv(&mut self) -> Result<anyhow::Result<Incoming>, mpsc::error::TryRecvError> {
+        self.rx.try_recv()
+    }
+}
+
+impl Drop for ReceiverGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 fn incoming(message: jetstream::Message) -> anyhow::Result<Incoming> {
-    let stream_seq = message
+    let info = message
         .info()
         .map_err(|e| anyhow::anyhow!(e))
-        .context("read a message's stream sequence")?
-        .stream_sequence;
+        .context("read a message's stream sequence")?;
+    let (stream_seq, pending) = (info.stream_sequence, info.pending);
     let position = message
         .headers
         .as_ref()
@@ -570,8 +691,8 @@ fn incoming(message: jetstream::Message) -> anyhow::Result<Incoming> {
         stream_seq,
         subject: message.subject.to_string(),
         position,
-        payload: message.payload.to_vec(),
-        message: Some(message),
+        payload: message.payload.clone(),
+        ack: message.reply.clone().map(|reply| (reply, pending)),
     })
 }
 

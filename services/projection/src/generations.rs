@@ -111,11 +111,13 @@ impl Generations {
             .to_owned()
     }
 
-    /// Opens (creating when needed) the read store of `generation`.
+    /// Opens (creating when needed) the read store of `generation`; see
+    /// [`ReadStore::open_in`] for `indexes`.
     pub async fn open_store(
         &self,
         generation: u64,
         feed: Option<Arc<watch::Sender<u64>>>,
+        indexes: bool,
     ) -> anyhow::Result<ReadStore> {
         match self.backend {
             Backend::Postgres => {
@@ -126,9 +128,11 @@ impl Generations {
                 .execute(&self.control)
                 .await
                 .with_context(|| format!("create schema {schema}"))?;
-                ReadStore::open_in(&self.url, Some(&schema), feed).await
+                ReadStore::open_in(&self.url, Some(&schema), feed, indexes).await
             }
-            Backend::Sqlite => ReadStore::open_in(&self.sqlite_url(generation), None, feed).await,
+            Backend::Sqlite => {
+                ReadStore::open_in(&self.sqlite_url(generation), None, feed, indexes).await
+            }
         }
     }
 

@@ -57,7 +57,7 @@ impl Application {
             tracing::warn!(generation = dropped, "dropped an unfinished rebuild");
         }
         let generation = generations.serving().await?;
-        let store = generations.open_store(generation, None).await?;
+        let store = generations.open_store(generation, None, true).await?;
         let nats = telemetry::connect_nats(
             &config.nats_url,
             "motcua-projection",

@@ -155,7 +155,7 @@ impl Rebuilder {
         let serving = self.serving.store();
         let store = self
             .generations
-            .open_store(generation, Some(serving.feed_announcer()))
+            .open_store(generation, Some(serving.feed_announcer()), false)
             .await?;
         let name = format!("rebuild-g{generation}");
         let consumer = Consumer {
@@ -192,6 +192,7 @@ impl Rebuilder {
         watch_progress.cancel();
         result?;
         anyhow::ensure!(!self.stop.is_cancelled(), "the projection is shutting down");
+        store.create_indexes().await?;
         // Hand over to the live consumer.
         self.set_state(pb::RebuildState::Swapping, String::new());
         let (done, answer) = oneshot::channel();

@@ -30,8 +30,6 @@ CREATE TABLE IF NOT EXISTS dossiers (
     late_at        BIGINT,
     pauses         BIGINT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS dossiers_office_received ON dossiers (office_code, received_day);
-CREATE INDEX IF NOT EXISTS dossiers_province_received ON dossiers (province_code, received_day);
 CREATE TABLE IF NOT EXISTS pauses (
     dossier_id TEXT NOT NULL,
     seq        BIGINT NOT NULL,
@@ -50,15 +48,12 @@ CREATE TABLE IF NOT EXISTS daily_counts (
     n              BIGINT NOT NULL,
     PRIMARY KEY (office_code, day, procedure_code, channel, metric)
 );
-CREATE INDEX IF NOT EXISTS daily_counts_province ON daily_counts (province_code, day);
 CREATE TABLE IF NOT EXISTS held_events (
     dossier_id TEXT NOT NULL,
     version    BIGINT NOT NULL,
     payload    BYTEA NOT NULL,
     PRIMARY KEY (dossier_id, version)
 );
-CREATE INDEX IF NOT EXISTS dossiers_office_open_due ON dossiers (office_code, due_at) WHERE closed_day IS NULL;
-CREATE INDEX IF NOT EXISTS dossiers_province_open_due ON dossiers (province_code, due_at) WHERE closed_day IS NULL;
 CREATE TABLE IF NOT EXISTS late_feed (
     seq            BIGINT PRIMARY KEY,
     change         BIGINT NOT NULL,
@@ -77,6 +72,15 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     consumer   TEXT PRIMARY KEY,
     stream_seq BIGINT NOT NULL
 )";
+
+/// The indexes reports read through. A rebuild fills a new generation
+/// without them and builds them once, in bulk, before it takes over.
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS dossiers_office_received ON dossiers (office_code, received_day);
+CREATE INDEX IF NOT EXISTS dossiers_province_received ON dossiers (province_code, received_day);
+CREATE INDEX IF NOT EXISTS daily_counts_province ON daily_counts (province_code, day);
+CREATE INDEX IF NOT EXISTS dossiers_office_open_due ON dossiers (office_code, due_at) WHERE closed_day IS NULL;
+CREATE INDEX IF NOT EXISTS dossiers_province_open_due ON dossiers (province_code, due_at) WHERE closed_day IS NULL";
 
 const DOSSIER_COLUMNS: &str = "dossier_id, office_code, province_code, procedure_code, field, channel, version, status, received_day, due_at, due_day, closed_day, resolved_day, timeliness, late_at, pauses";
 
@@ -230,25 +234,37 @@ pub struct ReadStore {
 
 impl ReadStore {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        Self::open_in(url, None, None).await
+        Self::open_in(url, None, None, true).await
     }
 
     /// Opens the read models in `schema` (PostgreSQL) and announces late-feed
     /// heads on `feed_head` when given (generations share one announcer, so
-    /// watchers follow a swap).
+    /// watchers follow a swap). Without `indexes` the reports' indexes wait
+    /// for [`ReadStore::create_indexes`] (a bulk load writes faster without).
     pub async fn open_in(
         url: &str,
         schema: Option<&str>,
         feed_head: Option<std::sync::Arc<watch::Sender<u64>>>,
+        indexes: bool,
     ) -> anyhow::Result<Self> {
         let (pool, backend) = sqlkit::connect_in(url, schema, 8).await?;
         let schema = match backend {
-            Backend::Postgres => SCHEMA.to_owned(),
+            // Every batch adds to counters already there: half-empty pages
+            // let PostgreSQL update them in place (HOT), without new index
+            // entries.
+            Backend::Postgres => {
+                format!("{SCHEMA};\nALTER TABLE daily_counts SET (fillfactor = 50)")
+            }
             Backend::Sqlite => SCHEMA.replace("BYTEA", "BLOB"),
         };
         sqlkit::run_ddl(&pool, &schema)
             .await
             .context("create the read models' tables")?;
+        if indexes {
+            sqlkit::run_ddl(&pool, INDEXES)
+                .await
+                .context("create the read models' indexes")?;
+        }
         crate::catalog::create_schema(&pool).await?;
         crate::parked::create_schema(&pool, backend).await?;
         let head: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM late_feed")
@@ -267,6 +283,13 @@ impl ReadStore {
             sql: std::sync::Arc::new(Statements::new(backend)),
             feed_head,
         })
+    }
+
+    /// Builds the reports' indexes (when opened without them).
+    pub async fn create_indexes(&self) -> anyhow::Result<()> {
+        sqlkit::run_ddl(&self.pool, INDEXES)
+            .await
+            .context("build the read models' indexes")
     }
 
     /// The announcer of late-feed heads, to share with a new generation.

@@ -120,7 +120,11 @@ impl JsonRows {
 
     fn key(&mut self, kind: Kind) {
         let column = self.columns[self.next];
-        debug_assert_eq!(column.kind, kind, "column {} takes {:?}", column.name, column.kind);
+        debug_assert_eq!(
+            column.kind, kind,
+            "column {} takes {:?}",
+            column.name, column.kind
+        );
         if self.next == 0 {
             if self.rows > 0 {
                 self.out.push(',');

@@ -270,7 +270,13 @@ impl Consumer {
                 fold.add(&self.store, &chunk).await?;
                 last = chunk.pop();
                 chunk.clear();
-                if fold.events() >= self.max_batch || started.elapsed() >= BATCH_MAX_AGE {
+                // Past the short wait, go on only while a backlog waits
+                // (catching up): steady traffic commits promptly.
+                let age = started.elapsed();
+                if fold.events() >= self.max_batch
+                    || age >= BATCH_MAX_AGE
+                    || (age >= BATCH_MAX_WAIT && incoming_rx.backlog() < CHUNK)
+                {
                     break;
                 }
             }
@@ -663,6 +669,11 @@ struct ReceiverGuard {
 impl ReceiverGuard {
     async fn recv(&mut self) -> Option<anyhow::Result<Incoming>> {
         self.rx.recv().await
+    }
+
+    /// Messages received and not yet taken.
+    fn backlog(&self) -> usize {
+        self.rx.len()
     }
 
     fn try_recv(&mut self) -> Result<anyhow::Result<Incoming>, mpsc::error::TryRecvError> {

@@ -373,17 +373,21 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
     let started = Instant::now();
     let projection = ChildService::start("projection", &env).await?;
     let last = js_stream.clone().info().await?.state.last_sequence;
+    // Polled every 250 ms: consumer info is costly for the server, and
+    // polling faster slowed the catch-up it measures.
     loop {
-        let mut c: jetstream::consumer::PullConsumer = js
+        let consumer: Result<jetstream::consumer::PullConsumer, _> = js
             .get_stream(&stream)
             .await?
             .get_consumer("projection")
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-        if c.info().await?.ack_floor.stream_sequence >= last {
+            .await;
+        // The projection (re)creates its consumer when it starts.
+        if let Ok(mut c) = consumer
+            && c.info().await?.ack_floor.stream_sequence >= last
+        {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let elapsed = started.elapsed();
     let rate = published as f64 / elapsed.as_secs_f64();

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use sqlkit::{Backend, Column, JsonRows, json_texts, select_from_json, texts_from_json};
-use sqlx::{AnyPool, Row as _};
+use sqlkit::{Backend, list_placeholders, push, values_placeholders};
+use sqlx::{AnyPool, Row as _, any::AnyArguments};
 
 const SCHEMA_POSTGRES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -67,30 +67,6 @@ CREATE TABLE IF NOT EXISTS log_head (
 INSERT INTO log_head (id, position)
     SELECT 1, COALESCE(MAX(position), 0) FROM events WHERE true
     ON CONFLICT (id) DO NOTHING";
-
-/// The rows of a group commit travel as one JSON parameter per table (see
-/// `sqlkit::JsonRows`): short statements, prepared once per connection.
-const EVENT_JSON: &[Column] = &[
-    Column::int("position"),
-    Column::text("event_id"),
-    Column::text("dossier_id"),
-    Column::int("version"),
-    Column::text("kind"),
-    Column::int("recorded_at"),
-    Column::bytes("payload"),
-];
-
-const REPLY_JSON: &[Column] = &[
-    Column::text("request_id"),
-    Column::int("position"),
-    Column::bytes("reply"),
-];
-
-const DEADLINE_JSON: &[Column] = &[
-    Column::text("dossier_id"),
-    Column::int("due_at"),
-    Column::int("deadline_at"),
-];
 
 /// One event ready to append, already encoded.
 #[derive(Clone, Debug)]
@@ -176,20 +152,22 @@ impl EventStore {
         request_ids: &[&str],
     ) -> anyhow::Result<HashMap<String, Vec<u8>>> {
         let mut found = HashMap::new();
-        if request_ids.is_empty() {
-            return Ok(found);
-        }
-        let sql = format!(
-            "SELECT request_id, reply FROM command_replies WHERE request_id IN ({})",
-            texts_from_json(self.backend, 1)
-        );
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(json_texts(request_ids.iter().copied()))
-            .fetch_all(&self.pool)
-            .await
-            .context("look up earlier replies")?
-        {
-            found.insert(row.try_get::<String, _>(0)?, row.try_get::<Vec<u8>, _>(1)?);
+        for chunk in request_ids.chunks(2000) {
+            let sql = format!(
+                "SELECT request_id, reply FROM command_replies WHERE request_id IN ({})",
+                list_placeholders(self.backend, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q
+                .fetch_all(&self.pool)
+                .await
+                .context("look up earlier replies")?
+            {
+                found.insert(row.try_get::<String, _>(0)?, row.try_get::<Vec<u8>, _>(1)?);
+            }
         }
         Ok(found)
     }
@@ -197,20 +175,22 @@ impl EventStore {
     /// Every stored event of the given dossiers, in (dossier, version) order.
     pub async fn load_dossiers(&self, dossier_ids: &[&str]) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut payloads = Vec::new();
-        if dossier_ids.is_empty() {
-            return Ok(payloads);
-        }
-        let sql = format!(
-            "SELECT payload FROM events WHERE dossier_id IN ({}) ORDER BY dossier_id, version",
-            texts_from_json(self.backend, 1)
-        );
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(json_texts(dossier_ids.iter().copied()))
-            .fetch_all(&self.pool)
-            .await
-            .context("load dossiers' events")?
-        {
-            payloads.push(row.try_get::<Vec<u8>, _>(0)?);
+        for chunk in dossier_ids.chunks(2000) {
+            let sql = format!(
+                "SELECT payload FROM events WHERE dossier_id IN ({}) ORDER BY dossier_id, version",
+                list_placeholders(self.backend, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q
+                .fetch_all(&self.pool)
+                .await
+                .context("load dossiers' events")?
+            {
+                payloads.push(row.try_get::<Vec<u8>, _>(0)?);
+            }
         }
         Ok(payloads)
     }
@@ -242,43 +222,48 @@ impl EventStore {
             .saturating_sub(events.len() as u64);
         let first = head + 1;
 
-        let mut rows = JsonRows::new(EVENT_JSON);
-        for (i, e) in events.iter().enumerate() {
-            rows.int((first + i as u64) as i64)
-                .text(&e.event_id)
-                .text(&e.dossier_id)
-                .int(e.version as i64)
-                .text(e.kind)
-                .int(e.recorded_at)
-                .bytes(&e.payload);
-        }
-        let sql = format!(
-            "INSERT INTO events (position, event_id, dossier_id, version, kind, recorded_at, payload) {}",
-            select_from_json(self.backend, EVENT_JSON, 1)
-        );
-        let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(rows.finish())
-            .execute(&mut *tx)
-            .await;
-        if let Err(e) = result {
-            if is_unique_violation(&e) {
-                return Err(AppendError::Conflict);
+        for (offset, chunk) in events.chunks(1000).enumerate() {
+            let base = first + (offset * 1000) as u64;
+            let sql = format!(
+                "INSERT INTO events (position, event_id, dossier_id, version, kind, recorded_at, payload) VALUES {}",
+                values_placeholders(self.backend, chunk.len(), 7)
+            );
+            let mut args = AnyArguments::default();
+            for (i, e) in chunk.iter().enumerate() {
+                push(&mut args, (base + i as u64) as i64)?;
+                push(&mut args, e.event_id.as_str())?;
+                push(&mut args, e.dossier_id.as_str())?;
+                push(&mut args, e.version as i64)?;
+                push(&mut args, e.kind)?;
+                push(&mut args, e.recorded_at)?;
+                push(&mut args, e.payload.as_slice())?;
             }
-            return Err(anyhow::Error::new(e).context("insert events").into());
+            let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                .persistent(false)
+                .execute(&mut *tx)
+                .await;
+            if let Err(e) = result {
+                if is_unique_violation(&e) {
+                    return Err(AppendError::Conflict);
+                }
+                return Err(anyhow::Error::new(e).context("insert events").into());
+            }
         }
 
         let replies = replies(first);
-        if !replies.is_empty() {
-            let mut rows = JsonRows::new(REPLY_JSON);
-            for (request_id, position, reply) in &replies {
-                rows.text(request_id).int(*position as i64).bytes(reply);
-            }
+        for chunk in replies.chunks(1000) {
             let sql = format!(
-                "INSERT INTO command_replies (request_id, position, reply) {}",
-                select_from_json(self.backend, REPLY_JSON, 1)
+                "INSERT INTO command_replies (request_id, position, reply) VALUES {}",
+                values_placeholders(self.backend, chunk.len(), 3)
             );
-            let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(rows.finish())
+            let mut args = AnyArguments::default();
+            for (request_id, position, reply) in chunk {
+                push(&mut args, request_id.as_str())?;
+                push(&mut args, *position as i64)?;
+                push(&mut args, reply.as_slice())?;
+            }
+            let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                .persistent(false)
                 .execute(&mut *tx)
                 .await;
             if let Err(e) = result {
@@ -433,29 +418,31 @@ async fn write_deadlines(
             DeadlineChange::Clear { dossier_id } => clear.push(dossier_id.as_str()),
         }
     }
-    if !clear.is_empty() {
+    for chunk in clear.chunks(1000) {
         let sql = format!(
             "DELETE FROM deadlines WHERE dossier_id IN ({})",
-            texts_from_json(backend, 1)
+            list_placeholders(backend, chunk.len())
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(json_texts(clear))
-            .execute(&mut **tx)
-            .await
-            .context("clear deadlines")?;
-    }
-    if !set.is_empty() {
-        let mut rows = JsonRows::new(DEADLINE_JSON);
-        for (dossier_id, due_at, deadline_at) in set {
-            rows.text(dossier_id).int(due_at).int(deadline_at);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for id in chunk {
+            q = q.bind(*id);
         }
+        q.execute(&mut **tx).await.context("clear deadlines")?;
+    }
+    for chunk in set.chunks(1000) {
         let sql = format!(
-            "INSERT INTO deadlines (dossier_id, due_at, deadline_at) {} \
+            "INSERT INTO deadlines (dossier_id, due_at, deadline_at) VALUES {} \
              ON CONFLICT (dossier_id) DO UPDATE SET due_at = excluded.due_at, deadline_at = excluded.deadline_at",
-            select_from_json(backend, DEADLINE_JSON, 1)
+            values_placeholders(backend, chunk.len(), 3)
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(rows.finish())
+        let mut args = AnyArguments::default();
+        for (dossier_id, due_at, deadline_at) in chunk {
+            push(&mut args, *dossier_id)?;
+            push(&mut args, *due_at)?;
+            push(&mut args, *deadline_at)?;
+        }
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .persistent(false)
             .execute(&mut **tx)
             .await
             .context("set deadlines")?;

@@ -11,8 +11,6 @@ use std::fmt::Write as _;
 pub enum Kind {
     Text,
     Int,
-    /// Bytes, carried as a hex string.
-    Bytes,
 }
 
 /// A column: its name in the JSON objects (and in the SELECT list) and its type.
@@ -36,33 +34,20 @@ impl Column {
             kind: Kind::Int,
         }
     }
-
-    pub const fn bytes(name: &'static str) -> Self {
-        Self {
-            name,
-            kind: Kind::Bytes,
-        }
-    }
 }
 
 /// `SELECT a, b FROM <rows of parameter $param>`: a row source with the
 /// columns' names, to follow `INSERT INTO t (a, b)` or to join against. On
 /// SQLite it ends in `WHERE true` so that an `ON CONFLICT` may follow.
 pub fn select_from_json(backend: crate::Backend, columns: &[Column], param: usize) -> String {
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
     match backend {
         crate::Backend::Postgres => {
-            let names: Vec<String> = columns
-                .iter()
-                .map(|c| match c.kind {
-                    Kind::Bytes => format!("decode({0}, 'hex') AS {0}", c.name),
-                    Kind::Text | Kind::Int => c.name.to_owned(),
-                })
-                .collect();
             let types: Vec<String> = columns
                 .iter()
                 .map(|c| {
                     let ty = match c.kind {
-                        Kind::Text | Kind::Bytes => "text",
+                        Kind::Text => "text",
                         Kind::Int => "bigint",
                     };
                     format!("{} {ty}", c.name)
@@ -77,10 +62,7 @@ pub fn select_from_json(backend: crate::Backend, columns: &[Column], param: usiz
         crate::Backend::Sqlite => {
             let fields: Vec<String> = columns
                 .iter()
-                .map(|c| match c.kind {
-                    Kind::Bytes => format!("unhex(value ->> '{0}') AS {0}", c.name),
-                    Kind::Text | Kind::Int => format!("value ->> '{0}' AS {0}", c.name),
-                })
+                .map(|c| format!("value ->> '{0}' AS {0}", c.name))
                 .collect();
             format!(
                 "SELECT {} FROM json_each(${param}) WHERE true",
@@ -180,20 +162,6 @@ impl JsonRows {
         self
     }
 
-    pub fn bytes(&mut self, value: &[u8]) -> &mut Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        self.key(Kind::Bytes);
-        self.out.reserve(value.len() * 2 + 2);
-        self.out.push('"');
-        for b in value {
-            self.out.push(char::from(HEX[usize::from(b >> 4)]));
-            self.out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-        self.out.push('"');
-        self.done();
-        self
-    }
-
     pub fn opt_int(&mut self, value: Option<i64>) -> &mut Self {
         match value {
             Some(v) => self.int(v),
@@ -237,22 +205,6 @@ mod tests {
     use super::*;
 
     const COLUMNS: &[Column] = &[Column::text("id"), Column::int("n")];
-    const WITH_BYTES: &[Column] = &[Column::text("id"), Column::bytes("b")];
-
-    #[test]
-    fn bytes_travel_as_hex() {
-        let mut rows = JsonRows::new(WITH_BYTES);
-        rows.text("x").bytes(&[0x00, 0xab, 0x7f]);
-        assert_eq!(rows.finish(), r#"[{"id":"x","b":"00ab7f"}]"#);
-        assert_eq!(
-            select_from_json(crate::Backend::Postgres, WITH_BYTES, 1),
-            "SELECT id, decode(b, 'hex') AS b FROM json_to_recordset($1::json) AS x(id text, b text)"
-        );
-        assert_eq!(
-            select_from_json(crate::Backend::Sqlite, WITH_BYTES, 1),
-            "SELECT value ->> 'id' AS id, unhex(value ->> 'b') AS b FROM json_each($1) WHERE true"
-        );
-    }
 
     #[test]
     fn rows_are_objects_in_column_order() {

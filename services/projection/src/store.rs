@@ -82,8 +82,7 @@ CREATE INDEX IF NOT EXISTS daily_counts_province ON daily_counts (province_code,
 CREATE INDEX IF NOT EXISTS dossiers_office_open_due ON dossiers (office_code, due_at) WHERE closed_day IS NULL;
 CREATE INDEX IF NOT EXISTS dossiers_province_open_due ON dossiers (province_code, due_at) WHERE closed_day IS NULL";
 
-const DOSSIER_COLUMNS: &str = "dossier_id, office_code, province_code, procedure_code, field, channel, version, status, received_day, due_at, due_day, closed_day, resolved_day, timeliness, late_at, pauses";
-
+/// A dossier row's columns; `load_rows` reads them back by index, in this order.
 const DOSSIER_JSON: &[Column] = &[
     Column::text("dossier_id"),
     Column::text("office_code"),
@@ -164,7 +163,8 @@ impl Statements {
         };
         Self {
             load_dossiers: format!(
-                "SELECT {DOSSIER_COLUMNS} FROM dossiers WHERE dossier_id IN ({})",
+                "SELECT {} FROM dossiers WHERE dossier_id IN ({})",
+                names(DOSSIER_JSON),
                 texts_from_json(backend, 1)
             ),
             load_held: format!(

@@ -2,7 +2,7 @@
 //! commit order, unique (dossier, version), and the replies of commands by
 //! client request id.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, str::FromStr as _};
 
 use anyhow::Context as _;
 use sqlkit::{Backend, list_placeholders, push, values_placeholders};
@@ -79,6 +79,25 @@ pub struct NewEvent {
     pub payload: Vec<u8>,
 }
 
+/// The reply to one appended command, encoded before positions are taken:
+/// its `position` field is left 0. The store records the position of event
+/// `event_index` of the append beside it, and [`EventStore::find_replies`]
+/// gives that position back, so one statement can take positions and store
+/// replies together.
+#[derive(Clone, Debug)]
+pub struct NewReply {
+    pub request_id: String,
+    pub event_index: usize,
+    pub reply: Vec<u8>,
+}
+
+/// A reply stored earlier, with the position of the event it answered.
+#[derive(Clone, Debug)]
+pub struct StoredReply {
+    pub position: u64,
+    pub reply: Vec<u8>,
+}
+
 /// One event read back, with its position.
 #[derive(Clone, Debug)]
 pub struct StoredEvent {
@@ -118,10 +137,40 @@ pub enum AppendError {
     Other(#[from] anyhow::Error),
 }
 
+/// A group commit on PostgreSQL as one statement (one round trip, committed
+/// on its own): take positions, insert the events and the replies, move the
+/// deadline index. The rows come as arrays, so the statement is prepared once
+/// per connection and kept. The head row stays locked until the statement
+/// commits, so positions still follow commit order across writers.
+const APPEND_POSTGRES: &str = "
+WITH head AS (
+    UPDATE log_head SET position = position + $1::bigint WHERE id = 1
+    RETURNING position - $1::bigint AS base
+), appended AS (
+    INSERT INTO events (position, event_id, dossier_id, version, kind, recorded_at, payload)
+    SELECT head.base + e.n, e.event_id, e.dossier_id, e.version, e.kind, e.recorded_at, e.payload
+    FROM head, UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bytea[])
+        WITH ORDINALITY AS e(event_id, dossier_id, version, kind, recorded_at, payload, n)
+), replied AS (
+    INSERT INTO command_replies (request_id, position, reply)
+    SELECT r.request_id, head.base + 1 + r.event_index, r.reply
+    FROM head, UNNEST($8::text[], $9::bigint[], $10::bytea[]) AS r(request_id, event_index, reply)
+), cleared AS (
+    DELETE FROM deadlines WHERE dossier_id = ANY($11::text[])
+), deadlines_set AS (
+    INSERT INTO deadlines (dossier_id, due_at, deadline_at)
+    SELECT * FROM UNNEST($12::text[], $13::bigint[], $14::bigint[])
+    ON CONFLICT (dossier_id) DO UPDATE SET due_at = excluded.due_at, deadline_at = excluded.deadline_at
+)
+SELECT base FROM head";
+
 #[derive(Clone, Debug)]
 pub struct EventStore {
     pool: AnyPool,
     backend: Backend,
+    /// The same PostgreSQL database through sqlx's native driver, for the
+    /// statements that bind arrays (the Any driver binds scalars only).
+    pg: Option<sqlx::PgPool>,
 }
 
 impl EventStore {
@@ -135,7 +184,27 @@ impl EventStore {
         sqlkit::run_ddl(&pool, schema)
             .await
             .context("create the event store's tables")?;
-        Ok(Self { pool, backend })
+        let pg = match backend {
+            Backend::Postgres => {
+                // Lookups by an array of keys: a plan cached while the table
+                // was small scans it whole; plan each execution instead.
+                let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                    .with_context(|| format!("parse database URL {}", sqlkit::redact(url)))?
+                    .options([("plan_cache_mode", "force_custom_plan")]);
+                Some(
+                    sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(4)
+                        .acquire_timeout(std::time::Duration::from_secs(10))
+                        .connect_with(options)
+                        .await
+                        .with_context(|| {
+                            format!("connect to the database at {}", sqlkit::redact(url))
+                        })?,
+                )
+            }
+            Backend::Sqlite => None,
+        };
+        Ok(Self { pool, backend, pg })
     }
 
     pub fn backend(&self) -> Backend {
@@ -150,11 +219,28 @@ impl EventStore {
     pub async fn find_replies(
         &self,
         request_ids: &[&str],
-    ) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    ) -> anyhow::Result<HashMap<String, StoredReply>> {
         let mut found = HashMap::new();
+        if let Some(pg) = &self.pg {
+            let rows = sqlx::query(
+                "SELECT request_id, position, reply FROM command_replies WHERE request_id = ANY($1)",
+            )
+            .bind(request_ids)
+            .fetch_all(pg)
+            .await
+            .context("look up earlier replies")?;
+            for row in rows {
+                let reply = StoredReply {
+                    position: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
+                    reply: row.try_get(2)?,
+                };
+                found.insert(row.try_get::<String, _>(0)?, reply);
+            }
+            return Ok(found);
+        }
         for chunk in request_ids.chunks(2000) {
             let sql = format!(
-                "SELECT request_id, reply FROM command_replies WHERE request_id IN ({})",
+                "SELECT request_id, position, reply FROM command_replies WHERE request_id IN ({})",
                 list_placeholders(self.backend, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -166,7 +252,11 @@ impl EventStore {
                 .await
                 .context("look up earlier replies")?
             {
-                found.insert(row.try_get::<String, _>(0)?, row.try_get::<Vec<u8>, _>(1)?);
+                let reply = StoredReply {
+                    position: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
+                    reply: row.try_get(2)?,
+                };
+                found.insert(row.try_get::<String, _>(0)?, reply);
             }
         }
         Ok(found)
@@ -174,6 +264,19 @@ impl EventStore {
 
     /// Every stored event of the given dossiers, in (dossier, version) order.
     pub async fn load_dossiers(&self, dossier_ids: &[&str]) -> anyhow::Result<Vec<Vec<u8>>> {
+        if let Some(pg) = &self.pg {
+            let rows = sqlx::query(
+                "SELECT payload FROM events WHERE dossier_id = ANY($1) ORDER BY dossier_id, version",
+            )
+            .bind(dossier_ids)
+            .fetch_all(pg)
+            .await
+            .context("load dossiers' events")?;
+            return rows
+                .into_iter()
+                .map(|row| Ok(row.try_get::<Vec<u8>, _>(0)?))
+                .collect();
+        }
         let mut payloads = Vec::new();
         for chunk in dossier_ids.chunks(2000) {
             let sql = format!(
@@ -195,15 +298,18 @@ impl EventStore {
         Ok(payloads)
     }
 
-    /// Appends `events` in one transaction (a group commit) and stores each
-    /// reply made by `replies` from the first position taken. Returns that
-    /// first position; event `i` gets `first + i`.
+    /// Appends `events` in one transaction (a group commit) with each
+    /// command's reply and the deadline index's changes. Returns the first
+    /// position taken; event `i` gets `first + i`.
     pub async fn append(
         &self,
         events: &[NewEvent],
-        replies: impl FnOnce(u64) -> Vec<(String, u64, Vec<u8>)>,
+        replies: &[NewReply],
         deadlines: &[DeadlineChange],
     ) -> Result<u64, AppendError> {
+        if let Some(pg) = &self.pg {
+            return append_postgres(pg, events, replies, deadlines).await;
+        }
         let mut tx = self.pool.begin().await.context("begin an append")?;
         // Taking positions locks the one head row until commit: a second
         // writer (another intake instance) waits here, so positions follow
@@ -250,17 +356,16 @@ impl EventStore {
             }
         }
 
-        let replies = replies(first);
         for chunk in replies.chunks(1000) {
             let sql = format!(
                 "INSERT INTO command_replies (request_id, position, reply) VALUES {}",
                 values_placeholders(self.backend, chunk.len(), 3)
             );
             let mut args = AnyArguments::default();
-            for (request_id, position, reply) in chunk {
-                push(&mut args, request_id.as_str())?;
-                push(&mut args, *position as i64)?;
-                push(&mut args, reply.as_slice())?;
+            for r in chunk {
+                push(&mut args, r.request_id.as_str())?;
+                push(&mut args, (first + r.event_index as u64) as i64)?;
+                push(&mut args, r.reply.as_slice())?;
             }
             let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
                 .persistent(false)
@@ -397,6 +502,87 @@ impl EventStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+async fn append_postgres(
+    pg: &sqlx::PgPool,
+    events: &[NewEvent],
+    replies: &[NewReply],
+    deadlines: &[DeadlineChange],
+) -> Result<u64, AppendError> {
+    let mut cleared = Vec::new();
+    let (mut set_ids, mut set_due, mut set_at) = (Vec::new(), Vec::new(), Vec::new());
+    for change in deadlines {
+        match change {
+            DeadlineChange::Set {
+                dossier_id,
+                due_at,
+                deadline_at,
+            } => {
+                set_ids.push(dossier_id.as_str());
+                set_due.push(*due_at);
+                set_at.push(*deadline_at);
+            }
+            DeadlineChange::Clear { dossier_id } => cleared.push(dossier_id.as_str()),
+        }
+    }
+    let result = sqlx::query(APPEND_POSTGRES)
+        .bind(events.len() as i64)
+        .bind(
+            events
+                .iter()
+                .map(|e| e.event_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.dossier_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.version as i64).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.kind).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.payload.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            replies
+                .iter()
+                .map(|r| r.request_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            replies
+                .iter()
+                .map(|r| r.event_index as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            replies
+                .iter()
+                .map(|r| r.reply.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(cleared)
+        .bind(set_ids)
+        .bind(set_due)
+        .bind(set_at)
+        .fetch_one(pg)
+        .await;
+    match result {
+        Ok(row) => {
+            let base: i64 = row.try_get(0).context("take positions")?;
+            Ok(u64::try_from(base).unwrap_or(0) + 1)
+        }
+        // Another writer appended the same (dossier, version), or answered
+        // the same request id, first.
+        Err(e) if is_unique_violation(&e) => Err(AppendError::Conflict),
+        Err(e) => Err(anyhow::Error::new(e).context("append events").into()),
     }
 }
 

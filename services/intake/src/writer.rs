@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     error::IntakeError,
-    store::{AppendError, DeadlineChange, EventStore, NewEvent},
+    store::{AppendError, DeadlineChange, EventStore, NewEvent, NewReply, StoredReply},
 };
 
 mod import;
@@ -255,7 +255,7 @@ impl Writer {
         // Per submission: a stored reply, an index into `events`, a refusal,
         // or the index of an earlier submission with the same request id.
         enum Outcome {
-            Stored(Vec<u8>),
+            Stored(StoredReply),
             Appended(usize),
             Refused(IntakeError),
             SameAs(usize),
@@ -342,25 +342,21 @@ impl Writer {
                     _ => None,
                 })
                 .collect();
+            let replies: Vec<NewReply> = request_ids
+                .iter()
+                .map(|(index, request_id)| NewReply {
+                    request_id: (*request_id).to_owned(),
+                    event_index: *index,
+                    reply: CommandReply {
+                        position: 0,
+                        ..reply_for(*index, 0)
+                    }
+                    .encode_to_vec(),
+                })
+                .collect();
             first_position = self
                 .store
-                .append(
-                    &events,
-                    |first| {
-                        request_ids
-                            .iter()
-                            .map(|(index, request_id)| {
-                                let reply = reply_for(*index, first);
-                                (
-                                    (*request_id).to_owned(),
-                                    reply.position,
-                                    reply.encode_to_vec(),
-                                )
-                            })
-                            .collect()
-                    },
-                    &deadline_changes,
-                )
+                .append(&events, &replies, &deadline_changes)
                 .await?;
             self.catalog.commit();
             self.committed(first_position, events.len(), earliest_deadline);
@@ -379,7 +375,11 @@ impl Writer {
         let mut results: Vec<Result<CommandReply, IntakeError>> = Vec::with_capacity(batch.len());
         for outcome in outcomes {
             let result = match outcome {
-                Outcome::Stored(bytes) => CommandReply::decode(bytes.as_slice())
+                Outcome::Stored(stored) => CommandReply::decode(stored.reply.as_slice())
+                    .map(|reply| CommandReply {
+                        position: stored.position,
+                        ..reply
+                    })
                     .map_err(|e| IntakeError::Unavailable(format!("decode a stored reply: {e}"))),
                 Outcome::Appended(index) => Ok(reply_for(index, first_position)),
                 Outcome::Refused(error) => Err(error),
@@ -399,7 +399,7 @@ impl Writer {
         &mut self,
         request_ids: &[&str],
         dossiers: impl Iterator<Item = &'a str>,
-    ) -> Result<HashMap<String, Vec<u8>>, AppendError> {
+    ) -> Result<HashMap<String, StoredReply>, AppendError> {
         let missing: Vec<&str> = dossiers
             .filter(|id| !self.cache.contains_key(*id) && !crate::catalog::is_procedure_stream(id))
             .collect::<HashSet<_>>()

@@ -196,8 +196,8 @@ impl DeadlinesService {
         } else {
             format!(
                 "received_day IS NOT NULL AND received_day <= {t} AND (closed_day IS NULL OR closed_day > {t}) \
-                 AND due_day < {t} AND NOT EXISTS (SELECT 1 FROM pauses p WHERE p.dossier_id = dossiers.dossier_id \
-                 AND p.from_day <= {t} AND (p.until_day IS NULL OR p.until_day > {t}))"
+                 AND due_day < {t} AND (pauses = 0 OR NOT EXISTS (SELECT 1 FROM pauses p WHERE p.dossier_id = dossiers.dossier_id \
+                 AND p.from_day <= {t} AND (p.until_day IS NULL OR p.until_day > {t})))"
             )
         };
         self.page(

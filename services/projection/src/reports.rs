@@ -300,7 +300,7 @@ impl ReportsService {
              CAST(COALESCE(SUM(CASE WHEN received_day < {f} AND (closed_day IS NULL OR closed_day >= {f}) THEN 1 ELSE 0 END), 0) AS BIGINT), \
              CAST(COALESCE(SUM(CASE WHEN {open_at_to} THEN 1 ELSE 0 END), 0) AS BIGINT), \
              CAST(COALESCE(SUM(CASE WHEN {open_at_to} AND due_day < {t} THEN 1 ELSE 0 END), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(CASE WHEN {open_at_to} AND EXISTS (SELECT 1 FROM pauses p WHERE p.dossier_id = dossiers.dossier_id \
+             CAST(COALESCE(SUM(CASE WHEN {open_at_to} AND pauses > 0 AND EXISTS (SELECT 1 FROM pauses p WHERE p.dossier_id = dossiers.dossier_id \
                   AND p.from_day <= {t} AND (p.until_day IS NULL OR p.until_day > {t})) THEN 1 ELSE 0 END), 0) AS BIGINT) \
              FROM dossiers WHERE {} AND received_day IS NOT NULL AND received_day <= {t} \
              AND (closed_day IS NULL OR closed_day >= {f})",

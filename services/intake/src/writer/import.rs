@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::{CONFLICT_RETRIES, Writer, WriterHandle, deadline_changes};
 use crate::{
     error::IntakeError,
-    store::{AppendError, NewEvent},
+    store::{AppendError, NewEvent, NewReply},
 };
 
 /// One step of a history: the command, when it happened, and the name of
@@ -225,24 +225,21 @@ impl Writer {
         };
         let mut first_position = 0;
         if !events.is_empty() {
-            first_position = self
-                .store
-                .append(
-                    &events,
-                    |first| {
-                        histories
-                            .iter()
-                            .zip(&decided)
-                            .filter_map(|(h, d)| d.as_ref().ok().map(|r| (h, r)))
-                            .map(|(h, &(_, end, due))| {
-                                let reply = reply_for(end, due, first);
-                                (h.request_id.clone(), reply.position, reply.encode_to_vec())
-                            })
-                            .collect()
-                    },
-                    &deadlines,
-                )
-                .await?;
+            let replies: Vec<NewReply> = histories
+                .iter()
+                .zip(&decided)
+                .filter_map(|(h, d)| d.as_ref().ok().map(|r| (h, r)))
+                .map(|(h, &(_, end, due))| NewReply {
+                    request_id: h.request_id.clone(),
+                    event_index: end - 1,
+                    reply: CommandReply {
+                        position: 0,
+                        ..reply_for(end, due, 0)
+                    }
+                    .encode_to_vec(),
+                })
+                .collect();
+            first_position = self.store.append(&events, &replies, &deadlines).await?;
             self.committed(first_position, events.len(), earliest_deadline);
         }
         // Imported dossiers join the cache only while it has room: a

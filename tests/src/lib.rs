@@ -79,6 +79,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let child = Command::new(nats_server_binary())
             .args([
@@ -852,4 +857,54 @@ pub fn metric(metrics: &str, name: &str) -> Option<f64> {
         .find(|l| l.split([' ', '{']).next() == Some(name))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// CPU seconds (user + system) a process has used so far; 0 when unknown.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at `state`.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5); here 11 and 12.
+    (ticks(11) + ticks(12)) as f64 / clock_ticks_per_second()
+}
+
+/// CPU seconds the whole machine has spent busy (not idle or waiting).
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next() else {
+        return 0.0;
+    };
+    let v: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    total.saturating_sub(idle) as f64 / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // USER_HZ: 100 on every Linux this runs on (sysconf needs libc).
+    100.0
+}
+
+/// How far the projection on `database_url` has applied the stream: the
+/// checkpoint of its serving generation (its consumer acknowledges nothing,
+/// so JetStream's ack floor says nothing).
+pub async fn applied_through(database_url: &str) -> anyhow::Result<u64> {
+    let generations = projection::generations::Generations::open(database_url).await?;
+    let serving = generations.serving().await?;
+    let store = generations.open_store(serving, None, true).await?;
+    let checkpoint = store.checkpoint("projection").await;
+    store.close().await;
+    generations.close().await;
+    checkpoint
 }

@@ -357,15 +357,17 @@ async fn the_example_file_imports_cleanly() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the durable consumer `name` has acknowledged the whole stream.
-async fn caught_up(js: &jetstream::Context, stream: &str, name: &str) -> anyhow::Result<()> {
+/// Waits until the projection on `database_url` has applied the whole stream.
+async fn caught_up(
+    js: &jetstream::Context,
+    stream: &str,
+    database_url: &str,
+) -> anyhow::Result<()> {
     eventually(Duration::from_secs(30), || async {
         let mut s = js.get_stream(stream).await?;
         let last = s.info().await?.state.last_sequence;
-        let mut c: jetstream::consumer::PullConsumer =
-            s.get_consumer(name).await.map_err(|e| anyhow::anyhow!(e))?;
-        let floor = c.info().await?.ack_floor.stream_sequence;
-        anyhow::ensure!(floor >= last, "consumer {name} at {floor} of {last}");
+        let applied = tests::applied_through(database_url).await?;
+        anyhow::ensure!(applied >= last, "projection at {applied} of {last}");
         Ok(())
     })
     .await
@@ -402,7 +404,7 @@ async fn republishing_changes_no_figure() -> anyhow::Result<()> {
     .await?;
     let client = async_nats::connect(pair.nats.url()).await?;
     let js = jetstream::new(client);
-    caught_up(&js, &pair.stream, "projection").await?;
+    caught_up(&js, &pair.stream, &pair.projection_db.url).await?;
 
     // 1. Into the live stream, read by the running projection. A short
     // duplicate window first, so the republished messages really reach it.
@@ -434,7 +436,7 @@ async fn republishing_changes_no_figure() -> anyhow::Result<()> {
         .state
         .last_sequence;
     assert_eq!(last, 2 * events, "the stream holds every event twice");
-    caught_up(&js, &pair.stream, "projection").await?;
+    caught_up(&js, &pair.stream, &pair.projection_db.url).await?;
     assert_eq!(
         figures(&province).await?,
         expected,

@@ -138,7 +138,7 @@ pub async fn replay(history: &History, subject: &str, point: Point) -> anyhow::R
                     .and_then(|h| h.get(bus::POSITION_HEADER))
                     .and_then(|v| v.as_str().parse::<u64>().ok()),
                 payload: message.payload.clone(),
-                ack: None,
+                pending: None,
             });
         }
         if batch.is_empty() {

@@ -171,7 +171,9 @@ impl Application {
             Ok(Ok(Err(e))) => tracing::error!(error = %format!("{e:#}"), "consumer failed"),
             Ok(Err(e)) => tracing::error!(error = %e, "consumer task failed"),
             Err(_) => {
-                tracing::warn!("shutdown timed out; unacknowledged events will be redelivered")
+                tracing::warn!(
+                    "shutdown timed out; events after the checkpoint will be delivered again"
+                )
             }
         }
         serving.store().close().await;

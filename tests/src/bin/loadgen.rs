@@ -350,6 +350,8 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         })
         .await?;
     let started = Instant::now();
+    let nats_pid = nats.pid().context("nats-server is not running")?;
+    let cpu_before = (tests::cpu_seconds(nats_pid), tests::machine_busy_seconds());
     let mut fetched = 0u64;
     while fetched < published {
         let mut batch = baseline
@@ -364,36 +366,48 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         }
     }
     let raw = fetched as f64 / started.elapsed().as_secs_f64();
+    let raw_cpu = (
+        tests::cpu_seconds(nats_pid) - cpu_before.0,
+        tests::machine_busy_seconds() - cpu_before.1,
+    );
 
     // The projection, as its own process, catching up from the start.
     let db = TestDb::new(backend, "bench_projection").await?;
+    let metrics_port = tests::free_port();
     let env = vec![
         ("PROJECTION_DATABASE_URL", db.url.clone()),
         ("NATS_URL", nats.url()),
         ("MOTCUA_STREAM", stream.clone()),
         ("MOTCUA_SUBJECT_PREFIX", settings.subject_prefix.clone()),
+        (
+            "PROJECTION_METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        ),
     ];
     let started = Instant::now();
+    let cpu_before = (tests::cpu_seconds(nats_pid), tests::machine_busy_seconds());
     let projection = ChildService::start("projection", &env).await?;
     let last = js_stream.clone().info().await?.state.last_sequence;
-    // Polled every 250 ms: consumer info is costly for the server, and
-    // polling faster slowed the catch-up it measures.
+    // The projection's checkpoint (its metric) tells when every event is
+    // applied; polled every 250 ms.
     loop {
-        let consumer: Result<jetstream::consumer::PullConsumer, _> = js
-            .get_stream(&stream)
-            .await?
-            .get_consumer("projection")
-            .await;
-        // The projection (re)creates its consumer when it starts.
-        if let Ok(mut c) = consumer
-            && c.info().await?.ack_floor.stream_sequence >= last
-        {
+        let applied = tests::scrape_metrics(metrics_port)
+            .await
+            .ok()
+            .and_then(|m| tests::metric(&m, "projection_checkpoint"))
+            .unwrap_or(0.0);
+        if applied >= last as f64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let elapsed = started.elapsed();
     let rate = published as f64 / elapsed.as_secs_f64();
+    let catchup_cpu = (
+        tests::cpu_seconds(nats_pid) - cpu_before.0,
+        tests::cpu_seconds(projection.pid()),
+        tests::machine_busy_seconds() - cpu_before.1,
+    );
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", projection.pid())).unwrap_or_default();
     let field = |name: &str| {
@@ -426,6 +440,19 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
     println!(
         "  ratio to raw fetch:                           {:>9.1} %",
         rate / raw * 100.0
+    );
+    let per_event = |seconds: f64| seconds * 1e6 / published as f64;
+    println!(
+        "  CPU µs per event, raw fetch:  nats-server {:.2}, machine {:.2}",
+        per_event(raw_cpu.0),
+        per_event(raw_cpu.1)
+    );
+    println!(
+        "  CPU µs per event, catch-up:   nats-server {:.2}, projection {:.2}, rest (PostgreSQL, bench) {:.2}, machine {:.2}",
+        per_event(catchup_cpu.0),
+        per_event(catchup_cpu.1),
+        per_event(catchup_cpu.2 - catchup_cpu.0 - catchup_cpu.1),
+        per_event(catchup_cpu.2)
     );
     println!(
         "  projection resident: {:.0} MB now, {:.0} MB peak",

@@ -111,7 +111,18 @@ impl Consumer {
         metrics::gauge!("projection_held_events").set(held as f64);
         self.count_parked().await;
         loop {
-            match self.consume(&stop, &mut held, &mut replays).await {
+            let mut writing = None;
+            let result = self
+                .consume(&stop, &mut held, &mut replays, &mut writing)
+                .await;
+            // A batch still being written lands before anything reads the
+            // checkpoint again.
+            if let Some(w) = writing.take()
+                && let Err(e) = self.finish_write(w, &mut held).await
+            {
+                tracing::warn!(error = %format!("{e:#}"), "the last batch was not written");
+            }
+            match result {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "consumer interrupted; resuming from the checkpoint");
@@ -165,6 +176,7 @@ impl Consumer {
         stop: &CancellationToken,
         held: &mut u64,
         replays: &mut Option<mpsc::Receiver<ReplayJob>>,
+        writing: &mut Option<Writing>,
     ) -> anyhow::Result<()> {
         let stream = self
             .settings
@@ -216,6 +228,12 @@ impl Consumer {
         loop {
             // Between batches: take over a rebuilt generation once this
             // consumer has applied at least what the rebuild has.
+            if pending_swap.is_some()
+                && let Some(w) = writing.take()
+            {
+                last_seq = w.last_seq;
+                self.finish_write(w, held).await?;
+            }
             if pending_swap
                 .as_ref()
                 .is_some_and(|swap| last_seq >= swap.checkpoint)
@@ -224,8 +242,22 @@ impl Consumer {
                 self.take_over(swap, last_seq, held).await;
             }
             let first = tokio::select! {
+                biased;
+                () = written(writing) => {
+                    if let Some(w) = writing.take() {
+                        last_seq = w.last_seq;
+                        if self.finish_write(w, held).await? {
+                            return Ok(());
+                        }
+                    }
+                    continue;
+                }
                 next = incoming_rx.recv() => next,
                 job = next_replay(replays) => {
+                    if let Some(w) = writing.take() {
+                        last_seq = w.last_seq;
+                        self.finish_write(w, held).await?;
+                    }
                     self.serve_replay(job, held).await;
                     continue;
                 }
@@ -242,8 +274,17 @@ impl Consumer {
             // messages keep coming: stop at the size limit, after a short
             // gap with nothing to take (caught up), or when the batch is old
             // enough that taking more would delay the reports.
+            // The batch being written, if any, lends its rows to this one,
+            // unless it changed what only its commit makes readable.
+            if writing.as_ref().is_some_and(|w| !w.overlay)
+                && let Some(w) = writing.take()
+            {
+                last_seq = w.last_seq;
+                self.finish_write(w, held).await?;
+            }
             let started = tokio::time::Instant::now();
             let mut fold = Fold::new(*held);
+            fold.overlay = writing.as_ref().map(|w| w.write.clone());
             let mut chunk = vec![first?];
             let mut last: Option<Incoming> = None;
             loop {
@@ -280,26 +321,92 @@ impl Consumer {
                 }
             }
             let Some(last) = last else { continue };
-            let pending = last.pending;
-            let events = fold.events();
-            self.commit_batch(fold, held).await;
-            last_seq = last.stream_seq;
-            if let Some(progress) = &self.progress {
-                progress.applied.fetch_add(events as u64, Ordering::Relaxed);
-                progress.checkpoint.store(last_seq, Ordering::Relaxed);
-                if let Some(pending) = pending {
-                    progress.pending.store(pending, Ordering::Relaxed);
-                }
+            // Batches commit in order: the one before lands first.
+            if let Some(w) = writing.take() {
+                last_seq = w.last_seq;
+                self.finish_write(w, held).await?;
             }
-            if let Some(pending) = pending {
+            *writing = Some(self.start_write(fold, &last));
+        }
+    }
+
+    /// Starts writing a folded batch in one transaction with its checkpoint,
+    /// on a task of its own, so the next batch folds meanwhile. The task
+    /// retries the same write while the database fails, so nothing is
+    /// skipped; see [`Consumer::finish_write`].
+    fn start_write(&self, fold: Fold, last: &Incoming) -> Writing {
+        let events = fold.events();
+        let (write, applied) = fold.into_write(self.news);
+        // Held, released and parked events and procedure streams are read
+        // back from the database by the next fold: it waits for this commit.
+        let overlay = write.held.is_empty()
+            && write.released.is_empty()
+            && write.parked.is_empty()
+            && write.unparked.is_empty()
+            && write.reparked.is_empty()
+            && write.changes.catalog.procedures.is_empty();
+        let write = Arc::new(write);
+        let (store, name, batch) = (self.store.clone(), self.name.clone(), write.clone());
+        let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(50);
+            while let Err(e) = store.commit(&name, &batch).await {
+                tracing::warn!(error = %format!("{e:#}"), "writing a batch failed; retrying it");
+                metrics::counter!("projection_batch_failures_total").increment(1);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+        Writing {
+            write,
+            task: AbortOnDrop(Some(task)),
+            events,
+            applied,
+            last_seq: last.stream_seq,
+            pending: last.pending,
+            overlay,
+            failed: false,
+        }
+    }
+
+    /// Waits until a batch's write has committed, then counts it. Returns
+    /// whether a consumer that stops once caught up should stop now.
+    async fn finish_write(&self, mut w: Writing, held: &mut u64) -> anyhow::Result<bool> {
+        if w.task.join().await.is_err() || w.failed {
+            // Only a panic ends the writer early: nothing after this batch
+            // may be written; the consumer resumes from the checkpoint.
+            anyhow::bail!("the batch writer failed");
+        }
+        let write = &w.write;
+        *held = held
+            .saturating_add(write.held.len() as u64)
+            .saturating_sub(write.released.len() as u64);
+        metrics::counter!("projection_events_applied_total").increment(w.applied);
+        metrics::histogram!("projection_batch_size").record(w.events as f64);
+        metrics::gauge!("projection_checkpoint").set(write.checkpoint as f64);
+        metrics::gauge!("projection_held_events").set(*held as f64);
+        if !write.parked.is_empty() {
+            metrics::counter!("projection_events_parked_total")
+                .increment(write.parked.len() as u64);
+            self.count_parked().await;
+        }
+        if let Some(progress) = &self.progress {
+            progress
+                .applied
+                .fetch_add(w.events as u64, Ordering::Relaxed);
+            progress.checkpoint.store(w.last_seq, Ordering::Relaxed);
+            if let Some(pending) = w.pending {
+                progress.pending.store(pending, Ordering::Relaxed);
+            }
+        }
+        Ok(match w.pending {
+            Some(pending) => {
                 if self.news {
                     metrics::gauge!("projection_consumer_lag_events").set(pending as f64);
                 }
-                if self.until_caught_up && pending == 0 {
-                    return Ok(());
-                }
+                self.until_caught_up && pending == 0
             }
-        }
+            None => false,
+        })
     }
 
     /// Makes the rebuilt generation serve: brings it to exactly this
@@ -339,32 +446,58 @@ impl Consumer {
         .await;
         drop(swap.done.send(result));
     }
+}
 
-    /// Writes a folded batch in one transaction with its checkpoint;
-    /// retries the same write while the database fails, so nothing is
-    /// skipped.
-    async fn commit_batch(&self, fold: Fold, held: &mut u64) {
-        let events = fold.events();
-        let (write, applied) = fold.into_write(self.news);
-        let mut backoff = Duration::from_millis(50);
-        while let Err(e) = self.store.commit(&self.name, &write).await {
-            tracing::warn!(error = %format!("{e:#}"), "writing a batch failed; retrying it");
-            metrics::counter!("projection_batch_failures_total").increment(1);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+/// A folded batch being written by its own task.
+struct Writing {
+    write: Arc<BatchWrite>,
+    task: AbortOnDrop,
+    events: usize,
+    applied: u64,
+    last_seq: u64,
+    pending: Option<u64>,
+    /// Whether the next batch may fold on this one's rows before it commits.
+    overlay: bool,
+    /// The writer task panicked.
+    failed: bool,
+}
+
+/// A task that stops when its handle goes (a dropped consumer writes no
+/// more; an unfinished transaction rolls back).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    /// Waits for the task; at once if it was waited for before.
+    async fn join(&mut self) -> Result<(), tokio::task::JoinError> {
+        match self.0.as_mut() {
+            Some(task) => {
+                let result = task.await;
+                self.0 = None;
+                result
+            }
+            None => Ok(()),
         }
-        *held = held
-            .saturating_add(write.held.len() as u64)
-            .saturating_sub(write.released.len() as u64);
-        metrics::counter!("projection_events_applied_total").increment(applied);
-        metrics::histogram!("projection_batch_size").record(events as f64);
-        metrics::gauge!("projection_checkpoint").set(write.checkpoint as f64);
-        metrics::gauge!("projection_held_events").set(*held as f64);
-        if !write.parked.is_empty() {
-            metrics::counter!("projection_events_parked_total")
-                .increment(write.parked.len() as u64);
-            self.count_parked().await;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
         }
+    }
+}
+
+/// Ready when the batch being written has committed; never without one.
+async fn written(writing: &mut Option<Writing>) {
+    match writing.as_mut() {
+        Some(w) => {
+            // A panicked writer shows when the batch is finished.
+            if w.task.join().await.is_err() {
+                w.failed = true;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -399,6 +532,9 @@ pub(crate) struct Fold {
     waiting: HashMap<String, Vec<(i64, Vec<u8>, bool)>>,
     applied: u64,
     events: usize,
+    /// The batch before, still being written: its dossier rows are newer
+    /// than the database's.
+    overlay: Option<Arc<BatchWrite>>,
 }
 
 impl Fold {
@@ -411,6 +547,7 @@ impl Fold {
             waiting: HashMap::new(),
             applied: 0,
             events: 0,
+            overlay: None,
         }
     }
 
@@ -448,7 +585,22 @@ impl Fold {
         ids.sort_unstable();
         ids.dedup();
         if !ids.is_empty() {
-            self.loaded.extend(store.load_rows(&ids).await?);
+            // Rows the batch before wrote come from it, the rest from the
+            // database.
+            let mut unread = ids.clone();
+            if let Some(before) = &self.overlay {
+                let rows = &before.changes.rows;
+                unread.retain(|id| match rows.get(*id) {
+                    Some(row) => {
+                        self.loaded.insert((*id).to_owned(), row.clone());
+                        false
+                    }
+                    None => true,
+                });
+            }
+            if !unread.is_empty() {
+                self.loaded.extend(store.load_rows(&unread).await?);
+            }
             if self.held_count > 0 {
                 for (dossier_id, version, payload) in store.load_held(&ids).await? {
                     self.waiting

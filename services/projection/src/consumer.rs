@@ -33,7 +33,7 @@ use crate::{
 };
 
 /// Messages received ahead of the batch being folded or written.
-const RECEIVE_AHEAD: usize = 50_000;
+const RECEIVE_AHEAD: usize = 20_000;
 /// Messages folded into a batch at a time.
 const CHUNK: usize = 5_000;
 /// A batch that keeps finding messages closes after this long.

@@ -143,10 +143,46 @@ pub enum Backend {
     Postgres,
 }
 
-/// A fresh, empty database for one service of one test.
+/// A fresh, empty database for one service of one test; dropped with it
+/// (a test machine runs the suite again and again, and a benchmark's
+/// database holds gigabytes).
 pub struct TestDb {
     pub url: String,
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database to drop.
+    database: Option<String>,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(database) = self.database.take() else {
+            return;
+        };
+        // Drop is not async: a thread with a runtime of its own drops the
+        // database, closing the connections a stopped service may still hold.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                use sqlx::Executor as _;
+                let admin = postgres_admin_url();
+                let pool = sqlx::AnyPool::connect(&admin).await?;
+                pool.execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                )))
+                .await?;
+                pool.close().await;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not drop a test database: {e:#}"),
+            Err(_) => eprintln!("could not drop a test database: the thread panicked"),
+        }
+    }
 }
 
 /// The PostgreSQL server tests create their databases on.
@@ -164,6 +200,7 @@ impl TestDb {
                 Ok(Self {
                     url,
                     _dir: Some(dir),
+                    database: None,
                 })
             }
             Backend::Postgres => {
@@ -184,6 +221,7 @@ impl TestDb {
                 Ok(Self {
                     url: format!("{base}/{database}"),
                     _dir: None,
+                    database: Some(database),
                 })
             }
         }

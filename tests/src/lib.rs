@@ -939,10 +939,7 @@ fn clock_ticks_per_second() -> f64 {
 /// so JetStream's ack floor says nothing).
 pub async fn applied_through(database_url: &str) -> anyhow::Result<u64> {
     let generations = projection::generations::Generations::open(database_url).await?;
-    let serving = generations.serving().await?;
-    let store = generations.open_store(serving, None, true).await?;
-    let checkpoint = store.checkpoint("projection").await;
-    store.close().await;
+    let checkpoint = generations.serving_checkpoint("projection").await;
     generations.close().await;
     checkpoint
 }

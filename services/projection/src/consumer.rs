@@ -228,11 +228,8 @@ impl Consumer {
         loop {
             // Between batches: take over a rebuilt generation once this
             // consumer has applied at least what the rebuild has.
-            if pending_swap.is_some()
-                && let Some(w) = writing.take()
-            {
-                last_seq = w.last_seq;
-                self.finish_write(w, held).await?;
+            if pending_swap.is_some() {
+                self.land(writing, &mut last_seq, held).await?;
             }
             if pending_swap
                 .as_ref()
@@ -244,20 +241,14 @@ impl Consumer {
             let first = tokio::select! {
                 biased;
                 () = written(writing) => {
-                    if let Some(w) = writing.take() {
-                        last_seq = w.last_seq;
-                        if self.finish_write(w, held).await? {
-                            return Ok(());
-                        }
+                    if self.land(writing, &mut last_seq, held).await? {
+                        return Ok(());
                     }
                     continue;
                 }
                 next = incoming_rx.recv() => next,
                 job = next_replay(replays) => {
-                    if let Some(w) = writing.take() {
-                        last_seq = w.last_seq;
-                        self.finish_write(w, held).await?;
-                    }
+                    self.land(writing, &mut last_seq, held).await?;
                     self.serve_replay(job, held).await;
                     continue;
                 }
@@ -276,11 +267,8 @@ impl Consumer {
             // enough that taking more would delay the reports.
             // The batch being written, if any, lends its rows to this one,
             // unless it changed what only its commit makes readable.
-            if writing.as_ref().is_some_and(|w| !w.overlay)
-                && let Some(w) = writing.take()
-            {
-                last_seq = w.last_seq;
-                self.finish_write(w, held).await?;
+            if writing.as_ref().is_some_and(|w| !w.overlay) {
+                self.land(writing, &mut last_seq, held).await?;
             }
             let started = tokio::time::Instant::now();
             let mut fold = Fold::new(*held);
@@ -322,10 +310,7 @@ impl Consumer {
             }
             let Some(last) = last else { continue };
             // Batches commit in order: the one before lands first.
-            if let Some(w) = writing.take() {
-                last_seq = w.last_seq;
-                self.finish_write(w, held).await?;
-            }
+            self.land(writing, &mut last_seq, held).await?;
             *writing = Some(self.start_write(fold, &last));
         }
     }
@@ -358,20 +343,39 @@ impl Consumer {
         });
         Writing {
             write,
-            task: AbortOnDrop(Some(task)),
+            task: WriteTask {
+                task: Some(task),
+                ok: true,
+            },
             events,
             applied,
             last_seq: last.stream_seq,
             pending: last.pending,
             overlay,
-            failed: false,
+        }
+    }
+
+    /// Lands the batch being written, if any (see [`Consumer::finish_write`]);
+    /// `last_seq` follows it.
+    async fn land(
+        &self,
+        writing: &mut Option<Writing>,
+        last_seq: &mut u64,
+        held: &mut u64,
+    ) -> anyhow::Result<bool> {
+        match writing.take() {
+            Some(w) => {
+                *last_seq = w.last_seq;
+                self.finish_write(w, held).await
+            }
+            None => Ok(false),
         }
     }
 
     /// Waits until a batch's write has committed, then counts it. Returns
     /// whether a consumer that stops once caught up should stop now.
     async fn finish_write(&self, mut w: Writing, held: &mut u64) -> anyhow::Result<bool> {
-        if w.task.join().await.is_err() || w.failed {
+        if !w.task.join().await {
             // Only a panic ends the writer early: nothing after this batch
             // may be written; the consumer resumes from the checkpoint.
             anyhow::bail!("the batch writer failed");
@@ -451,38 +455,38 @@ impl Consumer {
 /// A folded batch being written by its own task.
 struct Writing {
     write: Arc<BatchWrite>,
-    task: AbortOnDrop,
+    task: WriteTask,
     events: usize,
     applied: u64,
     last_seq: u64,
     pending: Option<u64>,
     /// Whether the next batch may fold on this one's rows before it commits.
     overlay: bool,
-    /// The writer task panicked.
-    failed: bool,
 }
 
-/// A task that stops when its handle goes (a dropped consumer writes no
-/// more; an unfinished transaction rolls back).
-struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+/// The task writing a batch; it stops when its handle goes (a dropped
+/// consumer writes no more; an unfinished transaction rolls back).
+struct WriteTask {
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Whether it ended without panicking, once joined.
+    ok: bool,
+}
 
-impl AbortOnDrop {
-    /// Waits for the task; at once if it was waited for before.
-    async fn join(&mut self) -> Result<(), tokio::task::JoinError> {
-        match self.0.as_mut() {
-            Some(task) => {
-                let result = task.await;
-                self.0 = None;
-                result
-            }
-            None => Ok(()),
+impl WriteTask {
+    /// Waits for the task (at once if it was waited for before); whether
+    /// it ended without panicking, which only a panic prevents.
+    async fn join(&mut self) -> bool {
+        if let Some(task) = self.task.as_mut() {
+            self.ok = task.await.is_ok();
+            self.task = None;
         }
+        self.ok
     }
 }
 
-impl Drop for AbortOnDrop {
+impl Drop for WriteTask {
     fn drop(&mut self) {
-        if let Some(task) = &self.0 {
+        if let Some(task) = &self.task {
             task.abort();
         }
     }
@@ -492,10 +496,7 @@ impl Drop for AbortOnDrop {
 async fn written(writing: &mut Option<Writing>) {
     match writing.as_mut() {
         Some(w) => {
-            // A panicked writer shows when the batch is finished.
-            if w.task.join().await.is_err() {
-                w.failed = true;
-            }
+            w.task.join().await;
         }
         None => std::future::pending().await,
     }

@@ -152,6 +152,34 @@ impl Generations {
         Ok(1)
     }
 
+    /// The serving generation's checkpoint of `consumer` (0 before its first
+    /// batch), read without creating or changing anything: for callers that
+    /// watch a running projection.
+    pub async fn serving_checkpoint(&self, consumer: &str) -> anyhow::Result<u64> {
+        let row = sqlx::query("SELECT id FROM projection_generations WHERE state = 'serving'")
+            .fetch_optional(&self.control)
+            .await
+            .context("read the serving generation")?;
+        let Some(row) = row else { return Ok(0) };
+        let generation = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(1);
+        let (pool, _) = match self.backend {
+            Backend::Postgres => {
+                sqlkit::connect_in(&self.url, Some(&Self::schema(generation)), 1).await?
+            }
+            Backend::Sqlite => sqlkit::connect(&self.sqlite_url(generation), 1).await?,
+        };
+        let row = sqlx::query("SELECT stream_seq FROM checkpoints WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_optional(&pool)
+            .await
+            .context("read the checkpoint");
+        pool.close().await;
+        Ok(match row? {
+            Some(row) => u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
+            None => 0,
+        })
+    }
+
     /// Drops what a crashed or abandoned rebuild left behind.
     pub async fn drop_unfinished(&self) -> anyhow::Result<Vec<u64>> {
         let rows = sqlx::query("SELECT id FROM projection_generations WHERE state <> 'serving'")

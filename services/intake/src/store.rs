@@ -2,7 +2,7 @@
 //! commit order, unique (dossier, version), and the replies of commands by
 //! client request id.
 
-use std::{collections::HashMap, str::FromStr as _};
+use std::collections::HashMap;
 
 use anyhow::Context as _;
 use sqlkit::{Backend, list_placeholders, push, values_placeholders};
@@ -186,21 +186,7 @@ impl EventStore {
             .context("create the event store's tables")?;
         let pg = match backend {
             Backend::Postgres => {
-                // Lookups by an array of keys: a plan cached while the table
-                // was small scans it whole; plan each execution instead.
-                let options = sqlx::postgres::PgConnectOptions::from_str(url)
-                    .with_context(|| format!("parse database URL {}", sqlkit::redact(url)))?
-                    .options([("plan_cache_mode", "force_custom_plan")]);
-                Some(
-                    sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(4)
-                        .acquire_timeout(std::time::Duration::from_secs(10))
-                        .connect_with(options)
-                        .await
-                        .with_context(|| {
-                            format!("connect to the database at {}", sqlkit::redact(url))
-                        })?,
-                )
+                Some(sqlkit::connect_postgres(url, None, 4, sqlkit::Durability::Durable).await?)
             }
             Backend::Sqlite => None,
         };

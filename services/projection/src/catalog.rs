@@ -96,6 +96,11 @@ pub struct CatalogChanges {
 }
 
 impl CatalogChanges {
+    /// Whether the batch writes nothing to the catalog's tables.
+    pub fn writes_nothing(&self) -> bool {
+        self.changed.is_empty() && self.periods.is_empty() && self.closed.is_empty()
+    }
+
     /// The version a procedure stream has reached (0: unknown).
     pub fn version(&self, stream_id: &str) -> i64 {
         self.procedures.get(stream_id).map_or(0, |r| r.version)

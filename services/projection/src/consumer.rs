@@ -284,10 +284,20 @@ impl Consumer {
                     }
                 }
                 if chunk.is_empty() {
-                    if fold.events() >= self.max_batch || started.elapsed() >= BATCH_MAX_WAIT {
+                    let catching_up = catching_up(last.as_ref(), &incoming_rx);
+                    let age = started.elapsed();
+                    if fold.events() >= self.max_batch
+                        || age >= BATCH_MAX_AGE
+                        || (age >= BATCH_MAX_WAIT && !catching_up)
+                    {
                         break;
                     }
-                    match tokio::time::timeout(BATCH_GAP, incoming_rx.recv()).await {
+                    let wait = if catching_up {
+                        BATCH_MAX_AGE - age
+                    } else {
+                        BATCH_GAP
+                    };
+                    match tokio::time::timeout(wait, incoming_rx.recv()).await {
                         Ok(Some(next)) => {
                             chunk.push(next?);
                             continue;
@@ -298,12 +308,12 @@ impl Consumer {
                 fold.add(&self.store, &chunk).await?;
                 last = chunk.pop();
                 chunk.clear();
-                // Past the short wait, go on only while a backlog waits
-                // (catching up): steady traffic commits promptly.
+                // Past the short wait, go on only while catching up: steady
+                // traffic commits promptly, a backlog in large batches.
                 let age = started.elapsed();
                 if fold.events() >= self.max_batch
                     || age >= BATCH_MAX_AGE
-                    || (age >= BATCH_MAX_WAIT && incoming_rx.backlog() < CHUNK)
+                    || (age >= BATCH_MAX_WAIT && !catching_up(last.as_ref(), &incoming_rx))
                 {
                     break;
                 }
@@ -783,6 +793,15 @@ pub(crate) async fn replay_range(
         }
     }
     Ok(())
+}
+
+/// Whether a chunk's worth of messages or more waits, received or still on
+/// the server (as the last message taken said).
+fn catching_up(last: Option<&Incoming>, received: &ReceiverGuard) -> bool {
+    let on_server = last
+        .and_then(|m| m.pending)
+        .map_or(0, |p| usize::try_from(p).unwrap_or(usize::MAX));
+    on_server.saturating_add(received.backlog()) >= CHUNK
 }
 
 /// Receives messages on a task of its own into a channel of `capacity`.

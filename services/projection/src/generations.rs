@@ -17,7 +17,7 @@ use sqlkit::Backend;
 use sqlx::{AnyPool, Row as _};
 use tokio::sync::watch;
 
-use crate::store::ReadStore;
+use crate::store::{Fill, ReadStore};
 
 const CONTROL: &str = "
 CREATE TABLE IF NOT EXISTS projection_generations (
@@ -112,12 +112,12 @@ impl Generations {
     }
 
     /// Opens (creating when needed) the read store of `generation`; see
-    /// [`ReadStore::open_in`] for `indexes`.
+    /// [`ReadStore::open_in`] and [`Fill`].
     pub async fn open_store(
         &self,
         generation: u64,
         feed: Option<Arc<watch::Sender<u64>>>,
-        indexes: bool,
+        fill: Fill,
     ) -> anyhow::Result<ReadStore> {
         match self.backend {
             Backend::Postgres => {
@@ -128,10 +128,10 @@ impl Generations {
                 .execute(&self.control)
                 .await
                 .with_context(|| format!("create schema {schema}"))?;
-                ReadStore::open_in(&self.url, Some(&schema), feed, indexes).await
+                ReadStore::open_in(&self.url, Some(&schema), feed, fill).await
             }
             Backend::Sqlite => {
-                ReadStore::open_in(&self.sqlite_url(generation), None, feed, indexes).await
+                ReadStore::open_in(&self.sqlite_url(generation), None, feed, fill).await
             }
         }
     }
@@ -164,7 +164,13 @@ impl Generations {
         let generation = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(1);
         let (pool, _) = match self.backend {
             Backend::Postgres => {
-                sqlkit::connect_in(&self.url, Some(&Self::schema(generation)), 1).await?
+                sqlkit::connect_in(
+                    &self.url,
+                    Some(&Self::schema(generation)),
+                    1,
+                    sqlkit::Durability::Durable,
+                )
+                .await?
             }
             Backend::Sqlite => sqlkit::connect(&self.sqlite_url(generation), 1).await?,
         };

@@ -57,7 +57,9 @@ impl Application {
             tracing::warn!(generation = dropped, "dropped an unfinished rebuild");
         }
         let generation = generations.serving().await?;
-        let store = generations.open_store(generation, None, true).await?;
+        let store = generations
+            .open_store(generation, None, store::Fill::Live)
+            .await?;
         let nats = telemetry::connect_nats(
             &config.nats_url,
             "motcua-projection",

@@ -24,7 +24,14 @@ use tonic::{Request, Response, Status};
 use crate::{
     consumer::{Consumer, Progress, Swap},
     generations::{Generations, Serving},
+    store::{Fill, ReadStore},
 };
+
+/// Most events a rebuild applies in one transaction: nobody reads the new
+/// generation before it takes over, so its batches are as large as memory
+/// allows comfortably (about 60 MB of folded changes), and each counter row
+/// and dossier row is written once for many events.
+const REBUILD_MAX_BATCH: usize = 200_000;
 
 #[derive(Clone, Debug)]
 struct Run {
@@ -99,7 +106,9 @@ impl Rebuilder {
             run.as_ref().is_some_and(|r| {
                 matches!(
                     r.state,
-                    pb::RebuildState::Running | pb::RebuildState::Swapping
+                    pb::RebuildState::Running
+                        | pb::RebuildState::Indexing
+                        | pb::RebuildState::Swapping
                 )
             })
         });
@@ -132,9 +141,24 @@ impl Rebuilder {
         let this = self.clone();
         tokio::spawn(async move {
             match this.rebuild(generation, progress).await {
-                Ok(retired) => {
+                Ok((retired, old)) => {
                     tracing::info!(generation, retired, "rebuild done");
                     this.set_state(pb::RebuildState::Done, String::new());
+                    // The new generation serves; the old one goes after a
+                    // moment for the reads still in flight on it. A failure
+                    // here leaves a retired generation for the next start.
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    old.close().await;
+                    if let Err(e) = this.generations.drop_generation(retired).await {
+                        tracing::warn!(retired, error = %format!("{e:#}"), "drop the retired generation");
+                    }
+                    if let Ok(stream) = this.settings.ensure_stream(&this.js).await
+                        && let Err(e) = stream
+                            .delete_consumer(&format!("rebuild-g{generation}"))
+                            .await
+                    {
+                        tracing::debug!(error = %e, "delete the rebuild's consumer");
+                    }
                 }
                 Err(e) => {
                     let error = format!("{e:#}");
@@ -151,19 +175,25 @@ impl Rebuilder {
         Ok(self.status())
     }
 
-    async fn rebuild(&self, generation: u64, progress: Arc<Progress>) -> anyhow::Result<u64> {
+    /// Fills `generation` and has the live consumer take it over; returns
+    /// the retired generation and its store, still open.
+    async fn rebuild(
+        &self,
+        generation: u64,
+        progress: Arc<Progress>,
+    ) -> anyhow::Result<(u64, ReadStore)> {
         let serving = self.serving.store();
         let store = self
             .generations
-            .open_store(generation, Some(serving.feed_announcer()), false)
+            .open_store(generation, Some(serving.feed_announcer()), Fill::Bulk)
             .await?;
         let name = format!("rebuild-g{generation}");
         let consumer = Consumer {
             store: store.clone(),
             js: self.js.clone(),
             settings: self.settings.clone(),
-            name: name.clone(),
-            max_batch: self.max_batch,
+            name,
+            max_batch: self.max_batch.max(REBUILD_MAX_BATCH),
             news: false,
             until_caught_up: true,
             progress: Some(progress.clone()),
@@ -192,7 +222,8 @@ impl Rebuilder {
         watch_progress.cancel();
         result?;
         anyhow::ensure!(!self.stop.is_cancelled(), "the projection is shutting down");
-        store.create_indexes().await?;
+        self.set_state(pb::RebuildState::Indexing, String::new());
+        store.finish_bulk_fill().await?;
         // Hand over to the live consumer.
         self.set_state(pb::RebuildState::Swapping, String::new());
         let (done, answer) = oneshot::channel();
@@ -210,16 +241,7 @@ impl Rebuilder {
         let retired = answer
             .await
             .map_err(|_| anyhow::anyhow!("the live consumer stopped before the swap"))??;
-        // The old generation: give in-flight reads a moment, then drop it.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        serving.close().await;
-        self.generations.drop_generation(retired).await?;
-        if let Ok(stream) = self.settings.ensure_stream(&self.js).await
-            && let Err(e) = stream.delete_consumer(&name).await
-        {
-            tracing::debug!(error = %e, "delete the rebuild's consumer");
-        }
-        Ok(retired)
+        Ok((retired, serving))
     }
 
     pub fn status(&self) -> pb::RebuildStatus {

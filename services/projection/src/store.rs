@@ -73,6 +73,31 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     stream_seq BIGINT NOT NULL
 )";
 
+/// The tables of `SCHEMA`, which a bulk fill creates unlogged.
+const TABLES: &[&str] = &[
+    "dossiers",
+    "pauses",
+    "daily_counts",
+    "held_events",
+    "late_feed",
+    "checkpoints",
+];
+
+/// How a read store is being filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Serving reports while following the stream: every table logged and
+    /// indexed.
+    Live,
+    /// A rebuild's new generation, filled from the start of the stream
+    /// before anyone reads it: on PostgreSQL its tables are unlogged (no
+    /// write-ahead log; a crash empties them, and a crashed rebuild starts
+    /// over anyway) and the reports' indexes wait; [`ReadStore::finish_bulk_fill`]
+    /// logs the tables and builds the indexes, once, before the generation
+    /// takes over.
+    Bulk,
+}
+
 /// The indexes reports read through. A rebuild fills a new generation
 /// without them and builds them once, in bulk, before it takes over.
 const INDEXES: &str = "
@@ -133,6 +158,55 @@ const LATE_FEED_JSON: &[Column] = &[
     Column::int("occurred_at"),
 ];
 
+const UPSERT_DOSSIER: &str = "ON CONFLICT (dossier_id) DO UPDATE SET \
+    procedure_code = excluded.procedure_code, field = excluded.field, channel = excluded.channel, \
+    version = excluded.version, status = excluded.status, received_day = excluded.received_day, \
+    due_at = excluded.due_at, due_day = excluded.due_day, closed_day = excluded.closed_day, \
+    resolved_day = excluded.resolved_day, timeliness = excluded.timeliness, \
+    late_at = excluded.late_at, pauses = excluded.pauses";
+const ADD_COUNTER: &str = "ON CONFLICT (office_code, day, procedure_code, channel, metric) \
+    DO UPDATE SET n = daily_counts.n + excluded.n";
+const RECORD_PAUSE: &str =
+    "ON CONFLICT (dossier_id, seq) DO UPDATE SET until_day = excluded.until_day";
+
+/// A batch of dossier events on PostgreSQL, in one statement: late-feed
+/// notices numbered after the feed's head, dossier rows, counters, pauses
+/// and the checkpoint, each from one array per column (`UNNEST`), so the
+/// batch is one round trip and one atomic statement. Returns the feed's
+/// head before the batch. Batches that also hold, park or change procedure
+/// streams go through [`ReadStore::commit`]'s general path.
+fn commit_postgres() -> String {
+    format!(
+        "WITH head AS (
+    SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS base FROM late_feed
+), feed AS (
+    INSERT INTO late_feed (seq, change, dossier_id, office_code, province_code, procedure_code, field, channel, due_at, occurred_at)
+    SELECT head.base + f.n, f.change, f.dossier_id, f.office_code, f.province_code, f.procedure_code, f.field, f.channel, f.due_at, f.occurred_at
+    FROM head, UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[])
+        WITH ORDINALITY AS f(change, dossier_id, office_code, province_code, procedure_code, field, channel, due_at, occurred_at, n)
+), dossier_rows AS (
+    INSERT INTO dossiers (dossier_id, office_code, province_code, procedure_code, field, channel, version, status,
+        received_day, due_at, due_day, closed_day, resolved_day, timeliness, late_at, pauses)
+    SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
+        $17::text[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[],
+        $25::bigint[])
+    {UPSERT_DOSSIER}
+), counters AS (
+    INSERT INTO daily_counts (office_code, day, procedure_code, channel, metric, province_code, field, n)
+    SELECT * FROM UNNEST($26::text[], $27::bigint[], $28::text[], $29::bigint[], $30::text[], $31::text[], $32::text[], $33::bigint[])
+    {ADD_COUNTER}
+), paused AS (
+    INSERT INTO pauses (dossier_id, seq, from_day, until_day)
+    SELECT * FROM UNNEST($34::text[], $35::bigint[], $36::bigint[], $37::bigint[])
+    {RECORD_PAUSE}
+), checkpoint AS (
+    INSERT INTO checkpoints (consumer, stream_seq) VALUES ($38, $39)
+    ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq
+)
+SELECT base FROM head"
+    )
+}
+
 /// The batch statements, in the backend's dialect: each takes its rows as
 /// one JSON parameter, so it is prepared once per connection and kept.
 #[derive(Debug)]
@@ -171,23 +245,9 @@ impl Statements {
                 "SELECT dossier_id, version, payload FROM held_events WHERE dossier_id IN ({}) ORDER BY dossier_id, version",
                 texts_from_json(backend, 1)
             ),
-            upsert_dossiers: format!(
-                "{} ON CONFLICT (dossier_id) DO UPDATE SET \
-                 procedure_code = excluded.procedure_code, field = excluded.field, channel = excluded.channel, \
-                 version = excluded.version, status = excluded.status, received_day = excluded.received_day, \
-                 due_at = excluded.due_at, due_day = excluded.due_day, closed_day = excluded.closed_day, \
-                 resolved_day = excluded.resolved_day, timeliness = excluded.timeliness, \
-                 late_at = excluded.late_at, pauses = excluded.pauses",
-                insert("dossiers", DOSSIER_JSON)
-            ),
-            add_counters: format!(
-                "{} ON CONFLICT (office_code, day, procedure_code, channel, metric) DO UPDATE SET n = daily_counts.n + excluded.n",
-                insert("daily_counts", COUNTER_JSON)
-            ),
-            record_pauses: format!(
-                "{} ON CONFLICT (dossier_id, seq) DO UPDATE SET until_day = excluded.until_day",
-                insert("pauses", PAUSE_JSON)
-            ),
+            upsert_dossiers: format!("{} {UPSERT_DOSSIER}", insert("dossiers", DOSSIER_JSON)),
+            add_counters: format!("{} {ADD_COUNTER}", insert("daily_counts", COUNTER_JSON)),
+            record_pauses: format!("{} {RECORD_PAUSE}", insert("pauses", PAUSE_JSON)),
             append_late_feed: insert("late_feed", LATE_FEED_JSON),
         }
     }
@@ -227,6 +287,11 @@ pub struct BatchWrite {
 pub struct ReadStore {
     pool: AnyPool,
     backend: Backend,
+    /// The same PostgreSQL schema through sqlx's native driver, for the
+    /// statements that bind arrays (see [`commit_postgres`]).
+    pg: Option<sqlx::PgPool>,
+    /// [`commit_postgres`], built once.
+    commit_pg: std::sync::Arc<str>,
     sql: std::sync::Arc<Statements>,
     /// The late feed's last committed position, for live watchers.
     feed_head: std::sync::Arc<watch::Sender<u64>>,
@@ -234,33 +299,45 @@ pub struct ReadStore {
 
 impl ReadStore {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        Self::open_in(url, None, None, true).await
+        Self::open_in(url, None, None, Fill::Live).await
     }
 
     /// Opens the read models in `schema` (PostgreSQL) and announces late-feed
     /// heads on `feed_head` when given (generations share one announcer, so
-    /// watchers follow a swap). Without `indexes` the reports' indexes wait
-    /// for [`ReadStore::create_indexes`] (a bulk load writes faster without).
+    /// watchers follow a swap). Commits are [`sqlkit::Durability::Relaxed`]:
+    /// each batch commits with its checkpoint, so a batch a crash loses is
+    /// applied again from the stream.
     pub async fn open_in(
         url: &str,
         schema: Option<&str>,
         feed_head: Option<std::sync::Arc<watch::Sender<u64>>>,
-        indexes: bool,
+        fill: Fill,
     ) -> anyhow::Result<Self> {
-        let (pool, backend) = sqlkit::connect_in(url, schema, 8).await?;
+        let (pool, backend) =
+            sqlkit::connect_in(url, schema, 8, sqlkit::Durability::Relaxed).await?;
+        let pg = match backend {
+            Backend::Postgres => {
+                Some(sqlkit::connect_postgres(url, schema, 3, sqlkit::Durability::Relaxed).await?)
+            }
+            Backend::Sqlite => None,
+        };
         let schema = match backend {
             // Every batch adds to counters already there: half-empty pages
             // let PostgreSQL update them in place (HOT), without new index
             // entries.
             Backend::Postgres => {
-                format!("{SCHEMA};\nALTER TABLE daily_counts SET (fillfactor = 50)")
+                let tables = match fill {
+                    Fill::Live => SCHEMA.to_owned(),
+                    Fill::Bulk => SCHEMA.replace("CREATE TABLE", "CREATE UNLOGGED TABLE"),
+                };
+                format!("{tables};\nALTER TABLE daily_counts SET (fillfactor = 50)")
             }
             Backend::Sqlite => SCHEMA.replace("BYTEA", "BLOB"),
         };
         sqlkit::run_ddl(&pool, &schema)
             .await
             .context("create the read models' tables")?;
-        if indexes {
+        if fill == Fill::Live {
             sqlkit::run_ddl(&pool, INDEXES)
                 .await
                 .context("create the read models' indexes")?;
@@ -280,13 +357,27 @@ impl ReadStore {
         Ok(Self {
             pool,
             backend,
+            pg,
+            commit_pg: commit_postgres().into(),
             sql: std::sync::Arc::new(Statements::new(backend)),
             feed_head,
         })
     }
 
-    /// Builds the reports' indexes (when opened without them).
-    pub async fn create_indexes(&self) -> anyhow::Result<()> {
+    /// Ends a [`Fill::Bulk`]: logs the tables (PostgreSQL writes each
+    /// once, in bulk, to its write-ahead log) and builds the reports'
+    /// indexes.
+    pub async fn finish_bulk_fill(&self) -> anyhow::Result<()> {
+        if self.backend == Backend::Postgres {
+            for table in TABLES {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER TABLE {table} SET LOGGED"
+                )))
+                .execute(&self.pool)
+                .await
+                .with_context(|| format!("log table {table}"))?;
+            }
+        }
         sqlkit::run_ddl(&self.pool, INDEXES)
             .await
             .context("build the read models' indexes")
@@ -390,31 +481,28 @@ impl ReadStore {
         if ids.is_empty() {
             return Ok(rows);
         }
-        {
+        if let Some(pg) = &self.pg {
+            static LOAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                let names: Vec<&str> = DOSSIER_JSON.iter().map(|c| c.name).collect();
+                format!(
+                    "SELECT {} FROM dossiers WHERE dossier_id = ANY($1::text[])",
+                    names.join(", ")
+                )
+            });
+            let found = sqlx::query(sqlx::AssertSqlSafe(LOAD.as_str()))
+                .bind(ids)
+                .fetch_all(pg)
+                .await
+                .context("load dossier rows")?;
+            for r in &found {
+                let row = dossier_row(r)?;
+                rows.insert(row.dossier_id.clone(), row);
+            }
+        } else {
             let q = sqlx::query(sqlx::AssertSqlSafe(self.sql.load_dossiers.as_str()))
                 .bind(sqlkit::json_texts(ids.iter().copied()));
-            for r in q.fetch_all(&self.pool).await.context("load dossier rows")? {
-                let int = |i: usize| -> anyhow::Result<Option<i32>> {
-                    Ok(r.try_get::<Option<i64>, _>(i)?.map(|v| v as i32))
-                };
-                let row = DossierRow {
-                    dossier_id: r.try_get(0)?,
-                    office_code: r.try_get(1)?,
-                    province_code: r.try_get(2)?,
-                    procedure_code: r.try_get(3)?,
-                    field: r.try_get(4)?,
-                    channel: r.try_get::<i64, _>(5)? as i32,
-                    version: r.try_get(6)?,
-                    status: r.try_get(7)?,
-                    received_day: int(8)?,
-                    due_at: r.try_get(9)?,
-                    due_day: int(10)?,
-                    closed_day: int(11)?,
-                    resolved_day: int(12)?,
-                    timeliness: int(13)?,
-                    late_at: r.try_get(14)?,
-                    pauses: r.try_get::<i64, _>(15)? as i32,
-                };
+            for r in &q.fetch_all(&self.pool).await.context("load dossier rows")? {
+                let row = dossier_row(r)?;
                 rows.insert(row.dossier_id.clone(), row);
             }
         }
@@ -437,6 +525,16 @@ impl ReadStore {
 
     /// Writes a batch's changes and its checkpoint in one transaction.
     pub async fn commit(&self, consumer: &str, batch: &BatchWrite) -> anyhow::Result<()> {
+        if let Some(pg) = &self.pg
+            && batch.held.is_empty()
+            && batch.released.is_empty()
+            && batch.parked.is_empty()
+            && batch.unparked.is_empty()
+            && batch.reparked.is_empty()
+            && batch.changes.catalog.writes_nothing()
+        {
+            return self.commit_postgres(pg, consumer, batch).await;
+        }
         let mut tx = self.pool.begin().await.context("begin a batch")?;
 
         // Late-feed notices get positions in commit order (the consumer is
@@ -601,7 +699,204 @@ impl ReadStore {
         Ok(())
     }
 
+    /// [`ReadStore::commit`] of a batch of dossier events on PostgreSQL:
+    /// one statement ([`commit_postgres`]).
+    async fn commit_postgres(
+        &self,
+        pg: &sqlx::PgPool,
+        consumer: &str,
+        batch: &BatchWrite,
+    ) -> anyhow::Result<()> {
+        let changes = &batch.changes;
+        let feed = &changes.late_feed;
+        let rows: Vec<&DossierRow> = changes.rows.values().collect();
+        let counters: Vec<_> = changes.counters.iter().collect();
+        let pauses: Vec<_> = changes.pauses.iter().collect();
+        let day = |d: Option<i32>| d.map(i64::from);
+        let base: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(&*self.commit_pg))
+            .bind(
+                feed.iter()
+                    .map(|n| i64::from(n.change.code()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                feed.iter()
+                    .map(|n| n.dossier_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                feed.iter()
+                    .map(|n| n.office_code.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                feed.iter()
+                    .map(|n| n.province_code.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                feed.iter()
+                    .map(|n| n.procedure_code.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(feed.iter().map(|n| n.field.as_str()).collect::<Vec<_>>())
+            .bind(
+                feed.iter()
+                    .map(|n| i64::from(n.channel))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(feed.iter().map(|n| n.due_at).collect::<Vec<_>>())
+            .bind(feed.iter().map(|n| n.occurred_at).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.dossier_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.office_code.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.province_code.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|r| r.procedure_code.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.field.as_str()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| i64::from(r.channel))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| day(r.received_day)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.due_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| day(r.due_day)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| day(r.closed_day)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| day(r.resolved_day)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| day(r.timeliness)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.late_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| i64::from(r.pauses)).collect::<Vec<_>>())
+            .bind(
+                counters
+                    .iter()
+                    .map(|(k, _)| k.office_code.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                counters
+                    .iter()
+                    .map(|(k, _)| i64::from(k.day))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                counters
+                    .iter()
+                    .map(|(k, _)| k.procedure_code.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                counters
+                    .iter()
+                    .map(|(k, _)| i64::from(k.channel))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                counters
+                    .iter()
+                    .map(|(k, _)| k.metric.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                counters
+                    .iter()
+                    .map(|(_, d)| d.province_code.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                counters
+                    .iter()
+                    .map(|(_, d)| d.field.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(counters.iter().map(|(_, d)| d.n).collect::<Vec<_>>())
+            .bind(
+                pauses
+                    .iter()
+                    .map(|((id, _), _)| id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                pauses
+                    .iter()
+                    .map(|((_, seq), _)| i64::from(*seq))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                pauses
+                    .iter()
+                    .map(|(_, p)| i64::from(p.from_day))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                pauses
+                    .iter()
+                    .map(|(_, p)| day(p.until_day))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(consumer)
+            .bind(batch.checkpoint as i64)
+            .fetch_one(pg)
+            .await
+            .context("write a batch")?;
+        if !feed.is_empty() {
+            self.feed_head
+                .send_replace(u64::try_from(base + feed.len() as i64).unwrap_or(0));
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) {
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
         self.pool.close().await;
     }
+}
+
+/// A dossier row read back, its columns in [`DOSSIER_JSON`]'s order.
+fn dossier_row<R: sqlx::Row>(r: &R) -> anyhow::Result<DossierRow>
+where
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let int = |i: usize| -> anyhow::Result<Option<i32>> {
+        Ok(r.try_get::<Option<i64>, _>(i)?.map(|v| v as i32))
+    };
+    Ok(DossierRow {
+        dossier_id: r.try_get(0)?,
+        office_code: r.try_get(1)?,
+        province_code: r.try_get(2)?,
+        procedure_code: r.try_get(3)?,
+        field: r.try_get(4)?,
+        channel: r.try_get::<i64, _>(5)? as i32,
+        version: r.try_get(6)?,
+        status: r.try_get(7)?,
+        received_day: int(8)?,
+        due_at: r.try_get(9)?,
+        due_day: int(10)?,
+        closed_day: int(11)?,
+        resolved_day: int(12)?,
+        timeliness: int(13)?,
+        late_at: r.try_get(14)?,
+        pauses: r.try_get::<i64, _>(15)? as i32,
+    })
 }

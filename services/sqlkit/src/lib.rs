@@ -38,9 +38,22 @@ impl Backend {
     }
 }
 
+/// What a commit promises when it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The commit is on disk: it survives a crash of the machine.
+    Durable,
+    /// The commit is visible and atomic but reaches the disk a moment
+    /// later: a crash can lose the last commits, never half of one. For
+    /// data derived from a log that can be read again (the read models and
+    /// their checkpoint commit together, so a lost commit is re-applied).
+    /// PostgreSQL `synchronous_commit = off`, SQLite `synchronous = NORMAL`.
+    Relaxed,
+}
+
 /// Connects, creating an SQLite file (and its folder) when needed.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<(AnyPool, Backend)> {
-    connect_in(url, None, max_connections).await
+    connect_in(url, None, max_connections, Durability::Durable).await
 }
 
 /// Whether `name` can be used as an SQL identifier without quoting.
@@ -53,12 +66,42 @@ pub fn is_identifier(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// A pool of sqlx's native PostgreSQL driver beside an [`AnyPool`] on the
+/// same database, with the same session settings (`schema`, `durability`,
+/// a plan per execution), for statements that bind arrays: the Any driver
+/// binds scalars only.
+pub async fn connect_postgres(
+    url: &str,
+    schema: Option<&str>,
+    max_connections: u32,
+    durability: Durability,
+) -> anyhow::Result<sqlx::PgPool> {
+    let mut settings = vec![("plan_cache_mode", "force_custom_plan")];
+    if let Some(schema) = schema {
+        anyhow::ensure!(is_identifier(schema), "{schema:?} is not a schema name");
+        settings.push(("search_path", schema));
+    }
+    if durability == Durability::Relaxed {
+        settings.push(("synchronous_commit", "off"));
+    }
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)
+        .with_context(|| format!("parse database URL {}", redact(url)))?
+        .options(settings);
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connect to the database at {}", redact(url)))
+}
+
 /// As [`connect`]; on PostgreSQL every connection works in `schema`
 /// (created when absent). SQLite has no schemas: `schema` must be None.
 pub async fn connect_in(
     url: &str,
     schema: Option<&str>,
     max_connections: u32,
+    durability: Durability,
 ) -> anyhow::Result<(AnyPool, Backend)> {
     sqlx::any::install_default_drivers();
     if let Some(schema) = schema {
@@ -96,12 +139,29 @@ pub async fn connect_in(
         .after_connect(move |conn, _meta| {
             let search_path = search_path.clone();
             Box::pin(async move {
-                if backend == Backend::Sqlite {
-                    // WAL lets readers run beside the one writer; FULL makes
-                    // every commit durable before a reply is sent.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                match (backend, durability) {
+                    (Backend::Sqlite, _) => {
+                        // WAL lets readers run beside the one writer; FULL
+                        // makes every commit durable before a reply is sent.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute(match durability {
+                            Durability::Durable => "PRAGMA synchronous = FULL",
+                            Durability::Relaxed => "PRAGMA synchronous = NORMAL",
+                        })
+                        .await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    (Backend::Postgres, durability) => {
+                        // Plan every execution against the tables as they
+                        // are: a generic plan cached while a table was empty
+                        // (a new generation, a new office) scans it whole
+                        // for ever after, as it grows to millions of rows.
+                        conn.execute("SET plan_cache_mode = force_custom_plan")
+                            .await?;
+                        if durability == Durability::Relaxed {
+                            conn.execute("SET synchronous_commit = off").await?;
+                        }
+                    }
                 }
                 if let Some(set) = &search_path {
                     conn.execute(sqlx::AssertSqlSafe(set.clone())).await?;

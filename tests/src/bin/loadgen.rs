@@ -403,6 +403,15 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
     }
     let elapsed = started.elapsed();
     let rate = published as f64 / elapsed.as_secs_f64();
+    let batches = tests::scrape_metrics(metrics_port)
+        .await
+        .ok()
+        .and_then(|m| {
+            Some((
+                tests::metric(&m, "projection_batch_size_count")?,
+                tests::metric(&m, "projection_batch_size_sum")?,
+            ))
+        });
     let catchup_cpu = (
         tests::cpu_seconds(nats_pid) - cpu_before.0,
         tests::cpu_seconds(projection.pid()),
@@ -441,6 +450,12 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         "  ratio to raw fetch:                           {:>9.1} %",
         rate / raw * 100.0
     );
+    if let Some((count, sum)) = batches {
+        println!(
+            "  batches: {count:.0}, {:.0} events each on average",
+            sum / count.max(1.0)
+        );
+    }
     let per_event = |seconds: f64| seconds * 1e6 / published as f64;
     println!(
         "  CPU µs per event, raw fetch:  nats-server {:.2}, machine {:.2}",
@@ -469,6 +484,10 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         let started = Instant::now();
         rebuilds.start_rebuild(rp::StartRebuildRequest {}).await?;
         let mut peak_kb = 0u64;
+        // When the replay reached the stream's end, and when the indexes were
+        // built: the rebuild's phases.
+        let mut replayed = None;
+        let mut indexed = None;
         let status = loop {
             let s = rebuilds
                 .get_rebuild(rp::GetRebuildRequest {})
@@ -484,7 +503,26 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
             {
                 peak_kb = peak_kb.max(kb);
             }
-            match rp::RebuildState::try_from(s.state) {
+            let state = rp::RebuildState::try_from(s.state);
+            if replayed.is_none()
+                && matches!(
+                    state,
+                    Ok(rp::RebuildState::Indexing
+                        | rp::RebuildState::Swapping
+                        | rp::RebuildState::Done)
+                )
+            {
+                replayed = Some(started.elapsed());
+            }
+            if indexed.is_none()
+                && matches!(
+                    state,
+                    Ok(rp::RebuildState::Swapping | rp::RebuildState::Done)
+                )
+            {
+                indexed = Some(started.elapsed());
+            }
+            match state {
                 Ok(rp::RebuildState::Done) => break s,
                 Ok(rp::RebuildState::Failed) => anyhow::bail!("rebuild failed: {}", s.error),
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -511,6 +549,15 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
             "  ratio to raw fetch:                           {:>9.1} %",
             rate / raw * 100.0
         );
+        if let (Some(replayed), Some(indexed)) = (replayed, indexed) {
+            println!(
+                "  phases (sampled every 100 ms): replay {:.1} s ({:.0} events/s), log tables and build indexes {:.1} s, swap {:.1} s",
+                replayed.as_secs_f64(),
+                status.events_applied as f64 / replayed.as_secs_f64(),
+                (indexed - replayed).as_secs_f64(),
+                (elapsed - indexed).as_secs_f64()
+            );
+        }
         println!(
             "  projection resident during the rebuild: {:.0} MB peak (sampled every 100 ms)",
             peak_kb as f64 / 1024.0

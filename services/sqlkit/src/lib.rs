@@ -68,15 +68,23 @@ pub fn is_identifier(name: &str) -> bool {
 
 /// A pool of sqlx's native PostgreSQL driver beside an [`AnyPool`] on the
 /// same database, with the same session settings (`schema`, `durability`,
-/// a plan per execution), for statements that bind arrays: the Any driver
-/// binds scalars only.
+/// a plan per execution), for the batch statements that bind arrays: the
+/// Any driver binds scalars only.
+///
+/// Its statements read by key only, so sequential scans are off: a lookup
+/// of thousands of keys (`= ANY($1)`) in a table never analyzed (autovacuum
+/// may be off, a new generation never was) is otherwise planned as a scan
+/// of the whole table, batch after batch, as the table grows to millions.
 pub async fn connect_postgres(
     url: &str,
     schema: Option<&str>,
     max_connections: u32,
     durability: Durability,
 ) -> anyhow::Result<sqlx::PgPool> {
-    let mut settings = vec![("plan_cache_mode", "force_custom_plan")];
+    let mut settings = vec![
+        ("plan_cache_mode", "force_custom_plan"),
+        ("enable_seqscan", "off"),
+    ];
     if let Some(schema) = schema {
         anyhow::ensure!(is_identifier(schema), "{schema:?} is not a schema name");
         settings.push(("search_path", schema));

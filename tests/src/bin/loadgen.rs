@@ -341,35 +341,46 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
     let published = publish_backlog(&js, &settings, events).await?;
     let publish_rate = published as f64 / started.elapsed().as_secs_f64();
 
-    // Baseline: raw fetch of the whole stream, 5,000 a batch, no acks.
-    let baseline: jetstream::consumer::PullConsumer = js_stream
-        .create_consumer(consumer::pull::Config {
-            ack_policy: consumer::AckPolicy::None,
-            filter_subject: settings.all_subjects(),
-            ..Default::default()
-        })
-        .await?;
-    let started = Instant::now();
+    // Baseline: raw fetch of the whole stream, 5,000 a batch, no acks. It
+    // swings by a third from one pass to the next on this kind of machine,
+    // so it is taken three times and the best pass is the baseline (the
+    // strictest one for the ratios below).
     let nats_pid = nats.pid().context("nats-server is not running")?;
-    let cpu_before = (tests::cpu_seconds(nats_pid), tests::machine_busy_seconds());
-    let mut fetched = 0u64;
-    while fetched < published {
-        let mut batch = baseline
-            .fetch()
-            .max_messages(5000)
-            .messages()
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-        while let Some(m) = batch.next().await {
-            m.map_err(|e| anyhow::anyhow!(e))?;
-            fetched += 1;
+    let mut passes = Vec::new();
+    let mut raw_cpu = (0.0, 0.0);
+    for _ in 0..3 {
+        let baseline: jetstream::consumer::PullConsumer = js_stream
+            .create_consumer(consumer::pull::Config {
+                ack_policy: consumer::AckPolicy::None,
+                filter_subject: settings.all_subjects(),
+                ..Default::default()
+            })
+            .await?;
+        let started = Instant::now();
+        let cpu_before = (tests::cpu_seconds(nats_pid), tests::machine_busy_seconds());
+        let mut fetched = 0u64;
+        while fetched < published {
+            let mut batch = baseline
+                .fetch()
+                .max_messages(5000)
+                .messages()
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            while let Some(m) = batch.next().await {
+                m.map_err(|e| anyhow::anyhow!(e))?;
+                fetched += 1;
+            }
         }
+        let rate = fetched as f64 / started.elapsed().as_secs_f64();
+        if passes.iter().all(|&best| rate > best) {
+            raw_cpu = (
+                tests::cpu_seconds(nats_pid) - cpu_before.0,
+                tests::machine_busy_seconds() - cpu_before.1,
+            );
+        }
+        passes.push(rate);
     }
-    let raw = fetched as f64 / started.elapsed().as_secs_f64();
-    let raw_cpu = (
-        tests::cpu_seconds(nats_pid) - cpu_before.0,
-        tests::machine_busy_seconds() - cpu_before.1,
-    );
+    let raw = passes.iter().copied().fold(0.0, f64::max);
 
     // The projection, as its own process, catching up from the start.
     let db = TestDb::new(backend, "bench_projection").await?;
@@ -441,7 +452,14 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         .await?;
     println!("projection catch-up ({backend:?}, {published} events of 4-event dossiers)");
     println!("  publish to JetStream (setup):                 {publish_rate:>9.0} events/s");
-    println!("  raw JetStream fetch (5,000 a batch, no acks): {raw:>9.0} events/s");
+    println!(
+        "  raw JetStream fetch (5,000 a batch, no acks): {raw:>9.0} events/s  (best of {})",
+        passes
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "  projection catch-up (start → all applied):    {rate:>9.0} events/s  ({:.1} s)",
         elapsed.as_secs_f64()

@@ -3,7 +3,7 @@
 //! version order only: an older version is a duplicate and changes nothing, a
 //! version past the next one waits (is held) until the gap is filled.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use domain::{Event, Payload, Timeliness};
 
@@ -39,6 +39,28 @@ pub struct CounterKey {
     pub procedure_code: String,
     pub channel: i32,
     pub metric: String,
+}
+
+/// A [`CounterKey`] borrowed from a dossier row, to find a counter without
+/// building its key: it hashes and compares as the key does (same fields,
+/// same order; a `&str` hashes as a `String`).
+#[derive(Hash)]
+struct CounterProbe<'a> {
+    office_code: &'a str,
+    day: i32,
+    procedure_code: &'a str,
+    channel: i32,
+    metric: &'a str,
+}
+
+impl hashbrown::Equivalent<CounterKey> for CounterProbe<'_> {
+    fn equivalent(&self, key: &CounterKey) -> bool {
+        self.day == key.day
+            && self.channel == key.channel
+            && self.metric == key.metric
+            && self.office_code == key.office_code
+            && self.procedure_code == key.procedure_code
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -142,7 +164,7 @@ pub enum Applied {
 #[derive(Debug, Default)]
 pub struct Changes {
     pub rows: HashMap<String, DossierRow>,
-    pub counters: HashMap<CounterKey, CounterDelta>,
+    pub counters: hashbrown::HashMap<CounterKey, CounterDelta>,
     pub pauses: HashMap<(String, i32), Pause>,
     /// Late-feed notices, in the order their events applied.
     pub late_feed: Vec<LateNotice>,
@@ -152,19 +174,31 @@ pub struct Changes {
 
 impl Changes {
     fn count(&mut self, row: &DossierRow, day: i32, metric: &str) {
-        let key = CounterKey {
-            office_code: row.office_code.clone(),
+        let probe = CounterProbe {
+            office_code: &row.office_code,
             day,
-            procedure_code: row.procedure_code.clone(),
+            procedure_code: &row.procedure_code,
             channel: row.channel,
-            metric: metric.to_owned(),
+            metric,
         };
-        let delta = self.counters.entry(key).or_insert_with(|| CounterDelta {
-            province_code: row.province_code.clone(),
-            field: row.field.clone(),
-            n: 0,
-        });
-        delta.n += 1;
+        if let Some(delta) = self.counters.get_mut(&probe) {
+            delta.n += 1;
+            return;
+        }
+        self.counters.insert(
+            CounterKey {
+                office_code: row.office_code.clone(),
+                day,
+                procedure_code: row.procedure_code.clone(),
+                channel: row.channel,
+                metric: metric.to_owned(),
+            },
+            CounterDelta {
+                province_code: row.province_code.clone(),
+                field: row.field.clone(),
+                n: 1,
+            },
+        );
     }
 
     fn notice(&mut self, row: &DossierRow, change: LateChange, due_at: Option<i64>, at: i64) {

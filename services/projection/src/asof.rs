@@ -131,7 +131,7 @@ pub async fn replay(history: &History, subject: &str, point: Point) -> anyhow::R
             }
             batch.push(Incoming {
                 stream_seq,
-                subject: message.subject.to_string(),
+                subject: message.subject.clone(),
                 position: message
                     .headers
                     .as_ref()

@@ -7,7 +7,6 @@
 //! (`loadgen catchup`: 7.1 against 2.8 µs per event).
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -22,6 +21,7 @@ use async_nats::jetstream::{
 };
 use bus::StreamSettings;
 use futures::StreamExt as _;
+use hashbrown::HashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -90,7 +90,8 @@ pub struct Swap {
 /// One message, taken apart.
 pub(crate) struct Incoming {
     pub(crate) stream_seq: u64,
-    pub(crate) subject: String,
+    /// Shares the received subject (no copy).
+    pub(crate) subject: async_nats::Subject,
     /// The `Motcua-Position` header, when present.
     pub(crate) position: Option<u64>,
     /// Shares the received buffer (no copy).
@@ -538,7 +539,7 @@ pub(crate) struct Fold {
     /// Dossier rows read from the database and not yet taken by an event.
     loaded: HashMap<String, crate::apply::DossierRow>,
     /// Streams whose stored state has been read (present or not).
-    known: std::collections::HashSet<String>,
+    known: hashbrown::HashSet<String>,
     /// Held events by dossier: (version, payload, stored in the database?).
     waiting: HashMap<String, Vec<(i64, Vec<u8>, bool)>>,
     applied: u64,
@@ -554,7 +555,7 @@ impl Fold {
             held_count,
             write: BatchWrite::default(),
             loaded: HashMap::new(),
-            known: std::collections::HashSet::new(),
+            known: hashbrown::HashSet::new(),
             waiting: HashMap::new(),
             applied: 0,
             events: 0,
@@ -862,7 +863,7 @@ fn incoming(message: jetstream::Message) -> anyhow::Result<Incoming> {
         .and_then(|v| v.as_str().parse::<u64>().ok());
     Ok(Incoming {
         stream_seq,
-        subject: message.subject.to_string(),
+        subject: message.subject.clone(),
         position,
         payload: message.payload.clone(),
         pending: Some(pending),

@@ -137,6 +137,7 @@ impl DeadlineMonitor {
         });
         let results = futures::future::join_all(sends).await;
         let mut marked = 0u64;
+        let mut refusals = Vec::new();
         for (p, result) in todo.into_iter().zip(results) {
             match result {
                 Ok(_) => marked += 1,
@@ -145,12 +146,29 @@ impl DeadlineMonitor {
                     // Retried after a backoff; the request id keeps it once.
                     anyhow::bail!("mark dossier {} late: {e}", p.dossier_id)
                 }
-                Err(e) => {
-                    // The index and the log disagree (it should not happen:
-                    // both change in one transaction). Say so and move on.
-                    tracing::warn!(dossier = %p.dossier_id, error = %e, "deadline monitor: could not mark late");
+                Err(e) => refusals.push((p, e)),
+            }
+        }
+        if !refusals.is_empty() {
+            // Mostly the dossier moved on (a result, a withdrawal, a pause)
+            // after the index was read: its deadline has left the index
+            // since. One still there means the index and the log disagree
+            // (it should not happen: both change in one transaction).
+            let still: HashSet<(String, i64)> = self
+                .store
+                .passed_deadlines(now, limit)
+                .await?
+                .into_iter()
+                .map(|p| (p.dossier_id, p.due_at))
+                .collect();
+            for (p, e) in refusals {
+                let key = (p.dossier_id, p.due_at);
+                if still.contains(&key) {
+                    tracing::warn!(dossier = %key.0, error = %e, "deadline monitor: could not mark late");
                     metrics::counter!("intake_late_refused_total").increment(1);
-                    refused.insert((p.dossier_id, p.due_at));
+                    refused.insert(key);
+                } else {
+                    tracing::debug!(dossier = %key.0, error = %e, "deadline monitor: the dossier moved on before it was marked late");
                 }
             }
         }

@@ -133,19 +133,34 @@ pub async fn publish_in_order(
 
 impl Relay {
     /// Publishes until `stop` is cancelled and everything committed before
-    /// that has been acknowledged (or `stop` finds JetStream unreachable).
+    /// that has been acknowledged. A failure after `stop` is retried too, a
+    /// few times (an ack that timed out while the machine was busy shutting
+    /// down); what is left then is relayed at the next start.
     pub async fn run(mut self, stop: CancellationToken) {
+        const RETRIES_WHEN_STOPPING: u32 = 10;
         let mut backoff = Duration::from_millis(100);
+        let mut failed_when_stopping = 0;
         loop {
             match self.publish_until(&stop).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "relay interrupted; resuming from the last acknowledged position");
                     metrics::counter!("intake_relay_errors_total").increment(1);
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        Some(job) = self.republish.recv() => self.republish(job).await,
-                        () = stop.cancelled() => return,
+                    if stop.is_cancelled() {
+                        failed_when_stopping += 1;
+                        if failed_when_stopping > RETRIES_WHEN_STOPPING {
+                            tracing::warn!(
+                                "relay stopped with events unpublished; they are relayed at the next start"
+                            );
+                            return;
+                        }
+                        tokio::time::sleep(backoff.min(Duration::from_millis(500))).await;
+                    } else {
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            Some(job) = self.republish.recv() => self.republish(job).await,
+                            () = stop.cancelled() => {}
+                        }
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }

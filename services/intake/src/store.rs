@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use sqlkit::{Backend, list_placeholders, push, values_placeholders};
+use sqlkit::{Backend, column, list_placeholders, push, values_placeholders};
 use sqlx::{AnyPool, Row as _, any::AnyArguments};
 
 const SCHEMA_POSTGRES: &str = "
@@ -515,45 +515,15 @@ async fn append_postgres(
     }
     let result = sqlx::query(APPEND_POSTGRES)
         .bind(events.len() as i64)
-        .bind(
-            events
-                .iter()
-                .map(|e| e.event_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.dossier_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.version as i64).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.kind).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.payload.as_slice())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            replies
-                .iter()
-                .map(|r| r.request_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            replies
-                .iter()
-                .map(|r| r.event_index as i64)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            replies
-                .iter()
-                .map(|r| r.reply.as_slice())
-                .collect::<Vec<_>>(),
-        )
+        .bind(column(events, |e| e.event_id.as_str()))
+        .bind(column(events, |e| e.dossier_id.as_str()))
+        .bind(column(events, |e| e.version as i64))
+        .bind(column(events, |e| e.kind))
+        .bind(column(events, |e| e.recorded_at))
+        .bind(column(events, |e| e.payload.as_slice()))
+        .bind(column(replies, |r| r.request_id.as_str()))
+        .bind(column(replies, |r| r.event_index as i64))
+        .bind(column(replies, |r| r.reply.as_slice()))
         .bind(cleared)
         .bind(set_ids)
         .bind(set_due)

@@ -164,7 +164,7 @@ pub enum Applied {
 #[derive(Debug, Default)]
 pub struct Changes {
     pub rows: HashMap<String, DossierRow>,
-    pub counters: hashbrown::HashMap<CounterKey, CounterDelta>,
+    pub counters: HashMap<CounterKey, CounterDelta>,
     pub pauses: HashMap<(String, i32), Pause>,
     /// Late-feed notices, in the order their events applied.
     pub late_feed: Vec<LateNotice>,

@@ -335,12 +335,7 @@ impl Consumer {
         let (write, applied) = fold.into_write(self.news);
         // Held, released and parked events and procedure streams are read
         // back from the database by the next fold: it waits for this commit.
-        let overlay = write.held.is_empty()
-            && write.released.is_empty()
-            && write.parked.is_empty()
-            && write.unparked.is_empty()
-            && write.reparked.is_empty()
-            && write.changes.catalog.procedures.is_empty();
+        let overlay = write.only_dossier_changes();
         let write = Arc::new(write);
         let (store, name, batch) = (self.store.clone(), self.name.clone(), write.clone());
         let task = tokio::spawn(async move {

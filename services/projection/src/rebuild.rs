@@ -33,6 +33,11 @@ use crate::{
 /// and dossier row is written once for many events.
 const REBUILD_MAX_BATCH: usize = 200_000;
 
+/// The durable consumer that fills `generation`.
+fn consumer_name(generation: u64) -> String {
+    format!("rebuild-g{generation}")
+}
+
 #[derive(Clone, Debug)]
 struct Run {
     state: pb::RebuildState,
@@ -144,21 +149,7 @@ impl Rebuilder {
                 Ok((retired, old)) => {
                     tracing::info!(generation, retired, "rebuild done");
                     this.set_state(pb::RebuildState::Done, String::new());
-                    // The new generation serves; the old one goes after a
-                    // moment for the reads still in flight on it. A failure
-                    // here leaves a retired generation for the next start.
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    old.close().await;
-                    if let Err(e) = this.generations.drop_generation(retired).await {
-                        tracing::warn!(retired, error = %format!("{e:#}"), "drop the retired generation");
-                    }
-                    if let Ok(stream) = this.settings.ensure_stream(&this.js).await
-                        && let Err(e) = stream
-                            .delete_consumer(&format!("rebuild-g{generation}"))
-                            .await
-                    {
-                        tracing::debug!(error = %e, "delete the rebuild's consumer");
-                    }
+                    this.retire(generation, retired, old).await;
                 }
                 Err(e) => {
                     let error = format!("{e:#}");
@@ -175,6 +166,22 @@ impl Rebuilder {
         Ok(self.status())
     }
 
+    /// After a swap to `generation`: drops the `retired` one after a moment
+    /// for the reads still in flight on it, and the rebuild's consumer. A
+    /// failure leaves a retired generation, dropped at the next start.
+    async fn retire(&self, generation: u64, retired: u64, old: ReadStore) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        old.close().await;
+        if let Err(e) = self.generations.drop_generation(retired).await {
+            tracing::warn!(retired, error = %format!("{e:#}"), "drop the retired generation");
+        }
+        if let Ok(stream) = self.settings.ensure_stream(&self.js).await
+            && let Err(e) = stream.delete_consumer(&consumer_name(generation)).await
+        {
+            tracing::debug!(error = %e, "delete the rebuild's consumer");
+        }
+    }
+
     /// Fills `generation` and has the live consumer take it over; returns
     /// the retired generation and its store, still open.
     async fn rebuild(
@@ -187,12 +194,11 @@ impl Rebuilder {
             .generations
             .open_store(generation, Some(serving.feed_announcer()), Fill::Bulk)
             .await?;
-        let name = format!("rebuild-g{generation}");
         let consumer = Consumer {
             store: store.clone(),
             js: self.js.clone(),
             settings: self.settings.clone(),
-            name,
+            name: consumer_name(generation),
             max_batch: self.max_batch.max(REBUILD_MAX_BATCH),
             news: false,
             until_caught_up: true,

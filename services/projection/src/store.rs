@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use sqlkit::{Backend, Column, JsonRows, select_from_json, texts_from_json};
+use sqlkit::{Backend, Column, JsonRows, column, select_from_json, texts_from_json};
 use sqlx::{AnyPool, Row as _};
 use tokio::sync::watch;
 
@@ -175,7 +175,7 @@ const RECORD_PAUSE: &str =
 /// batch is one round trip and one atomic statement. Returns the feed's
 /// head before the batch. Batches that also hold, park or change procedure
 /// streams go through [`ReadStore::commit`]'s general path.
-fn commit_postgres() -> String {
+static COMMIT_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH head AS (
     SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS base FROM late_feed
@@ -205,7 +205,7 @@ fn commit_postgres() -> String {
 )
 SELECT base FROM head"
     )
-}
+});
 
 /// The batch statements, in the backend's dialect: each takes its rows as
 /// one JSON parameter, so it is prepared once per connection and kept.
@@ -283,15 +283,26 @@ pub struct BatchWrite {
     pub checkpoint: u64,
 }
 
+impl BatchWrite {
+    /// Whether the batch changes dossiers' read models only: nothing held,
+    /// released, parked or replayed, and no procedure stream written.
+    pub fn only_dossier_changes(&self) -> bool {
+        self.held.is_empty()
+            && self.released.is_empty()
+            && self.parked.is_empty()
+            && self.unparked.is_empty()
+            && self.reparked.is_empty()
+            && self.changes.catalog.writes_nothing()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ReadStore {
     pool: AnyPool,
     backend: Backend,
     /// The same PostgreSQL schema through sqlx's native driver, for the
-    /// statements that bind arrays (see [`commit_postgres`]).
+    /// statements that bind arrays (see [`COMMIT_POSTGRES`]).
     pg: Option<sqlx::PgPool>,
-    /// [`commit_postgres`], built once.
-    commit_pg: std::sync::Arc<str>,
     sql: std::sync::Arc<Statements>,
     /// The late feed's last committed position, for live watchers.
     feed_head: std::sync::Arc<watch::Sender<u64>>,
@@ -358,7 +369,6 @@ impl ReadStore {
             pool,
             backend,
             pg,
-            commit_pg: commit_postgres().into(),
             sql: std::sync::Arc::new(Statements::new(backend)),
             feed_head,
         })
@@ -526,12 +536,7 @@ impl ReadStore {
     /// Writes a batch's changes and its checkpoint in one transaction.
     pub async fn commit(&self, consumer: &str, batch: &BatchWrite) -> anyhow::Result<()> {
         if let Some(pg) = &self.pg
-            && batch.held.is_empty()
-            && batch.released.is_empty()
-            && batch.parked.is_empty()
-            && batch.unparked.is_empty()
-            && batch.reparked.is_empty()
-            && batch.changes.catalog.writes_nothing()
+            && batch.only_dossier_changes()
         {
             return self.commit_postgres(pg, consumer, batch).await;
         }
@@ -700,7 +705,7 @@ impl ReadStore {
     }
 
     /// [`ReadStore::commit`] of a batch of dossier events on PostgreSQL:
-    /// one statement ([`commit_postgres`]).
+    /// one statement ([`COMMIT_POSTGRES`]).
     async fn commit_postgres(
         &self,
         pg: &sqlx::PgPool,
@@ -713,143 +718,44 @@ impl ReadStore {
         let counters: Vec<_> = changes.counters.iter().collect();
         let pauses: Vec<_> = changes.pauses.iter().collect();
         let day = |d: Option<i32>| d.map(i64::from);
-        let base: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(&*self.commit_pg))
-            .bind(
-                feed.iter()
-                    .map(|n| i64::from(n.change.code()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                feed.iter()
-                    .map(|n| n.dossier_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                feed.iter()
-                    .map(|n| n.office_code.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                feed.iter()
-                    .map(|n| n.province_code.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                feed.iter()
-                    .map(|n| n.procedure_code.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(feed.iter().map(|n| n.field.as_str()).collect::<Vec<_>>())
-            .bind(
-                feed.iter()
-                    .map(|n| i64::from(n.channel))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(feed.iter().map(|n| n.due_at).collect::<Vec<_>>())
-            .bind(feed.iter().map(|n| n.occurred_at).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.dossier_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                rows.iter()
-                    .map(|r| r.office_code.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                rows.iter()
-                    .map(|r| r.province_code.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                rows.iter()
-                    .map(|r| r.procedure_code.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.field.as_str()).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| i64::from(r.channel))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| day(r.received_day)).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.due_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| day(r.due_day)).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| day(r.closed_day)).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| day(r.resolved_day)).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| day(r.timeliness)).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.late_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| i64::from(r.pauses)).collect::<Vec<_>>())
-            .bind(
-                counters
-                    .iter()
-                    .map(|(k, _)| k.office_code.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                counters
-                    .iter()
-                    .map(|(k, _)| i64::from(k.day))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                counters
-                    .iter()
-                    .map(|(k, _)| k.procedure_code.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                counters
-                    .iter()
-                    .map(|(k, _)| i64::from(k.channel))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                counters
-                    .iter()
-                    .map(|(k, _)| k.metric.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                counters
-                    .iter()
-                    .map(|(_, d)| d.province_code.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                counters
-                    .iter()
-                    .map(|(_, d)| d.field.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(counters.iter().map(|(_, d)| d.n).collect::<Vec<_>>())
-            .bind(
-                pauses
-                    .iter()
-                    .map(|((id, _), _)| id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                pauses
-                    .iter()
-                    .map(|((_, seq), _)| i64::from(*seq))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                pauses
-                    .iter()
-                    .map(|(_, p)| i64::from(p.from_day))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                pauses
-                    .iter()
-                    .map(|(_, p)| day(p.until_day))
-                    .collect::<Vec<_>>(),
-            )
+        let base: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(COMMIT_POSTGRES.as_str()))
+            .bind(column(feed, |n| i64::from(n.change.code())))
+            .bind(column(feed, |n| n.dossier_id.as_str()))
+            .bind(column(feed, |n| n.office_code.as_str()))
+            .bind(column(feed, |n| n.province_code.as_str()))
+            .bind(column(feed, |n| n.procedure_code.as_str()))
+            .bind(column(feed, |n| n.field.as_str()))
+            .bind(column(feed, |n| i64::from(n.channel)))
+            .bind(column(feed, |n| n.due_at))
+            .bind(column(feed, |n| n.occurred_at))
+            .bind(column(&rows, |r| r.dossier_id.as_str()))
+            .bind(column(&rows, |r| r.office_code.as_str()))
+            .bind(column(&rows, |r| r.province_code.as_str()))
+            .bind(column(&rows, |r| r.procedure_code.as_str()))
+            .bind(column(&rows, |r| r.field.as_str()))
+            .bind(column(&rows, |r| i64::from(r.channel)))
+            .bind(column(&rows, |r| r.version))
+            .bind(column(&rows, |r| r.status.as_str()))
+            .bind(column(&rows, |r| day(r.received_day)))
+            .bind(column(&rows, |r| r.due_at))
+            .bind(column(&rows, |r| day(r.due_day)))
+            .bind(column(&rows, |r| day(r.closed_day)))
+            .bind(column(&rows, |r| day(r.resolved_day)))
+            .bind(column(&rows, |r| day(r.timeliness)))
+            .bind(column(&rows, |r| r.late_at))
+            .bind(column(&rows, |r| i64::from(r.pauses)))
+            .bind(column(&counters, |(k, _)| k.office_code.as_str()))
+            .bind(column(&counters, |(k, _)| i64::from(k.day)))
+            .bind(column(&counters, |(k, _)| k.procedure_code.as_str()))
+            .bind(column(&counters, |(k, _)| i64::from(k.channel)))
+            .bind(column(&counters, |(k, _)| k.metric.as_str()))
+            .bind(column(&counters, |(_, d)| d.province_code.as_str()))
+            .bind(column(&counters, |(_, d)| d.field.as_str()))
+            .bind(column(&counters, |(_, d)| d.n))
+            .bind(column(&pauses, |((id, _), _)| id.as_str()))
+            .bind(column(&pauses, |((_, seq), _)| i64::from(*seq)))
+            .bind(column(&pauses, |(_, p)| i64::from(p.from_day)))
+            .bind(column(&pauses, |(_, p)| day(p.until_day)))
             .bind(consumer)
             .bind(batch.checkpoint as i64)
             .fetch_one(pg)

@@ -81,17 +81,8 @@ pub async fn connect_postgres(
     max_connections: u32,
     durability: Durability,
 ) -> anyhow::Result<sqlx::PgPool> {
-    let mut settings = vec![
-        ("plan_cache_mode", "force_custom_plan"),
-        ("enable_seqscan", "off"),
-    ];
-    if let Some(schema) = schema {
-        anyhow::ensure!(is_identifier(schema), "{schema:?} is not a schema name");
-        settings.push(("search_path", schema));
-    }
-    if durability == Durability::Relaxed {
-        settings.push(("synchronous_commit", "off"));
-    }
+    let mut settings = postgres_settings(schema, durability)?;
+    settings.push(("enable_seqscan", "off"));
     let options = sqlx::postgres::PgConnectOptions::from_str(url)
         .with_context(|| format!("parse database URL {}", redact(url)))?
         .options(settings);
@@ -103,6 +94,30 @@ pub async fn connect_postgres(
         .with_context(|| format!("connect to the database at {}", redact(url)))
 }
 
+/// The session settings of every PostgreSQL connection: `schema` as the
+/// search path, `durability`, and a plan per execution (a generic plan
+/// cached while a table was empty, as a new generation's are, scans it
+/// whole for ever after, as it grows to millions of rows).
+fn postgres_settings(
+    schema: Option<&str>,
+    durability: Durability,
+) -> anyhow::Result<Vec<(&'static str, &str)>> {
+    let mut settings = vec![("plan_cache_mode", "force_custom_plan")];
+    if let Some(schema) = schema {
+        anyhow::ensure!(is_identifier(schema), "{schema:?} is not a schema name");
+        settings.push(("search_path", schema));
+    }
+    if durability == Durability::Relaxed {
+        settings.push(("synchronous_commit", "off"));
+    }
+    Ok(settings)
+}
+
+/// One column of a batch, for a statement that binds an array per column.
+pub fn column<'a, T, U>(items: &'a [T], value: impl Fn(&'a T) -> U) -> Vec<U> {
+    items.iter().map(value).collect()
+}
+
 /// As [`connect`]; on PostgreSQL every connection works in `schema`
 /// (created when absent). SQLite has no schemas: `schema` must be None.
 pub async fn connect_in(
@@ -112,11 +127,28 @@ pub async fn connect_in(
     durability: Durability,
 ) -> anyhow::Result<(AnyPool, Backend)> {
     sqlx::any::install_default_drivers();
-    if let Some(schema) = schema {
-        anyhow::ensure!(is_identifier(schema), "{schema:?} is not a schema name");
-    }
-    let search_path = schema.map(|s| format!("SET search_path TO {s}"));
     let backend = Backend::from_url(url)?;
+    // Statements each new connection runs first.
+    let session: Vec<String> = match backend {
+        Backend::Sqlite => {
+            anyhow::ensure!(schema.is_none(), "SQLite has no schemas");
+            // WAL lets readers run beside the one writer; FULL makes every
+            // commit durable before it returns, NORMAL at WAL checkpoints.
+            let synchronous = match durability {
+                Durability::Durable => "FULL",
+                Durability::Relaxed => "NORMAL",
+            };
+            vec![
+                "PRAGMA journal_mode = WAL".to_owned(),
+                format!("PRAGMA synchronous = {synchronous}"),
+                "PRAGMA busy_timeout = 10000".to_owned(),
+            ]
+        }
+        Backend::Postgres => postgres_settings(schema, durability)?
+            .into_iter()
+            .map(|(name, value)| format!("SET {name} TO {value}"))
+            .collect(),
+    };
     let mut url = url.to_owned();
     if backend == Backend::Sqlite {
         let path = url
@@ -145,34 +177,10 @@ pub async fn connect_in(
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _meta| {
-            let search_path = search_path.clone();
+            let session = session.clone();
             Box::pin(async move {
-                match (backend, durability) {
-                    (Backend::Sqlite, _) => {
-                        // WAL lets readers run beside the one writer; FULL
-                        // makes every commit durable before a reply is sent.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute(match durability {
-                            Durability::Durable => "PRAGMA synchronous = FULL",
-                            Durability::Relaxed => "PRAGMA synchronous = NORMAL",
-                        })
-                        .await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    }
-                    (Backend::Postgres, durability) => {
-                        // Plan every execution against the tables as they
-                        // are: a generic plan cached while a table was empty
-                        // (a new generation, a new office) scans it whole
-                        // for ever after, as it grows to millions of rows.
-                        conn.execute("SET plan_cache_mode = force_custom_plan")
-                            .await?;
-                        if durability == Durability::Relaxed {
-                            conn.execute("SET synchronous_commit = off").await?;
-                        }
-                    }
-                }
-                if let Some(set) = &search_path {
-                    conn.execute(sqlx::AssertSqlSafe(set.clone())).await?;
+                for statement in session {
+                    conn.execute(sqlx::AssertSqlSafe(statement)).await?;
                 }
                 Ok(())
             })

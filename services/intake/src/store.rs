@@ -207,6 +207,9 @@ impl EventStore {
         request_ids: &[&str],
     ) -> anyhow::Result<HashMap<String, StoredReply>> {
         let mut found = HashMap::new();
+        if request_ids.is_empty() {
+            return Ok(found);
+        }
         if let Some(pg) = &self.pg {
             let rows = sqlx::query(
                 "SELECT request_id, position, reply FROM command_replies WHERE request_id = ANY($1)",

@@ -190,7 +190,7 @@ impl Writer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_batch(&batch).await {
+            match self.try_batch(&batch, attempt == 1).await {
                 Ok(outcomes) => {
                     for (submission, outcome) in batch.into_iter().zip(outcomes) {
                         // The caller may have gone away; the event stays.
@@ -199,8 +199,10 @@ impl Writer {
                     return;
                 }
                 Err(AppendError::Conflict) if attempt <= CONFLICT_RETRIES => {
-                    // Another instance appended first: forget what we knew of
-                    // these dossiers and decide again from the store.
+                    // Another instance appended first, a request id was
+                    // answered before, or a dossier assumed new exists:
+                    // forget what we knew of these dossiers and decide
+                    // again from the store.
                     for s in &batch {
                         self.cache.remove(&s.dossier_id);
                     }
@@ -228,22 +230,49 @@ impl Writer {
 
     /// Decides every command of the batch and appends the accepted ones in
     /// one transaction. Returns each submission's outcome, in order.
+    ///
+    /// An `optimistic` attempt reads nothing the store's unique keys will
+    /// check anyway: it takes every request id as new, and a dossier that
+    /// a batch opens with Receive or SubmitOnline and the cache lacks as
+    /// not yet in the store. When either guess is wrong the append hits a
+    /// unique key, appends nothing, and the batch is decided again with
+    /// both read (see [`Writer::commit_batch`]). A command refused on the
+    /// way may be a retry its first answer now refuses: refusals alone are
+    /// looked up. So a batch of new dossiers costs one round trip, not two.
     async fn try_batch(
         &mut self,
         batch: &[Submission],
+        optimistic: bool,
     ) -> Result<Vec<Result<CommandReply, IntakeError>>, AppendError> {
         // A failed earlier attempt's catalog changes never committed.
         self.catalog.rollback();
         self.catalog.refresh_for(&self.store, batch).await?;
         // Replies already given to these request ids (client retries).
-        let ids: Vec<&str> = batch
-            .iter()
-            .map(|s| s.request_id.as_str())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        let ids: Vec<&str> = if optimistic {
+            Vec::new()
+        } else {
+            batch
+                .iter()
+                .map(|s| s.request_id.as_str())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        let mut opened: HashSet<&str> = HashSet::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        for s in batch {
+            if seen.insert(s.dossier_id.as_str())
+                && optimistic
+                && matches!(
+                    s.command,
+                    Command::Receive { .. } | Command::SubmitOnline { .. }
+                )
+            {
+                opened.insert(s.dossier_id.as_str());
+            }
+        }
         let answered = self
-            .load_states(&ids, batch.iter().map(|s| s.dossier_id.as_str()))
+            .load_states(&ids, seen.into_iter().filter(|id| !opened.contains(id)))
             .await?;
 
         let now = (self.clock)();
@@ -321,6 +350,25 @@ impl Writer {
                     outcomes.push(Outcome::Appended(events.len() - 1));
                 }
                 Err(refusal) => outcomes.push(Outcome::Refused(refusal.into())),
+            }
+        }
+        if optimistic {
+            // A refused command may be a retry whose first answer changed
+            // the state that refuses it now: the stored answer wins. (A
+            // retry decided again instead hits the replies' unique key.)
+            let refused: Vec<&str> = outcomes
+                .iter()
+                .zip(batch)
+                .filter(|(o, _)| matches!(o, Outcome::Refused(_)))
+                .map(|(_, s)| s.request_id.as_str())
+                .collect();
+            let stored = self.store.find_replies(&refused).await?;
+            for (outcome, s) in outcomes.iter_mut().zip(batch) {
+                if matches!(outcome, Outcome::Refused(_))
+                    && let Some(reply) = stored.get(&s.request_id)
+                {
+                    *outcome = Outcome::Stored(reply.clone());
+                }
             }
         }
 

@@ -1,0 +1,183 @@
+//! intake's writer decides a batch without reading the store when the
+//! store's unique keys will check its guesses (request ids new, dossiers
+//! opened by Receive or SubmitOnline absent). These tests make each guess
+//! wrong inside one batch, after a restart emptied the writer's memory, and
+//! check that the batch is decided again from the store: the retry gets its
+//! first reply, a second Receive is refused, a dossier submitted online is
+//! received, and only the right events are appended. A retry refused by the
+//! state its first answer made gets that answer.
+
+use domain::{Channel, Command, Procedure, Timestamp};
+use futures::FutureExt as _;
+use intake::{
+    error::IntakeError,
+    store::EventStore,
+    writer::{Writer, WriterHandle, system_clock},
+};
+use proto::intake::v1::CommandReply;
+use tests::{Backend, TestDb};
+use tokio::sync::watch;
+
+fn receive(office: &str, due_at: Timestamp) -> Command {
+    Command::Receive {
+        office_code: office.into(),
+        province_code: "BTH".into(),
+        procedure: Procedure {
+            code: "1.001".into(),
+            field: "dat-dai".into(),
+        },
+        channel: Channel::InPerson,
+        due_at: Some(due_at),
+    }
+}
+
+fn submit_online(office: &str) -> Command {
+    Command::SubmitOnline {
+        office_code: office.into(),
+        province_code: "BTH".into(),
+        procedure: Procedure {
+            code: "1.001".into(),
+            field: "dat-dai".into(),
+        },
+        channel: Channel::OnlineFull,
+    }
+}
+
+/// A writer over `store` with nothing in memory, running until its handle
+/// is dropped.
+fn writer(store: &EventStore) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+    let (writer, handle) = Writer::new(store.clone(), watch::Sender::new(0), system_clock(), 64);
+    (handle, tokio::spawn(writer.run()))
+}
+
+/// Executes `commands` as one batch: every command is queued before the
+/// writer starts, so its first `recv_many` takes them all.
+async fn one_batch(
+    store: &EventStore,
+    commands: Vec<(&str, &str, Command)>,
+) -> Vec<Result<CommandReply, IntakeError>> {
+    let (writer, handle) = Writer::new(store.clone(), watch::Sender::new(0), system_clock(), 64);
+    let at = Some(Timestamp::at_local(
+        domain::LocalDay::from_ymd(2024, 3, 4).expect("a date"),
+        9,
+        0,
+    ));
+    let mut replies = Box::pin(futures::future::join_all(commands.into_iter().map(
+        |(request_id, dossier_id, command)| {
+            handle.execute(
+                request_id.into(),
+                "clerk".into(),
+                dossier_id.into(),
+                at,
+                command,
+            )
+        },
+    )));
+    // One poll queues every command (each waits for its reply after).
+    assert!((&mut replies).now_or_never().is_none());
+    let running = tokio::spawn(writer.run());
+    let replies = replies.await;
+    drop(handle);
+    running.await.expect("the writer ends");
+    replies
+}
+
+async fn wrong_guesses_are_decided_again(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDb::new(backend, "writer_guesses").await?;
+    let store = EventStore::open(&db.url).await?;
+    let due = Timestamp::at_local(
+        domain::LocalDay::from_ymd(2024, 3, 14).expect("a date"),
+        17,
+        0,
+    );
+
+    // Before the restart: X received and resolved (the result's retry
+    // comes when X no longer takes a result: its first reply wins over the
+    // refusal), Y submitted online.
+    let (handle, running) = writer(&store);
+    let at = Some(Timestamp::at_local(
+        domain::LocalDay::from_ymd(2024, 3, 1).expect("a date"),
+        9,
+        0,
+    ));
+    let first = handle
+        .execute(
+            "r-x".into(),
+            "clerk".into(),
+            "X".into(),
+            at,
+            receive("TP", due),
+        )
+        .await?;
+    let resolved = handle
+        .execute(
+            "r-res".into(),
+            "clerk".into(),
+            "X".into(),
+            at,
+            Command::RecordResult,
+        )
+        .await?;
+    let retried = handle
+        .execute(
+            "r-res".into(),
+            "clerk".into(),
+            "X".into(),
+            at,
+            Command::RecordResult,
+        )
+        .await?;
+    assert_eq!(retried, resolved);
+    handle
+        .execute(
+            "r-y".into(),
+            "citizen".into(),
+            "Y".into(),
+            at,
+            submit_online("TP"),
+        )
+        .await?;
+    drop(handle);
+    running.await?;
+    assert_eq!(store.count().await?, 3);
+
+    // After it, in one batch: the retry of X's receipt, a second receipt of
+    // X under a new request id, the desk receiving Y, and a new dossier Z.
+    let replies = one_batch(
+        &store,
+        vec![
+            ("r-x", "X", receive("TP", due)),
+            ("r-x-again", "X", receive("TP", due)),
+            ("r-y-desk", "Y", receive("TP", due)),
+            ("r-z", "Z", receive("TP", due)),
+        ],
+    )
+    .await;
+    let [retry, again, y, z] = <[_; 4]>::try_from(replies).expect("four replies");
+    assert_eq!(retry?, first, "a retry gets the first reply");
+    match again {
+        Err(IntakeError::Refused(refusal)) => {
+            assert!(refusal.to_string().contains("already exists"), "{refusal}")
+        }
+        other => panic!("a second receipt of X must be refused, got {other:?}"),
+    }
+    let y = y?;
+    assert_eq!((y.dossier_id.as_str(), y.version), ("Y", 2));
+    let z = z?;
+    assert_eq!((z.dossier_id.as_str(), z.version), ("Z", 1));
+    // Y's receipt and Z's: nothing else was appended.
+    assert_eq!(store.count().await?, 5);
+    assert_eq!(store.head().await?, 5);
+    assert_eq!([y.position, z.position].iter().max(), Some(&5));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_guesses_are_decided_again_on_sqlite() -> anyhow::Result<()> {
+    wrong_guesses_are_decided_again(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_guesses_are_decided_again_on_postgres() -> anyhow::Result<()> {
+    wrong_guesses_are_decided_again(Backend::Postgres).await
+}

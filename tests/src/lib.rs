@@ -710,9 +710,11 @@ impl ChildService {
             "PROJECTION_LISTEN"
         };
         let mut command = Command::new(binary(name)?);
+        // `MOTCUA_CHILD_LOG` sets the children's log filter (default: warn).
+        let log = std::env::var("MOTCUA_CHILD_LOG").unwrap_or_else(|_| "warn".into());
         command
             .env(listen_var, addr.to_string())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in env {

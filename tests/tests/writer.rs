@@ -109,24 +109,17 @@ async fn wrong_guesses_are_decided_again(backend: Backend) -> anyhow::Result<()>
             receive("TP", due),
         )
         .await?;
-    let resolved = handle
-        .execute(
+    let record_result = || {
+        handle.execute(
             "r-res".into(),
             "clerk".into(),
             "X".into(),
             at,
             Command::RecordResult,
         )
-        .await?;
-    let retried = handle
-        .execute(
-            "r-res".into(),
-            "clerk".into(),
-            "X".into(),
-            at,
-            Command::RecordResult,
-        )
-        .await?;
+    };
+    let resolved = record_result().await?;
+    let retried = record_result().await?;
     assert_eq!(retried, resolved);
     handle
         .execute(

@@ -258,21 +258,29 @@ impl Writer {
                 .into_iter()
                 .collect()
         };
+        // Dossiers whose first command in the batch opens them, taken as new.
         let mut opened: HashSet<&str> = HashSet::new();
-        let mut seen: HashSet<&str> = HashSet::new();
-        for s in batch {
-            if seen.insert(s.dossier_id.as_str())
-                && optimistic
-                && matches!(
-                    s.command,
-                    Command::Receive { .. } | Command::SubmitOnline { .. }
-                )
-            {
-                opened.insert(s.dossier_id.as_str());
+        if optimistic {
+            let mut seen: HashSet<&str> = HashSet::new();
+            for s in batch {
+                if seen.insert(s.dossier_id.as_str())
+                    && matches!(
+                        s.command,
+                        Command::Receive { .. } | Command::SubmitOnline { .. }
+                    )
+                {
+                    opened.insert(s.dossier_id.as_str());
+                }
             }
         }
         let answered = self
-            .load_states(&ids, seen.into_iter().filter(|id| !opened.contains(id)))
+            .load_states(
+                &ids,
+                batch
+                    .iter()
+                    .map(|s| s.dossier_id.as_str())
+                    .filter(|id| !opened.contains(id)),
+            )
             .await?;
 
         let now = (self.clock)();

@@ -378,43 +378,18 @@ impl ReadStore {
     /// once, in bulk, to its write-ahead log) and builds the reports'
     /// indexes.
     pub async fn finish_bulk_fill(&self) -> anyhow::Result<()> {
-        use sqlx::Executor as _;
-        if self.backend != Backend::Postgres {
-            return sqlkit::run_ddl(&self.pool, INDEXES)
+        if self.backend == Backend::Postgres {
+            let logged: String = TABLES
+                .iter()
+                .map(|table| format!("ALTER TABLE {table} SET LOGGED;"))
+                .collect();
+            sqlkit::run_ddl(&self.pool, &logged)
                 .await
-                .context("build the read models' indexes");
+                .context("log the read models' tables")?;
         }
-        // One connection with room to sort an index in memory (the default
-        // 64 MB spills a few million rows to disk); it goes back to the pool
-        // with the server's default.
-        let mut conn = self.pool.acquire().await.context("take a connection")?;
-        conn.execute("SET maintenance_work_mem = '256MB'")
+        sqlkit::run_ddl(&self.pool, INDEXES)
             .await
-            .context("give index builds memory")?;
-        let result = async {
-            for table in TABLES {
-                let started = std::time::Instant::now();
-                conn.execute(sqlx::AssertSqlSafe(format!(
-                    "ALTER TABLE {table} SET LOGGED"
-                )))
-                .await
-                .with_context(|| format!("log table {table}"))?;
-                tracing::debug!(table, elapsed = ?started.elapsed(), "table logged");
-            }
-            for statement in INDEXES.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                let started = std::time::Instant::now();
-                conn.execute(sqlx::AssertSqlSafe(statement.to_owned()))
-                    .await
-                    .with_context(|| format!("build an index: {statement}"))?;
-                tracing::debug!(statement, elapsed = ?started.elapsed(), "index built");
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        conn.execute("RESET maintenance_work_mem")
-            .await
-            .context("reset maintenance_work_mem")?;
-        result
+            .context("build the read models' indexes")
     }
 
     /// The announcer of late-feed heads, to share with a new generation.

@@ -191,16 +191,19 @@ pub async fn connect_in(
     Ok((pool, backend))
 }
 
-/// Runs DDL statements one by one (SQLite runs one statement per call).
+/// Runs DDL statements one by one (SQLite runs one statement per call),
+/// each timed at debug (a rebuild's index builds take seconds).
 pub async fn run_ddl(pool: &AnyPool, statements: &str) -> anyhow::Result<()> {
     for statement in statements
         .split(';')
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
+        let started = std::time::Instant::now();
         pool.execute(sqlx::AssertSqlSafe(statement.to_owned()))
             .await
             .with_context(|| format!("apply schema statement: {statement}"))?;
+        tracing::debug!(statement, elapsed = ?started.elapsed(), "schema statement applied");
     }
     Ok(())
 }

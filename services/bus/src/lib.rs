@@ -47,12 +47,18 @@ impl Default for StreamSettings {
 impl StreamSettings {
     /// The subject an event is published on.
     pub fn subject(&self, event: &domain::Event) -> String {
+        self.subject_of(
+            &event.province_code,
+            &event.office_code,
+            event.payload.kind().as_str(),
+        )
+    }
+
+    /// The subject of an event of `kind` at an office, without the event.
+    pub fn subject_of(&self, province_code: &str, office_code: &str, kind: &str) -> String {
         format!(
-            "{}.{}.{}.{}",
-            self.subject_prefix,
-            event.province_code,
-            event.office_code,
-            event.payload.kind()
+            "{}.{province_code}.{office_code}.{kind}",
+            self.subject_prefix
         )
     }
 

@@ -274,6 +274,8 @@ pub fn new_event(event: &Event) -> NewEvent {
     NewEvent {
         event_id: event.event_id.clone(),
         dossier_id: event.dossier_id.clone(),
+        office_code: event.office_code.clone(),
+        province_code: event.province_code.clone(),
         version: event.version,
         kind: event.payload.kind().as_str(),
         recorded_at: event.recorded_at.micros(),

@@ -100,7 +100,10 @@ impl Application {
             clock.clone(),
             config.max_batch as usize,
         );
-        let writer = writer.with_catalog(catalog::Catalog::load(&store, calendar).await?);
+        let (feed_tx, feed) = tokio::sync::mpsc::channel(relay::FEED_CAPACITY);
+        let writer = writer
+            .with_catalog(catalog::Catalog::load(&store, calendar).await?)
+            .feeding(feed_tx);
         let new_deadlines = writer.deadline_updates();
         let writer = tokio::spawn(writer.run());
         let monitor_stop = CancellationToken::new();
@@ -127,6 +130,7 @@ impl Application {
                 head: head_rx,
                 acked: None,
                 republish,
+                feed,
             }
             .run(relay_stop.clone()),
         );

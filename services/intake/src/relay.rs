@@ -4,6 +4,13 @@
 //! from the stream's last message), so nothing is lost and duplicates are
 //! dropped by JetStream's duplicate window.
 //!
+//! The writer hands each committed batch over in memory ([`Outgoing`]), so
+//! the relay need not read and decode it again. The store stays the truth:
+//! whatever the hand-over lacks (a full feed, a restart, another instance's
+//! appends, an import) shows up as a gap before the next handed-over event
+//! or as a head beyond it, and is read from the store. Handed-over events
+//! at or before the acknowledged position are dropped.
+//!
 //! Republishing (the `Republish` admin RPC) runs *inside* this task, between
 //! two of its batches: a job publishes positions `from..=head` (head read
 //! when the job starts) with the same [`publish_in_order`] loop, then the
@@ -24,9 +31,14 @@ use proto::intake::v1::RepublishProgress;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{EventStore, StoredEvent};
+use crate::store::{EventStore, NewEvent, StoredEvent};
 
 const READ_BATCH: u32 = 2_000;
+/// Handed-over events the relay holds at most; beyond it (JetStream down
+/// for a while) it forgets them and reads from the store when it can.
+const HANDED_LIMIT: usize = 50_000;
+/// Committed batches the writer may hand over before the relay takes them.
+pub const FEED_CAPACITY: usize = 256;
 /// Polls the store this often even without a local commit, to pick up what
 /// another intake instance appended.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -41,6 +53,66 @@ pub struct Relay {
     pub acked: Option<u64>,
     /// Republish jobs (from [`RelayHandle`]), run between batches.
     pub republish: mpsc::Receiver<RepublishJob>,
+    /// Committed events handed over by the writer ([`crate::writer::Writer::feeding`]).
+    pub feed: mpsc::Receiver<Vec<Outgoing>>,
+}
+
+/// One committed event as the relay publishes it: the stored payload and
+/// what its subject and headers need.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub position: u64,
+    pub event_id: String,
+    pub province_code: String,
+    pub office_code: String,
+    pub kind: &'static str,
+    pub payload: bytes::Bytes,
+}
+
+impl Outgoing {
+    /// The events of an append that took positions from `first_position`.
+    pub fn committed(first_position: u64, events: &[NewEvent]) -> Vec<Self> {
+        events
+            .iter()
+            .zip(first_position..)
+            .map(|(e, position)| Self {
+                position,
+                event_id: e.event_id.clone(),
+                province_code: e.province_code.clone(),
+                office_code: e.office_code.clone(),
+                kind: e.kind,
+                payload: bytes::Bytes::copy_from_slice(&e.payload),
+            })
+            .collect()
+    }
+
+    /// An event read back from the store, decoded for its envelope.
+    pub fn from_stored(stored: StoredEvent) -> anyhow::Result<Self> {
+        let event = bus::decode_event(&stored.payload)
+            .with_context(|| format!("decode stored event at position {}", stored.position))?;
+        Ok(Self {
+            position: stored.position,
+            kind: event.payload.kind().as_str(),
+            event_id: event.event_id,
+            province_code: event.province_code,
+            office_code: event.office_code,
+            payload: stored.payload.into(),
+        })
+    }
+
+    fn subject(&self, settings: &StreamSettings) -> String {
+        settings.subject_of(&self.province_code, &self.office_code, self.kind)
+    }
+}
+
+/// Up to [`READ_BATCH`] events after `position` from the store, ready to publish.
+async fn read_outgoing(store: &EventStore, position: u64) -> anyhow::Result<Vec<Outgoing>> {
+    store
+        .read_after(position, READ_BATCH)
+        .await?
+        .into_iter()
+        .map(Outgoing::from_stored)
+        .collect()
 }
 
 /// A request to publish the log again from a position.
@@ -98,26 +170,20 @@ pub struct Published {
 pub async fn publish_in_order(
     js: &jetstream::Context,
     settings: &StreamSettings,
-    events: &[StoredEvent],
+    events: &[Outgoing],
     mut acked: impl FnMut(u64),
 ) -> anyhow::Result<Published> {
     let mut in_flight: VecDeque<(u64, PublishAckFuture)> = VecDeque::with_capacity(events.len());
-    for stored in events {
-        let event = bus::decode_event(&stored.payload)
-            .with_context(|| format!("decode stored event at position {}", stored.position))?;
+    for event in events {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.event_id.as_str());
-        headers.insert(POSITION_HEADER, stored.position.to_string().as_str());
-        headers.insert(KIND_HEADER, event.payload.kind().as_str());
+        headers.insert(POSITION_HEADER, event.position.to_string().as_str());
+        headers.insert(KIND_HEADER, event.kind);
         let ack = js
-            .publish_with_headers(
-                settings.subject(&event),
-                headers,
-                stored.payload.clone().into(),
-            )
+            .publish_with_headers(event.subject(settings), headers, event.payload.clone())
             .await
             .context("publish an event")?;
-        in_flight.push_back((stored.position, ack));
+        in_flight.push_back((event.position, ack));
     }
     let mut published = Published::default();
     while let Some((position, ack)) = in_flight.pop_front() {
@@ -207,31 +273,53 @@ impl Relay {
             }
         };
         tracing::info!(position = acked, "relay publishing after position");
+        // Handed-over events not yet published, in position order.
+        let mut handed: VecDeque<Outgoing> = VecDeque::new();
+        // Read the store even when the writer told of nothing new: at
+        // start, and after each poll interval (another instance's appends).
+        let mut look_in_store = true;
         loop {
             while let Ok(job) = self.republish.try_recv() {
                 self.republish(job).await;
             }
             acked = self.acked.unwrap_or(acked);
-            let events = self.store.read_after(acked, READ_BATCH).await?;
+            while let Ok(batch) = self.feed.try_recv() {
+                handed.extend(batch);
+            }
+            while handed.front().is_some_and(|e| e.position <= acked) {
+                handed.pop_front();
+            }
+            if handed.len() > HANDED_LIMIT {
+                handed.clear();
+            }
+            let head = *self.head.borrow_and_update();
+            let events = if handed.front().is_some_and(|e| e.position == acked + 1) {
+                take_run(&mut handed, READ_BATCH as usize)
+            } else if look_in_store || !handed.is_empty() || head > acked {
+                // A gap before the next handed-over event, a commit that
+                // was not handed over, or time to look.
+                look_in_store = false;
+                read_outgoing(&self.store, acked).await?
+            } else {
+                Vec::new()
+            };
             if events.is_empty() {
                 if stop.is_cancelled() {
                     return Ok(());
                 }
-                let head = *self.head.borrow_and_update();
                 metrics::gauge!("intake_relay_lag_events").set(head.saturating_sub(acked) as f64);
-                if head > acked {
-                    continue;
-                }
                 tokio::select! {
                     changed = self.head.changed() => {
                         if changed.is_err() {
                             // The writer is gone: publish what is left, then stop.
-                            if self.store.read_after(acked, 1).await?.is_empty() {
+                            if handed.is_empty() && self.store.read_after(acked, 1).await?.is_empty() {
                                 return Ok(());
                             }
+                            look_in_store = true;
                         }
                     }
-                    () = tokio::time::sleep(POLL_INTERVAL) => {}
+                    Some(batch) = self.feed.recv() => handed.extend(batch),
+                    () = tokio::time::sleep(POLL_INTERVAL) => look_in_store = true,
                     Some(job) = self.republish.recv() => self.republish(job).await,
                     () = stop.cancelled() => {}
                 }
@@ -301,7 +389,7 @@ impl Relay {
         drop(progress.send(Ok(report)).await);
         let mut position = first - 1;
         while position < head {
-            let mut events = self.store.read_after(position, READ_BATCH).await?;
+            let mut events = read_outgoing(&self.store, position).await?;
             events.retain(|e| e.position <= head);
             if events.is_empty() {
                 break;
@@ -326,4 +414,22 @@ impl Relay {
         drop(progress.send(Ok(report)).await);
         Ok(())
     }
+}
+
+/// The run of consecutive positions at the front of `handed`, at most `limit`.
+fn take_run(handed: &mut VecDeque<Outgoing>, limit: usize) -> Vec<Outgoing> {
+    let mut run: Vec<Outgoing> = Vec::new();
+    while run.len() < limit
+        && let Some(next) = handed.pop_front()
+    {
+        if run
+            .last()
+            .is_some_and(|last| last.position + 1 != next.position)
+        {
+            handed.push_front(next);
+            break;
+        }
+        run.push(next);
+    }
+    run
 }

@@ -68,11 +68,14 @@ INSERT INTO log_head (id, position)
     SELECT 1, COALESCE(MAX(position), 0) FROM events WHERE true
     ON CONFLICT (id) DO NOTHING";
 
-/// One event ready to append, already encoded.
+/// One event ready to append, already encoded, with what the relay needs to
+/// publish it without decoding it again.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
     pub event_id: String,
     pub dossier_id: String,
+    pub office_code: String,
+    pub province_code: String,
     pub version: u64,
     pub kind: &'static str,
     pub recorded_at: i64,

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     error::IntakeError,
+    relay::Outgoing,
     store::{AppendError, DeadlineChange, EventStore, NewEvent, NewReply, StoredReply},
 };
 
@@ -101,6 +102,9 @@ pub struct Writer {
     new_deadlines: watch::Sender<i64>,
     /// The procedure catalog and the working-time calendar.
     catalog: crate::catalog::Catalog,
+    /// Committed events handed to the relay, which then need not read them
+    /// back from the store (see [`crate::relay`]).
+    relay_feed: Option<mpsc::Sender<Vec<Outgoing>>>,
 }
 
 impl Writer {
@@ -124,6 +128,7 @@ impl Writer {
                 max_batch,
                 new_deadlines: watch::Sender::new(i64::MAX),
                 catalog: crate::catalog::Catalog::default(),
+                relay_feed: None,
             },
             WriterHandle {
                 tx,
@@ -135,6 +140,14 @@ impl Writer {
     /// Decides with this catalog and calendar (default: empty, statutory).
     pub fn with_catalog(mut self, catalog: crate::catalog::Catalog) -> Self {
         self.catalog = catalog;
+        self
+    }
+
+    /// Hands every committed event to the relay through `feed`. A feed
+    /// that is full is skipped, never waited on: the relay then reads
+    /// those events from the store.
+    pub fn feeding(mut self, feed: mpsc::Sender<Vec<Outgoing>>) -> Self {
+        self.relay_feed = Some(feed);
         self
     }
 
@@ -415,7 +428,7 @@ impl Writer {
                 .append(&events, &replies, &deadline_changes)
                 .await?;
             self.catalog.commit();
-            self.committed(first_position, events.len(), earliest_deadline);
+            self.committed(first_position, &events, earliest_deadline);
         }
         for (id, state) in working {
             match state {
@@ -485,10 +498,16 @@ impl Writer {
         Ok(answered)
     }
 
-    /// After a commit of `count` events from `first_position`: tells the
-    /// relay and the deadline monitor, and counts.
-    fn committed(&self, first_position: u64, count: usize, earliest_deadline: i64) {
+    /// After a commit of `events` from `first_position`: hands them to the
+    /// relay, tells the head to it and the deadline monitor, and counts.
+    fn committed(&self, first_position: u64, events: &[NewEvent], earliest_deadline: i64) {
+        let count = events.len();
         let last = first_position + count as u64 - 1;
+        if let Some(feed) = &self.relay_feed
+            && let Ok(permit) = feed.try_reserve()
+        {
+            permit.send(Outgoing::committed(first_position, events));
+        }
         self.head.send_replace(last);
         metrics::counter!("intake_events_appended_total").increment(count as u64);
         metrics::gauge!("intake_log_head").set(last as f64);
@@ -579,6 +598,8 @@ pub(crate) fn record(
         payload: bus::encode_event(&event),
         event_id: event.event_id,
         dossier_id: event.dossier_id,
+        office_code: event.office_code,
+        province_code: event.province_code,
         version: event.version,
         recorded_at: now.micros(),
     };

@@ -58,7 +58,8 @@ enum Mode {
     Intake {
         #[arg(long, default_value_t = 64)]
         clients: usize,
-        #[arg(long, default_value_t = 10)]
+        /// Seconds of each side in all, split over the rounds.
+        #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
     /// projection catching up a backlog published straight to JetStream.
@@ -99,6 +100,11 @@ fn backend(db: Db) -> Backend {
         Db::Sqlite => Backend::Sqlite,
     }
 }
+
+// `intake` runs intake in this process: with the allocator its binary
+// ships with (the raw baseline shares it).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -146,6 +152,9 @@ where
     Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Rounds in which the raw baseline and intake take turns.
+const ROUNDS: u32 = 5;
+
 async fn intake_throughput(
     backend: Backend,
     clients: usize,
@@ -164,7 +173,7 @@ async fn intake_throughput(
     let channel = GrpcChannel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
-    let raw = hammer(clients, duration, move |_| {
+    let raw_call = move |_| {
         let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
         async move {
             client
@@ -174,29 +183,60 @@ async fn intake_throughput(
                 .await?;
             Ok(())
         }
-    })
-    .await?;
+    };
 
     let nats = NatsServer::start().await?;
     let db = TestDb::new(backend, "bench_intake").await?;
-    let (intake, store) = start_intake(&db.url, &nats.url(), &unique_stream()).await?;
+    let stream = unique_stream();
+    let (intake, store) = start_intake(&db.url, &nats.url(), &stream).await?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
     let desk = Desk::connect(intake.addr).await?;
     // Received now, due in nine days: intake's deadline monitor has nothing
     // to mark late during the run (a past due date would add a Late event
     // to every command).
     let base = tests::real_now();
     let due = Timestamp::at_local(LocalDay::from_days(base.local_day().days() + 9), 17, 0);
-    let rate = hammer(clients, duration, move |i| {
+
+    // The two take turns, so a shared machine's slow spells fall on both.
+    // Each intake round ends once its events are published, so its work
+    // does not spill into the next raw round.
+    let slice = duration / ROUNDS;
+    let mut rounds = Vec::new();
+    for round in 0..ROUNDS {
+        let raw = hammer(clients, slice, raw_call.clone()).await?;
         let desk = desk.clone();
-        async move {
-            desk.receive(&format!("B-{i}"), "BENCH", base, due).await?;
+        let rate = hammer(clients, slice, move |i| {
+            let desk = desk.clone();
+            async move {
+                desk.receive(&format!("B-{round}-{i}"), "BENCH", base, due)
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        let appended = store.count().await?;
+        tests::eventually(Duration::from_secs(60), || async {
+            let published = js.get_stream(&stream).await?.info().await?.state.messages;
+            anyhow::ensure!(published >= appended, "{published} of {appended} published");
             Ok(())
-        }
-    })
-    .await?;
+        })
+        .await?;
+        rounds.push((raw, rate));
+    }
     let events = store.count().await?;
     intake.shutdown().await?;
-    println!("intake ({backend:?}, {clients} clients, {duration:?}, every reply durable)");
+    let mean = |f: fn(&(f64, f64)) -> f64| rounds.iter().map(f).sum::<f64>() / rounds.len() as f64;
+    let (raw, rate) = (mean(|r| r.0), mean(|r| r.1));
+    println!(
+        "intake ({backend:?}, {clients} clients, every reply durable; raw and intake in turn, {ROUNDS} rounds of {slice:?})"
+    );
+    for (i, (raw, rate)) in rounds.iter().enumerate() {
+        println!(
+            "  round {}: raw {raw:>7.0} calls/s, intake {rate:>7.0} commands/s, {:>5.1} %",
+            i + 1,
+            rate / raw * 100.0
+        );
+    }
     println!("  raw tonic unary (health Check, same clients): {raw:>9.0} calls/s");
     println!(
         "  intake ReceiveDossier:                        {rate:>9.0} commands/s  ({events} events appended)"

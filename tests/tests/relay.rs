@@ -16,7 +16,7 @@ use intake::{
     writer::{Writer, WriterHandle, system_clock},
 };
 use tests::{Backend, NatsServer, TestDb, eventually, unique_stream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 fn receive(office: &str) -> Command {
@@ -114,9 +114,9 @@ async fn relay_fills_what_the_hand_over_lacks(backend: Backend) -> anyhow::Resul
     };
 
     // This instance's writer hands over through a feed with room for two
-    // batches; another instance's writer appends to the same store.
+    // events; another instance's writer appends to the same store.
     let (head, head_rx) = watch::channel(0);
-    let (feed_tx, feed) = mpsc::channel(2);
+    let (feed_tx, feed) = intake::relay::feed(2);
     let (ours, ours_handle) = Writer::new(store.clone(), head, system_clock(), 64);
     let ours = tokio::spawn(ours.feeding(feed_tx).run());
     let (other, other_handle) =

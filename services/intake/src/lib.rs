@@ -100,7 +100,7 @@ impl Application {
             clock.clone(),
             config.max_batch as usize,
         );
-        let (feed_tx, feed) = tokio::sync::mpsc::channel(relay::FEED_CAPACITY);
+        let (feed_tx, feed) = relay::feed(relay::FEED_LIMIT);
         let writer = writer
             .with_catalog(catalog::Catalog::load(&store, calendar).await?)
             .feeding(feed_tx);

@@ -19,7 +19,14 @@
 //! interleaved, and its last message's position stays the highest
 //! published one, which is what a restarted relay resumes after.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use async_nats::{
@@ -34,11 +41,10 @@ use tokio_util::sync::CancellationToken;
 use crate::store::{EventStore, NewEvent, StoredEvent};
 
 const READ_BATCH: u32 = 2_000;
-/// Handed-over events the relay holds at most; beyond it (JetStream down
-/// for a while) it forgets them and reads from the store when it can.
-const HANDED_LIMIT: usize = 50_000;
-/// Committed batches the writer may hand over before the relay takes them.
-pub const FEED_CAPACITY: usize = 256;
+/// Handed-over events not yet published that the relay holds at most;
+/// beyond it (JetStream slower than the store, or down) the writer hands
+/// nothing over and the relay reads from the store.
+pub const FEED_LIMIT: usize = 32_768;
 /// Polls the store this often even without a local commit, to pick up what
 /// another intake instance appended.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -54,7 +60,116 @@ pub struct Relay {
     /// Republish jobs (from [`RelayHandle`]), run between batches.
     pub republish: mpsc::Receiver<RepublishJob>,
     /// Committed events handed over by the writer ([`crate::writer::Writer::feeding`]).
-    pub feed: mpsc::Receiver<Vec<Outgoing>>,
+    pub feed: FeedReceiver,
+}
+
+/// The hand-over from writer to relay, holding at most `limit` events not
+/// yet published: the writer's [`Feed`] and the relay's [`FeedReceiver`].
+pub fn feed(limit: usize) -> (Feed, FeedReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let held = Arc::new(AtomicUsize::new(0));
+    (
+        Feed {
+            tx,
+            held: held.clone(),
+            limit,
+        },
+        FeedReceiver {
+            rx,
+            held,
+            events: VecDeque::new(),
+        },
+    )
+}
+
+/// The writer's end of the hand-over.
+#[derive(Debug)]
+pub struct Feed {
+    tx: mpsc::UnboundedSender<Vec<Outgoing>>,
+    /// Events handed over and not yet published or dropped by the relay.
+    held: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Feed {
+    /// Hands over the events of an append that took positions from
+    /// `first_position`, unless that would hold more than the limit; never
+    /// waits.
+    pub fn offer(&self, first_position: u64, events: &[NewEvent]) {
+        let n = events.len();
+        if self.held.load(Ordering::Relaxed) + n > self.limit {
+            return;
+        }
+        self.held.fetch_add(n, Ordering::Relaxed);
+        if self
+            .tx
+            .send(Outgoing::committed(first_position, events))
+            .is_err()
+        {
+            self.held.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The relay's end of the hand-over: what has arrived, in position order.
+#[derive(Debug)]
+pub struct FeedReceiver {
+    rx: mpsc::UnboundedReceiver<Vec<Outgoing>>,
+    held: Arc<AtomicUsize>,
+    events: VecDeque<Outgoing>,
+}
+
+impl FeedReceiver {
+    /// Takes what has arrived, without waiting.
+    fn take_arrived(&mut self) {
+        while let Ok(batch) = self.rx.try_recv() {
+            self.events.extend(batch);
+        }
+    }
+
+    /// Waits for the next batch; `None` once the writer is gone.
+    async fn arrival(&mut self) -> Option<()> {
+        let batch = self.rx.recv().await?;
+        self.events.extend(batch);
+        Some(())
+    }
+
+    /// Drops events at or before `position` (already published).
+    fn forget_through(&mut self, position: u64) {
+        let before = self.events.len();
+        while self.events.front().is_some_and(|e| e.position <= position) {
+            self.events.pop_front();
+        }
+        self.held
+            .fetch_sub(before - self.events.len(), Ordering::Relaxed);
+    }
+
+    fn next_is(&self, position: u64) -> bool {
+        self.events.front().is_some_and(|e| e.position == position)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The run of consecutive positions at the front, at most `limit`.
+    fn take_run(&mut self, limit: usize) -> Vec<Outgoing> {
+        let mut run: Vec<Outgoing> = Vec::new();
+        while run.len() < limit
+            && let Some(next) = self.events.pop_front()
+        {
+            if run
+                .last()
+                .is_some_and(|last| last.position + 1 != next.position)
+            {
+                self.events.push_front(next);
+                break;
+            }
+            run.push(next);
+        }
+        self.held.fetch_sub(run.len(), Ordering::Relaxed);
+        run
+    }
 }
 
 /// One committed event as the relay publishes it: the stored payload and
@@ -274,7 +389,6 @@ impl Relay {
         };
         tracing::info!(position = acked, "relay publishing after position");
         // Handed-over events not yet published, in position order.
-        let mut handed: VecDeque<Outgoing> = VecDeque::new();
         // Read the store even when the writer told of nothing new: at
         // start, and after each poll interval (another instance's appends).
         let mut look_in_store = true;
@@ -283,19 +397,12 @@ impl Relay {
                 self.republish(job).await;
             }
             acked = self.acked.unwrap_or(acked);
-            while let Ok(batch) = self.feed.try_recv() {
-                handed.extend(batch);
-            }
-            while handed.front().is_some_and(|e| e.position <= acked) {
-                handed.pop_front();
-            }
-            if handed.len() > HANDED_LIMIT {
-                handed.clear();
-            }
+            self.feed.take_arrived();
+            self.feed.forget_through(acked);
             let head = *self.head.borrow_and_update();
-            let events = if handed.front().is_some_and(|e| e.position == acked + 1) {
-                take_run(&mut handed, READ_BATCH as usize)
-            } else if look_in_store || !handed.is_empty() || head > acked {
+            let events = if self.feed.next_is(acked + 1) {
+                self.feed.take_run(READ_BATCH as usize)
+            } else if look_in_store || !self.feed.is_empty() || head > acked {
                 // A gap before the next handed-over event, a commit that
                 // was not handed over, or time to look.
                 look_in_store = false;
@@ -312,13 +419,13 @@ impl Relay {
                     changed = self.head.changed() => {
                         if changed.is_err() {
                             // The writer is gone: publish what is left, then stop.
-                            if handed.is_empty() && self.store.read_after(acked, 1).await?.is_empty() {
+                            if self.feed.is_empty() && self.store.read_after(acked, 1).await?.is_empty() {
                                 return Ok(());
                             }
                             look_in_store = true;
                         }
                     }
-                    Some(batch) = self.feed.recv() => handed.extend(batch),
+                    Some(()) = self.feed.arrival() => {}
                     () = tokio::time::sleep(POLL_INTERVAL) => look_in_store = true,
                     Some(job) = self.republish.recv() => self.republish(job).await,
                     () = stop.cancelled() => {}
@@ -414,22 +521,4 @@ impl Relay {
         drop(progress.send(Ok(report)).await);
         Ok(())
     }
-}
-
-/// The run of consecutive positions at the front of `handed`, at most `limit`.
-fn take_run(handed: &mut VecDeque<Outgoing>, limit: usize) -> Vec<Outgoing> {
-    let mut run: Vec<Outgoing> = Vec::new();
-    while run.len() < limit
-        && let Some(next) = handed.pop_front()
-    {
-        if run
-            .last()
-            .is_some_and(|last| last.position + 1 != next.position)
-        {
-            handed.push_front(next);
-            break;
-        }
-        run.push(next);
-    }
-    run
 }

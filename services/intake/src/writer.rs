@@ -12,7 +12,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     error::IntakeError,
-    relay::Outgoing,
     store::{AppendError, DeadlineChange, EventStore, NewEvent, NewReply, StoredReply},
 };
 
@@ -104,7 +103,7 @@ pub struct Writer {
     catalog: crate::catalog::Catalog,
     /// Committed events handed to the relay, which then need not read them
     /// back from the store (see [`crate::relay`]).
-    relay_feed: Option<mpsc::Sender<Vec<Outgoing>>>,
+    relay_feed: Option<crate::relay::Feed>,
 }
 
 impl Writer {
@@ -146,7 +145,7 @@ impl Writer {
     /// Hands every committed event to the relay through `feed`. A feed
     /// that is full is skipped, never waited on: the relay then reads
     /// those events from the store.
-    pub fn feeding(mut self, feed: mpsc::Sender<Vec<Outgoing>>) -> Self {
+    pub fn feeding(mut self, feed: crate::relay::Feed) -> Self {
         self.relay_feed = Some(feed);
         self
     }
@@ -503,10 +502,8 @@ impl Writer {
     fn committed(&self, first_position: u64, events: &[NewEvent], earliest_deadline: i64) {
         let count = events.len();
         let last = first_position + count as u64 - 1;
-        if let Some(feed) = &self.relay_feed
-            && let Ok(permit) = feed.try_reserve()
-        {
-            permit.send(Outgoing::committed(first_position, events));
+        if let Some(feed) = &self.relay_feed {
+            feed.offer(first_position, events);
         }
         self.head.send_replace(last);
         metrics::counter!("intake_events_appended_total").increment(count as u64);

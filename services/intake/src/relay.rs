@@ -95,7 +95,7 @@ impl Feed {
     /// Hands over the events of an append that took positions from
     /// `first_position`, unless that would hold more than the limit; never
     /// waits.
-    pub fn offer(&self, first_position: u64, events: &[NewEvent]) {
+    pub fn offer(&self, first_position: u64, events: Vec<NewEvent>) {
         let n = events.len();
         if self.held.load(Ordering::Relaxed) + n > self.limit {
             return;
@@ -186,17 +186,17 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// The events of an append that took positions from `first_position`.
-    pub fn committed(first_position: u64, events: &[NewEvent]) -> Vec<Self> {
+    pub fn committed(first_position: u64, events: Vec<NewEvent>) -> Vec<Self> {
         events
-            .iter()
+            .into_iter()
             .zip(first_position..)
             .map(|(e, position)| Self {
                 position,
-                event_id: e.event_id.clone(),
-                province_code: e.province_code.clone(),
-                office_code: e.office_code.clone(),
+                event_id: e.event_id,
+                province_code: e.province_code,
+                office_code: e.office_code,
                 kind: e.kind,
-                payload: bytes::Bytes::copy_from_slice(&e.payload),
+                payload: e.payload.into(),
             })
             .collect()
     }

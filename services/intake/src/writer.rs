@@ -427,7 +427,6 @@ impl Writer {
                 .append(&events, &replies, &deadline_changes)
                 .await?;
             self.catalog.commit();
-            self.committed(first_position, &events, earliest_deadline);
         }
         for (id, state) in working {
             match state {
@@ -454,6 +453,9 @@ impl Writer {
                 Outcome::SameAs(earlier) => results[earlier].clone(),
             };
             results.push(result);
+        }
+        if !events.is_empty() {
+            self.committed(first_position, events, earliest_deadline);
         }
         Ok(results)
     }
@@ -499,7 +501,7 @@ impl Writer {
 
     /// After a commit of `events` from `first_position`: hands them to the
     /// relay, tells the head to it and the deadline monitor, and counts.
-    fn committed(&self, first_position: u64, events: &[NewEvent], earliest_deadline: i64) {
+    fn committed(&self, first_position: u64, events: Vec<NewEvent>, earliest_deadline: i64) {
         let count = events.len();
         let last = first_position + count as u64 - 1;
         if let Some(feed) = &self.relay_feed {

@@ -240,7 +240,7 @@ impl Writer {
                 })
                 .collect();
             first_position = self.store.append(&events, &replies, &deadlines).await?;
-            self.committed(first_position, &events, earliest_deadline);
+            self.committed(first_position, events, earliest_deadline);
         }
         // Imported dossiers join the cache only while it has room: a
         // history is mostly closed, and loading it again is cheap.

@@ -9,32 +9,15 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use bus::{POSITION_HEADER, StreamSettings};
-use domain::{Channel, Command, Procedure, Timestamp};
+use domain::Timestamp;
 use intake::{
     relay::{Relay, RelayHandle},
     store::EventStore,
     writer::{Writer, WriterHandle, system_clock},
 };
-use tests::{Backend, NatsServer, TestDb, eventually, unique_stream};
+use tests::{Backend, NatsServer, TestDb, eventually, receive_command, unique_stream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-
-fn receive(office: &str) -> Command {
-    Command::Receive {
-        office_code: office.into(),
-        province_code: "BTH".into(),
-        procedure: Procedure {
-            code: "1.001".into(),
-            field: "dat-dai".into(),
-        },
-        channel: Channel::InPerson,
-        due_at: Some(Timestamp::at_local(
-            domain::LocalDay::from_ymd(2024, 3, 14).expect("a date"),
-            17,
-            0,
-        )),
-    }
-}
 
 async fn receive_via(handle: &WriterHandle, dossier: &str, office: &str) -> anyhow::Result<u64> {
     let reply = handle
@@ -47,7 +30,14 @@ async fn receive_via(handle: &WriterHandle, dossier: &str, office: &str) -> anyh
                 9,
                 0,
             )),
-            receive(office),
+            receive_command(
+                office,
+                Timestamp::at_local(
+                    domain::LocalDay::from_ymd(2024, 3, 14).expect("a date"),
+                    17,
+                    0,
+                ),
+            ),
         )
         .await?;
     Ok(reply.position)
@@ -80,12 +70,15 @@ async fn published(
     Ok(messages)
 }
 
-/// What the stream must hold: every stored event, in position order.
-async fn expected(
+/// Waits until the stream holds the store's `count` events, each once, in
+/// position order, with its subject, message id and stored payload.
+async fn stream_holds_the_log(
+    js: &jetstream::Context,
     store: &EventStore,
     settings: &StreamSettings,
-) -> anyhow::Result<Vec<(u64, String, String, Vec<u8>)>> {
-    store
+    count: usize,
+) -> anyhow::Result<()> {
+    let want = store
         .read_after(0, 1_000)
         .await?
         .into_iter()
@@ -98,7 +91,18 @@ async fn expected(
                 stored.payload,
             ))
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    assert_eq!(want.len(), count);
+    eventually(Duration::from_secs(10), || async {
+        let got = published(js, &settings.stream).await?;
+        anyhow::ensure!(
+            got == want,
+            "published positions {:?}",
+            got.iter().map(|m| m.0).collect::<Vec<_>>()
+        );
+        Ok(())
+    })
+    .await
 }
 
 async fn relay_fills_what_the_hand_over_lacks(backend: Backend) -> anyhow::Result<()> {
@@ -144,35 +148,13 @@ async fn relay_fills_what_the_hand_over_lacks(backend: Backend) -> anyhow::Resul
         }
         .run(stop.clone()),
     );
-    let want = expected(&store, &settings).await?;
-    assert_eq!(want.len(), 4);
-    eventually(Duration::from_secs(10), || async {
-        let got = published(&js, &stream).await?;
-        anyhow::ensure!(
-            got == want,
-            "published positions {:?}",
-            got.iter().map(|m| m.0).collect::<Vec<_>>()
-        );
-        Ok(())
-    })
-    .await?;
+    stream_holds_the_log(&js, &store, &settings, 4).await?;
 
     // While it runs: handed over live, and another gap.
     assert_eq!(receive_via(&ours_handle, "D5", "TP").await?, 5);
     assert_eq!(receive_via(&other_handle, "D6", "PT").await?, 6);
     assert_eq!(receive_via(&ours_handle, "D7", "TP").await?, 7);
-    let want = expected(&store, &settings).await?;
-    assert_eq!(want.len(), 7);
-    eventually(Duration::from_secs(10), || async {
-        let got = published(&js, &stream).await?;
-        anyhow::ensure!(
-            got == want,
-            "published positions {:?}",
-            got.iter().map(|m| m.0).collect::<Vec<_>>()
-        );
-        Ok(())
-    })
-    .await?;
+    stream_holds_the_log(&js, &store, &settings, 7).await?;
 
     drop((ours_handle, other_handle));
     ours.await?;

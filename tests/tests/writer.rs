@@ -15,21 +15,8 @@ use intake::{
     writer::{Writer, WriterHandle, system_clock},
 };
 use proto::intake::v1::CommandReply;
-use tests::{Backend, TestDb};
+use tests::{Backend, TestDb, receive_command};
 use tokio::sync::watch;
-
-fn receive(office: &str, due_at: Timestamp) -> Command {
-    Command::Receive {
-        office_code: office.into(),
-        province_code: "BTH".into(),
-        procedure: Procedure {
-            code: "1.001".into(),
-            field: "dat-dai".into(),
-        },
-        channel: Channel::InPerson,
-        due_at: Some(due_at),
-    }
-}
 
 fn submit_online(office: &str) -> Command {
     Command::SubmitOnline {
@@ -106,7 +93,7 @@ async fn wrong_guesses_are_decided_again(backend: Backend) -> anyhow::Result<()>
             "clerk".into(),
             "X".into(),
             at,
-            receive("TP", due),
+            receive_command("TP", due),
         )
         .await?;
     let record_result = || {
@@ -139,10 +126,10 @@ async fn wrong_guesses_are_decided_again(backend: Backend) -> anyhow::Result<()>
     let replies = one_batch(
         &store,
         vec![
-            ("r-x", "X", receive("TP", due)),
-            ("r-x-again", "X", receive("TP", due)),
-            ("r-y-desk", "Y", receive("TP", due)),
-            ("r-z", "Z", receive("TP", due)),
+            ("r-x", "X", receive_command("TP", due)),
+            ("r-x-again", "X", receive_command("TP", due)),
+            ("r-y-desk", "Y", receive_command("TP", due)),
+            ("r-z", "Z", receive_command("TP", due)),
         ],
     )
     .await;

@@ -384,6 +384,22 @@ pub fn meta(at: Timestamp) -> Option<pb::CommandMeta> {
     })
 }
 
+/// A desk receipt at `office` (province BTH, procedure 1.001, in person)
+/// due at `due_at`, as the writer takes it (tests that drive the writer
+/// without gRPC).
+pub fn receive_command(office: &str, due_at: Timestamp) -> domain::Command {
+    domain::Command::Receive {
+        office_code: office.into(),
+        province_code: "BTH".into(),
+        procedure: domain::Procedure {
+            code: "1.001".into(),
+            field: "dat-dai".into(),
+        },
+        channel: domain::Channel::InPerson,
+        due_at: Some(due_at),
+    }
+}
+
 /// What every test dossier is about.
 pub fn procedure() -> Option<ev::Procedure> {
     Some(ev::Procedure {
@@ -761,22 +777,6 @@ impl Drop for ChildService {
 // ---------------------------------------------------------------------------
 // Deadlines: overdue lists and the late feed
 // ---------------------------------------------------------------------------
-
-/// A desk receipt at `office` (province BTH, procedure 1.001, in person)
-/// due at `due_at`, as the writer takes it (tests that drive the writer
-/// without gRPC).
-pub fn receive_command(office: &str, due_at: Timestamp) -> domain::Command {
-    domain::Command::Receive {
-        office_code: office.into(),
-        province_code: "BTH".into(),
-        procedure: domain::Procedure {
-            code: "1.001".into(),
-            field: "dat-dai".into(),
-        },
-        channel: domain::Channel::InPerson,
-        due_at: Some(due_at),
-    }
-}
 
 /// The real time now.
 pub fn real_now() -> Timestamp {

@@ -144,8 +144,9 @@ impl FeedReceiver {
             .fetch_sub(before - self.events.len(), Ordering::Relaxed);
     }
 
-    fn next_is(&self, position: u64) -> bool {
-        self.events.front().is_some_and(|e| e.position == position)
+    /// The position of the first event that has arrived, if any.
+    fn front(&self) -> Option<u64> {
+        self.events.front().map(|e| e.position)
     }
 
     fn is_empty(&self) -> bool {
@@ -220,10 +221,14 @@ impl Outgoing {
     }
 }
 
-/// Up to [`READ_BATCH`] events after `position` from the store, ready to publish.
-async fn read_outgoing(store: &EventStore, position: u64) -> anyhow::Result<Vec<Outgoing>> {
+/// Up to `limit` events after `position` from the store, ready to publish.
+async fn read_outgoing(
+    store: &EventStore,
+    position: u64,
+    limit: u32,
+) -> anyhow::Result<Vec<Outgoing>> {
     store
-        .read_after(position, READ_BATCH)
+        .read_after(position, limit)
         .await?
         .into_iter()
         .map(Outgoing::from_stored)
@@ -388,7 +393,6 @@ impl Relay {
             }
         };
         tracing::info!(position = acked, "relay publishing after position");
-        // Handed-over events not yet published, in position order.
         // Read the store even when the writer told of nothing new: at
         // start, and after each poll interval (another instance's appends).
         let mut look_in_store = true;
@@ -400,15 +404,19 @@ impl Relay {
             self.feed.take_arrived();
             self.feed.forget_through(acked);
             let head = *self.head.borrow_and_update();
-            let events = if self.feed.next_is(acked + 1) {
-                self.feed.take_run(READ_BATCH as usize)
-            } else if look_in_store || !self.feed.is_empty() || head > acked {
-                // A gap before the next handed-over event, a commit that
-                // was not handed over, or time to look.
-                look_in_store = false;
-                read_outgoing(&self.store, acked).await?
-            } else {
-                Vec::new()
+            let events = match self.feed.front() {
+                Some(front) if front == acked + 1 => self.feed.take_run(READ_BATCH as usize),
+                // A gap before the next handed-over event: read just the gap.
+                Some(front) => {
+                    let gap = u32::try_from(front - acked - 1).unwrap_or(READ_BATCH);
+                    read_outgoing(&self.store, acked, gap.min(READ_BATCH)).await?
+                }
+                // A commit that was not handed over, or time to look.
+                None if look_in_store || head > acked => {
+                    look_in_store = false;
+                    read_outgoing(&self.store, acked, READ_BATCH).await?
+                }
+                None => Vec::new(),
             };
             if events.is_empty() {
                 if stop.is_cancelled() {
@@ -496,7 +504,7 @@ impl Relay {
         drop(progress.send(Ok(report)).await);
         let mut position = first - 1;
         while position < head {
-            let mut events = read_outgoing(&self.store, position).await?;
+            let mut events = read_outgoing(&self.store, position, READ_BATCH).await?;
             events.retain(|e| e.position <= head);
             if events.is_empty() {
                 break;

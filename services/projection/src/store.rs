@@ -379,13 +379,11 @@ impl ReadStore {
     /// indexes.
     pub async fn finish_bulk_fill(&self) -> anyhow::Result<()> {
         if self.backend == Backend::Postgres {
-            let logged: String = TABLES
-                .iter()
-                .map(|table| format!("ALTER TABLE {table} SET LOGGED;"))
-                .collect();
-            sqlkit::run_ddl(&self.pool, &logged)
-                .await
-                .context("log the read models' tables")?;
+            for table in TABLES {
+                sqlkit::run_ddl(&self.pool, &format!("ALTER TABLE {table} SET LOGGED"))
+                    .await
+                    .with_context(|| format!("log table {table}"))?;
+            }
         }
         sqlkit::run_ddl(&self.pool, INDEXES)
             .await

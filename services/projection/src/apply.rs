@@ -29,6 +29,10 @@ pub struct DossierRow {
     /// supplement or a reschedule gives it a new one.
     pub late_at: Option<i64>,
     pub pauses: i32,
+    /// Whether the read store holds a row for this dossier already (read
+    /// from it, or written by an earlier batch): a batch inserts the rows
+    /// not stored without first looking for a conflicting one.
+    pub stored: bool,
 }
 
 /// Key of a per-day counter.

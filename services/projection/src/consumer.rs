@@ -599,7 +599,12 @@ impl Fold {
                 let rows = &before.changes.rows;
                 unread.retain(|id| match rows.get(*id) {
                     Some(row) => {
-                        self.loaded.insert((*id).to_owned(), row.clone());
+                        // Written by the time this batch is.
+                        let row = crate::apply::DossierRow {
+                            stored: true,
+                            ..row.clone()
+                        };
+                        self.loaded.insert((*id).to_owned(), row);
                         false
                     }
                     None => true,

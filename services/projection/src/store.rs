@@ -175,7 +175,17 @@ const RECORD_PAUSE: &str =
 /// batch is one round trip and one atomic statement. Returns the feed's
 /// head before the batch. Batches that also hold, park or change procedure
 /// streams go through [`ReadStore::commit`]'s general path.
+///
+/// Dossier rows not yet stored ([`DossierRow::stored`], `$40`) are plain
+/// inserts: an upsert first searches the primary key for a conflicting row,
+/// which for a batch of new dossiers (all of a catch-up's or a rebuild's
+/// first events) is wasted work.
 static COMMIT_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let dossier_columns = DOSSIER_JSON
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "WITH head AS (
     SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS base FROM late_feed
@@ -185,11 +195,16 @@ static COMMIT_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     FROM head, UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[])
         WITH ORDINALITY AS f(change, dossier_id, office_code, province_code, procedure_code, field, channel, due_at, occurred_at, n)
 ), dossier_rows AS (
-    INSERT INTO dossiers (dossier_id, office_code, province_code, procedure_code, field, channel, version, status,
-        received_day, due_at, due_day, closed_day, resolved_day, timeliness, late_at, pauses)
     SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[], $16::bigint[],
         $17::text[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[],
-        $25::bigint[])
+        $25::bigint[], $40::bool[])
+        AS r({dossier_columns}, stored)
+), new_dossiers AS (
+    INSERT INTO dossiers ({dossier_columns})
+    SELECT {dossier_columns} FROM dossier_rows WHERE NOT stored
+), stored_dossiers AS (
+    INSERT INTO dossiers ({dossier_columns})
+    SELECT {dossier_columns} FROM dossier_rows WHERE stored
     {UPSERT_DOSSIER}
 ), counters AS (
     INSERT INTO daily_counts (office_code, day, procedure_code, channel, metric, province_code, field, n)
@@ -709,6 +724,28 @@ impl ReadStore {
         consumer: &str,
         batch: &BatchWrite,
     ) -> anyhow::Result<()> {
+        match self.try_commit_postgres(pg, consumer, batch, true).await {
+            // A dossier taken as new has a row after all: nothing was
+            // written; write every row as an upsert.
+            Err(e) if is_unique_violation(&e) => {
+                tracing::warn!(error = %e, "a dossier row taken as new exists; writing the batch again with upserts");
+                self.try_commit_postgres(pg, consumer, batch, false)
+                    .await
+                    .context("write a batch with upserts only")
+            }
+            result => result.context("write a batch"),
+        }
+    }
+
+    /// One attempt of [`Self::commit_postgres`]: with `trust_stored`, rows
+    /// not [`DossierRow::stored`] are inserted without an upsert.
+    async fn try_commit_postgres(
+        &self,
+        pg: &sqlx::PgPool,
+        consumer: &str,
+        batch: &BatchWrite,
+        trust_stored: bool,
+    ) -> Result<(), sqlx::Error> {
         let changes = &batch.changes;
         let feed = &changes.late_feed;
         let rows: Vec<&DossierRow> = changes.rows.values().collect();
@@ -755,9 +792,9 @@ impl ReadStore {
             .bind(column(&pauses, |(_, p)| day(p.until_day)))
             .bind(consumer)
             .bind(batch.checkpoint as i64)
+            .bind(column(&rows, |r| r.stored || !trust_stored))
             .fetch_one(pg)
-            .await
-            .context("write a batch")?;
+            .await?;
         if !feed.is_empty() {
             self.feed_head
                 .send_replace(u64::try_from(base + feed.len() as i64).unwrap_or(0));
@@ -801,5 +838,10 @@ where
         timeliness: int(13)?,
         late_at: r.try_get(14)?,
         pauses: r.try_get::<i64, _>(15)? as i32,
+        stored: true,
     })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }

@@ -546,6 +546,15 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         use proto::reports::v1::{self as rp, rebuilds_client::RebuildsClient};
         let mut rebuilds = RebuildsClient::connect(format!("http://{}", projection.addr)).await?;
         let started = Instant::now();
+        let cpu = || {
+            (
+                tests::cpu_seconds(nats_pid),
+                tests::cpu_seconds(projection.pid()),
+                tests::machine_busy_seconds(),
+            )
+        };
+        let cpu_before = cpu();
+        let mut replay_cpu = None;
         rebuilds.start_rebuild(rp::StartRebuildRequest {}).await?;
         let mut peak_kb = 0u64;
         // When the replay reached the stream's end, and when the indexes were
@@ -577,6 +586,12 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
                 )
             {
                 replayed = Some(started.elapsed());
+                let now = cpu();
+                replay_cpu = Some((
+                    now.0 - cpu_before.0,
+                    now.1 - cpu_before.1,
+                    now.2 - cpu_before.2,
+                ));
             }
             if indexed.is_none()
                 && matches!(
@@ -620,6 +635,15 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
                 status.events_applied as f64 / replayed.as_secs_f64(),
                 (indexed - replayed).as_secs_f64(),
                 (elapsed - indexed).as_secs_f64()
+            );
+        }
+        if let Some((nats, projection, machine)) = replay_cpu {
+            println!(
+                "  CPU µs per event, replay:     nats-server {:.2}, projection {:.2}, rest (PostgreSQL, bench) {:.2}, machine {:.2}",
+                per_event(nats),
+                per_event(projection),
+                per_event(machine - nats - projection),
+                per_event(machine)
             );
         }
         println!(

@@ -128,8 +128,9 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Runs `call` from `clients` concurrent tasks for `duration`; calls/s.
-async fn hammer<F, Fut>(clients: usize, duration: Duration, call: F) -> anyhow::Result<f64>
+/// Runs `call` from `clients` concurrent tasks for `duration`; calls/s and
+/// calls made.
+async fn hammer<F, Fut>(clients: usize, duration: Duration, call: F) -> anyhow::Result<(f64, u64)>
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -155,7 +156,66 @@ where
     for t in tasks {
         t.await??;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+    let calls = done.load(Ordering::Relaxed);
+    Ok((calls as f64 / start.elapsed().as_secs_f64(), calls))
+}
+
+/// CPU seconds used so far by this process (clients, and intake when it runs
+/// inside), by nats-server and by the whole machine, and the wall clock.
+#[derive(Clone, Copy)]
+struct CpuSample {
+    this: f64,
+    nats: f64,
+    machine: f64,
+    wall: Instant,
+}
+
+impl CpuSample {
+    fn now(nats_pid: u32) -> Self {
+        Self {
+            this: tests::cpu_seconds(std::process::id()),
+            nats: tests::cpu_seconds(nats_pid),
+            machine: tests::machine_busy_seconds(),
+            wall: Instant::now(),
+        }
+    }
+}
+
+/// CPU spent between samples, summed over rounds.
+#[derive(Default)]
+struct CpuSpent {
+    this: f64,
+    nats: f64,
+    machine: f64,
+    /// Seconds of wall clock, for the machine's busy share.
+    wall: f64,
+}
+
+impl CpuSpent {
+    fn add(&mut self, from: CpuSample, to: CpuSample) {
+        self.this += to.this - from.this;
+        self.nats += to.nats - from.nats;
+        self.machine += to.machine - from.machine;
+        self.wall += to.wall.duration_since(from.wall).as_secs_f64();
+    }
+
+    /// "process a, nats-server b, rest c, machine d" in µs per `count`.
+    fn per(&self, count: u64) -> String {
+        let us = |s: f64| s * 1e6 / count.max(1) as f64;
+        format!(
+            "this process {:.1}, nats-server {:.1}, rest (PostgreSQL) {:.1}, machine {:.1}",
+            us(self.this),
+            us(self.nats),
+            us(self.machine - self.this - self.nats),
+            us(self.machine)
+        )
+    }
+
+    /// The machine's busy share of all its cores over the wall clock.
+    fn busy_percent(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        self.machine / (self.wall * cores).max(f64::MIN_POSITIVE) * 100.0
+    }
 }
 
 /// Rounds in which the raw baseline and intake take turns.
@@ -207,11 +267,20 @@ async fn intake_throughput(
     // Each intake round ends once its events are published, so its work
     // does not spill into the next raw round.
     let slice = duration / ROUNDS;
+    let nats_pid = nats.pid().context("nats-server is not running")?;
     let mut rounds = Vec::new();
+    let (mut raw_cpu, mut raw_calls) = (CpuSpent::default(), 0);
+    // Intake's CPU runs from a round's start until its events are
+    // published; its busy share covers the clients' window alone.
+    let (mut intake_cpu, mut intake_window) = (CpuSpent::default(), CpuSpent::default());
     for round in 0..ROUNDS {
-        let raw = hammer(clients, slice, raw_call.clone()).await?;
+        let start = CpuSample::now(nats_pid);
+        let (raw, calls) = hammer(clients, slice, raw_call.clone()).await?;
+        let raw_end = CpuSample::now(nats_pid);
+        raw_cpu.add(start, raw_end);
+        raw_calls += calls;
         let desk = desk.clone();
-        let rate = hammer(clients, slice, move |i| {
+        let (rate, _) = hammer(clients, slice, move |i| {
             let desk = desk.clone();
             async move {
                 desk.receive(&format!("B-{round}-{i}"), "BENCH", base, due)
@@ -220,6 +289,7 @@ async fn intake_throughput(
             }
         })
         .await?;
+        intake_window.add(raw_end, CpuSample::now(nats_pid));
         let appended = store.count().await?;
         tests::eventually(Duration::from_secs(60), || async {
             let published = js.get_stream(&stream).await?.info().await?.state.messages;
@@ -227,6 +297,7 @@ async fn intake_throughput(
             Ok(())
         })
         .await?;
+        intake_cpu.add(raw_end, CpuSample::now(nats_pid));
         rounds.push((raw, rate));
     }
     let events = store.count().await?;
@@ -250,6 +321,13 @@ async fn intake_throughput(
     println!(
         "  ratio to raw tonic:                           {:>9.1} %",
         rate / raw * 100.0
+    );
+    println!("  CPU µs per raw call:    {}", raw_cpu.per(raw_calls));
+    println!("  CPU µs per command:     {}", intake_cpu.per(events));
+    println!(
+        "  machine busy: {:.0} % during raw rounds, {:.0} % during intake rounds",
+        raw_cpu.busy_percent(),
+        intake_window.busy_percent()
     );
     Ok(())
 }

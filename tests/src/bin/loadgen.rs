@@ -160,21 +160,22 @@ where
     Ok((calls as f64 / start.elapsed().as_secs_f64(), calls))
 }
 
-/// CPU seconds used so far by this process (clients, and intake when it runs
-/// inside), by nats-server and by the whole machine, and the wall clock.
+/// CPU seconds used so far by nats-server, by the service measured (`None`:
+/// none runs; intake runs inside this process, the projection in its own)
+/// and by the whole machine, and the wall clock.
 #[derive(Clone, Copy)]
 struct CpuSample {
-    this: f64,
     nats: f64,
+    service: f64,
     machine: f64,
     wall: Instant,
 }
 
 impl CpuSample {
-    fn now(nats_pid: u32) -> Self {
+    fn now(nats_pid: u32, service_pid: Option<u32>) -> Self {
         Self {
-            this: tests::cpu_seconds(std::process::id()),
             nats: tests::cpu_seconds(nats_pid),
+            service: service_pid.map_or(0.0, tests::cpu_seconds),
             machine: tests::machine_busy_seconds(),
             wall: Instant::now(),
         }
@@ -184,31 +185,45 @@ impl CpuSample {
 /// CPU spent between samples, summed over rounds.
 #[derive(Default)]
 struct CpuSpent {
-    this: f64,
     nats: f64,
+    service: f64,
     machine: f64,
     /// Seconds of wall clock, for the machine's busy share.
     wall: f64,
 }
 
 impl CpuSpent {
+    fn between(from: CpuSample, to: CpuSample) -> Self {
+        let mut spent = Self::default();
+        spent.add(from, to);
+        spent
+    }
+
     fn add(&mut self, from: CpuSample, to: CpuSample) {
-        self.this += to.this - from.this;
         self.nats += to.nats - from.nats;
+        self.service += to.service - from.service;
         self.machine += to.machine - from.machine;
         self.wall += to.wall.duration_since(from.wall).as_secs_f64();
     }
 
-    /// "process a, nats-server b, rest c, machine d" in µs per `count`.
-    fn per(&self, count: u64) -> String {
+    /// "nats-server a, <service> b, rest c, machine d" in µs per `count`;
+    /// without the service and the rest when `service` is `None`.
+    fn per(&self, count: u64, service: Option<&str>) -> String {
         let us = |s: f64| s * 1e6 / count.max(1) as f64;
-        format!(
-            "this process {:.1}, nats-server {:.1}, rest (PostgreSQL) {:.1}, machine {:.1}",
-            us(self.this),
-            us(self.nats),
-            us(self.machine - self.this - self.nats),
-            us(self.machine)
-        )
+        match service {
+            Some(service) => format!(
+                "nats-server {:.2}, {service} {:.2}, rest (PostgreSQL, bench) {:.2}, machine {:.2}",
+                us(self.nats),
+                us(self.service),
+                us(self.machine - self.nats - self.service),
+                us(self.machine)
+            ),
+            None => format!(
+                "nats-server {:.2}, machine {:.2}",
+                us(self.nats),
+                us(self.machine)
+            ),
+        }
     }
 
     /// The machine's busy share of all its cores over the wall clock.
@@ -268,15 +283,17 @@ async fn intake_throughput(
     // does not spill into the next raw round.
     let slice = duration / ROUNDS;
     let nats_pid = nats.pid().context("nats-server is not running")?;
+    // intake runs inside this process, beside the clients.
+    let sample = || CpuSample::now(nats_pid, Some(std::process::id()));
     let mut rounds = Vec::new();
     let (mut raw_cpu, mut raw_calls) = (CpuSpent::default(), 0);
     // Intake's CPU runs from a round's start until its events are
     // published; its busy share covers the clients' window alone.
     let (mut intake_cpu, mut intake_window) = (CpuSpent::default(), CpuSpent::default());
     for round in 0..ROUNDS {
-        let start = CpuSample::now(nats_pid);
+        let start = sample();
         let (raw, calls) = hammer(clients, slice, raw_call.clone()).await?;
-        let raw_end = CpuSample::now(nats_pid);
+        let raw_end = sample();
         raw_cpu.add(start, raw_end);
         raw_calls += calls;
         let desk = desk.clone();
@@ -289,7 +306,7 @@ async fn intake_throughput(
             }
         })
         .await?;
-        intake_window.add(raw_end, CpuSample::now(nats_pid));
+        intake_window.add(raw_end, sample());
         let appended = store.count().await?;
         tests::eventually(Duration::from_secs(60), || async {
             let published = js.get_stream(&stream).await?.info().await?.state.messages;
@@ -297,7 +314,7 @@ async fn intake_throughput(
             Ok(())
         })
         .await?;
-        intake_cpu.add(raw_end, CpuSample::now(nats_pid));
+        intake_cpu.add(raw_end, sample());
         rounds.push((raw, rate));
     }
     let events = store.count().await?;
@@ -322,8 +339,9 @@ async fn intake_throughput(
         "  ratio to raw tonic:                           {:>9.1} %",
         rate / raw * 100.0
     );
-    println!("  CPU µs per raw call:    {}", raw_cpu.per(raw_calls));
-    println!("  CPU µs per command:     {}", intake_cpu.per(events));
+    let this = Some("this process (clients, intake)");
+    println!("  CPU µs per raw call:    {}", raw_cpu.per(raw_calls, this));
+    println!("  CPU µs per command:     {}", intake_cpu.per(events, this));
     println!(
         "  machine busy: {:.0} % during raw rounds, {:.0} % during intake rounds",
         raw_cpu.busy_percent(),
@@ -471,7 +489,7 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
     // strictest one for the ratios below).
     let nats_pid = nats.pid().context("nats-server is not running")?;
     let mut passes = Vec::new();
-    let mut raw_cpu = (0.0, 0.0);
+    let mut raw_cpu = CpuSpent::default();
     for _ in 0..3 {
         let baseline: jetstream::consumer::PullConsumer = js_stream
             .create_consumer(consumer::pull::Config {
@@ -481,7 +499,7 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
             })
             .await?;
         let started = Instant::now();
-        let cpu_before = (tests::cpu_seconds(nats_pid), tests::machine_busy_seconds());
+        let cpu_before = CpuSample::now(nats_pid, None);
         let mut fetched = 0u64;
         while fetched < published {
             let mut batch = baseline
@@ -497,10 +515,7 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         }
         let rate = fetched as f64 / started.elapsed().as_secs_f64();
         if passes.iter().all(|&best| rate > best) {
-            raw_cpu = (
-                tests::cpu_seconds(nats_pid) - cpu_before.0,
-                tests::machine_busy_seconds() - cpu_before.1,
-            );
+            raw_cpu = CpuSpent::between(cpu_before, CpuSample::now(nats_pid, None));
         }
         passes.push(rate);
     }
@@ -520,7 +535,8 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         ),
     ];
     let started = Instant::now();
-    let cpu_before = (tests::cpu_seconds(nats_pid), tests::machine_busy_seconds());
+    // Before the projection runs: its CPU counts from zero.
+    let cpu_before = CpuSample::now(nats_pid, None);
     let projection = ChildService::start("projection", &env).await?;
     let last = js_stream.clone().info().await?.state.last_sequence;
     // The projection's checkpoint (its metric) tells when every event is
@@ -547,11 +563,8 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
                 tests::metric(&m, "projection_batch_size_sum")?,
             ))
         });
-    let catchup_cpu = (
-        tests::cpu_seconds(nats_pid) - cpu_before.0,
-        tests::cpu_seconds(projection.pid()),
-        tests::machine_busy_seconds() - cpu_before.1,
-    );
+    let catchup_cpu =
+        CpuSpent::between(cpu_before, CpuSample::now(nats_pid, Some(projection.pid())));
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", projection.pid())).unwrap_or_default();
     let field = |name: &str| {
@@ -598,18 +611,13 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
             sum / count.max(1.0)
         );
     }
-    let per_event = |seconds: f64| seconds * 1e6 / published as f64;
     println!(
-        "  CPU µs per event, raw fetch:  nats-server {:.2}, machine {:.2}",
-        per_event(raw_cpu.0),
-        per_event(raw_cpu.1)
+        "  CPU µs per event, raw fetch:  {}",
+        raw_cpu.per(published, None)
     );
     println!(
-        "  CPU µs per event, catch-up:   nats-server {:.2}, projection {:.2}, rest (PostgreSQL, bench) {:.2}, machine {:.2}",
-        per_event(catchup_cpu.0),
-        per_event(catchup_cpu.1),
-        per_event(catchup_cpu.2 - catchup_cpu.0 - catchup_cpu.1),
-        per_event(catchup_cpu.2)
+        "  CPU µs per event, catch-up:   {}",
+        catchup_cpu.per(published, Some("projection"))
     );
     println!(
         "  projection resident: {:.0} MB now, {:.0} MB peak",
@@ -624,13 +632,7 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         use proto::reports::v1::{self as rp, rebuilds_client::RebuildsClient};
         let mut rebuilds = RebuildsClient::connect(format!("http://{}", projection.addr)).await?;
         let started = Instant::now();
-        let cpu = || {
-            (
-                tests::cpu_seconds(nats_pid),
-                tests::cpu_seconds(projection.pid()),
-                tests::machine_busy_seconds(),
-            )
-        };
+        let cpu = || CpuSample::now(nats_pid, Some(projection.pid()));
         let cpu_before = cpu();
         let mut replay_cpu = None;
         rebuilds.start_rebuild(rp::StartRebuildRequest {}).await?;
@@ -664,12 +666,7 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
                 )
             {
                 replayed = Some(started.elapsed());
-                let now = cpu();
-                replay_cpu = Some((
-                    now.0 - cpu_before.0,
-                    now.1 - cpu_before.1,
-                    now.2 - cpu_before.2,
-                ));
+                replay_cpu = Some(CpuSpent::between(cpu_before, cpu()));
             }
             if indexed.is_none()
                 && matches!(
@@ -715,13 +712,10 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
                 (elapsed - indexed).as_secs_f64()
             );
         }
-        if let Some((nats, projection, machine)) = replay_cpu {
+        if let Some(replay_cpu) = replay_cpu {
             println!(
-                "  CPU µs per event, replay:     nats-server {:.2}, projection {:.2}, rest (PostgreSQL, bench) {:.2}, machine {:.2}",
-                per_event(nats),
-                per_event(projection),
-                per_event(machine - nats - projection),
-                per_event(machine)
+                "  CPU µs per event, replay:     {}",
+                replay_cpu.per(published, Some("projection"))
             );
         }
         println!(

@@ -1,6 +1,7 @@
 //! Crashes and duplicates change no figure: SIGKILL the projection in the
 //! middle of its batches, SIGKILL intake under load with events committed but
-//! not yet published, publish every event twice.
+//! not yet published, publish every event twice, drop deliveries in the
+//! projection's NATS client.
 
 use std::time::Duration;
 
@@ -114,6 +115,65 @@ async fn projection_killed_mid_batch_gives_the_same_statistics() -> anyhow::Resu
     let fresh = start_projection_named(&fresh_db.url, &nats.url(), &stream, "fresh").await?;
     let from_scratch = wait_for(&Province::connect(fresh.addr).await?, &scripts).await?;
     assert_eq!(after_crashes, from_scratch);
+    fresh.shutdown().await?;
+    intake.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_dropped_by_a_full_client_buffer_change_no_figure() -> anyhow::Result<()> {
+    let nats = NatsServer::start().await?;
+    let stream = unique_stream();
+    let intake_db = TestDb::new(Backend::Sqlite, "intake").await?;
+    let (intake, _store) = start_intake(&intake_db.url, &nats.url(), &stream).await?;
+    let scripts: Vec<_> = district::figures()?
+        .iter()
+        .filter(|y| y.year == 2018)
+        .flat_map(district::scripts)
+        .collect();
+    district::drive(
+        &tests::Desk::connect(intake.addr).await?,
+        scripts.clone(),
+        64,
+    )
+    .await?;
+
+    // A projection whose NATS client holds 100 messages while it asks for
+    // 500 a pull (and the next 500 when 250 are left): whenever a batch is
+    // being written the client drops what the server delivers, which a
+    // consumer without acks is never sent again. Once it has noticed a few
+    // gaps it is killed and started again with the default buffer: had it
+    // moved its checkpoint past a lost delivery, a figure would be short.
+    let db = TestDb::new(Backend::Postgres, "projection").await?;
+    let metrics_port = tests::free_port();
+    let env = projection_env(&db, &nats, &stream);
+    let mut lossy_env = env.clone();
+    lossy_env.push(("PROJECTION_NATS_BUFFER", "100".into()));
+    lossy_env.push((
+        "PROJECTION_METRICS_LISTEN",
+        format!("127.0.0.1:{metrics_port}"),
+    ));
+    let mut lossy = ChildService::start("projection", &lossy_env).await?;
+    let gaps = eventually(Duration::from_secs(60), || async {
+        let metrics = tests::scrape_metrics(metrics_port).await?;
+        let dropped = tests::metric(&metrics, "nats_messages_dropped_total").unwrap_or(0.0);
+        let gaps = tests::metric(&metrics, "projection_delivery_gaps_total").unwrap_or(0.0);
+        anyhow::ensure!(dropped >= 500.0, "{dropped} messages dropped so far");
+        Ok(gaps)
+    })
+    .await?;
+    lossy.kill();
+    let projection = ChildService::start("projection", &env).await?;
+    let after_gaps = wait_for(&Province::connect(projection.addr).await?, &scripts).await?;
+    assert!(
+        gaps >= 1.0,
+        "deliveries were dropped, and no gap was noticed"
+    );
+
+    let fresh_db = TestDb::new(Backend::Postgres, "fresh").await?;
+    let fresh = start_projection_named(&fresh_db.url, &nats.url(), &stream, "fresh").await?;
+    let from_scratch = wait_for(&Province::connect(fresh.addr).await?, &scripts).await?;
+    assert_eq!(after_gaps, from_scratch);
     fresh.shutdown().await?;
     intake.shutdown().await?;
     Ok(())

@@ -56,9 +56,13 @@ impl Application {
             config.holidays.as_deref(),
         )?);
         let store = EventStore::open(&config.database_url).await?;
-        let nats =
-            telemetry::connect_nats(&config.nats_url, "motcua-intake", Duration::from_secs(10))
-                .await?;
+        let nats = telemetry::connect_nats(
+            &config.nats_url,
+            "motcua-intake",
+            Duration::from_secs(10),
+            None,
+        )
+        .await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("bind the gRPC port {}", config.listen))?;

@@ -44,6 +44,15 @@ pub struct Config {
     #[arg(long, env = "PROJECTION_MAX_BATCH", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=200_000))]
     pub max_batch: u32,
 
+    /// Messages the NATS client holds for the consumer before it drops
+    /// what the server delivers. The consumer asks for 50,000 at a time and
+    /// for the next 50,000 once half are taken, so up to 75,000 may arrive
+    /// ahead; below that, deliveries are dropped while the consumer is busy,
+    /// and it notices each gap and resumes from its checkpoint (slower, never
+    /// wrong).
+    #[arg(long, env = "PROJECTION_NATS_BUFFER", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub nats_buffer: u32,
+
     /// Address of the Prometheus metrics endpoint (`/metrics`); off when absent.
     #[arg(long, env = "PROJECTION_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

@@ -64,6 +64,7 @@ impl Application {
             &config.nats_url,
             "motcua-projection",
             Duration::from_secs(10),
+            Some(config.nats_buffer as usize),
         )
         .await?;
         let listener = TcpListener::bind(config.listen)

@@ -114,12 +114,22 @@ async fn wait_for_signal() {
 /// Connects to NATS, retrying in the background after the first success.
 /// The first connection must succeed within `timeout`, so a wrong URL is
 /// reported at start-up rather than hidden behind retries.
+///
+/// `buffer` is how many messages each subscription holds for a reader that
+/// has not taken them yet (the client's default when `None`); past it the
+/// client drops what the server delivers, which a JetStream consumer
+/// without acks never sees again.
 pub async fn connect_nats(
     url: &str,
     name: &str,
     timeout: Duration,
+    buffer: Option<usize>,
 ) -> anyhow::Result<async_nats::Client> {
-    let options = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(buffer) = buffer {
+        options = options.subscription_capacity(buffer);
+    }
+    let options = options
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
@@ -129,6 +139,14 @@ pub async fn connect_nats(
                     tracing::warn!("NATS disconnected; reconnecting")
                 }
                 async_nats::Event::Connected => tracing::info!("NATS connected"),
+                // One event per message dropped: counted, not logged each.
+                async_nats::Event::SlowConsumer(sid) => {
+                    metrics::counter!("nats_messages_dropped_total").increment(1);
+                    tracing::debug!(
+                        subscription = sid,
+                        "NATS dropped a message for a reader that fell behind"
+                    );
+                }
                 other => tracing::debug!(event = %other, "NATS event"),
             }
         });

@@ -1,14 +1,17 @@
 //! Crashes and duplicates change no figure: SIGKILL the projection in the
 //! middle of its batches, SIGKILL intake under load with events committed but
 //! not yet published, publish every event twice, drop deliveries in the
-//! projection's NATS client.
+//! projection's NATS client, share the stream with another system.
 
 use std::time::Duration;
 
 use async_nats::jetstream;
 use domain::LocalDay;
 use futures::StreamExt as _;
-use proto::reports::v1 as rp;
+use proto::{
+    admin::v1::{ListParkedRequest, parked_events_client::ParkedEventsClient},
+    reports::v1 as rp,
+};
 use tests::{
     Backend, ChildService, NatsServer, Province, TestDb, district, eventually, start_intake,
     start_projection, start_projection_named, unique_stream,
@@ -175,6 +178,56 @@ async fn deliveries_dropped_by_a_full_client_buffer_change_no_figure() -> anyhow
     let from_scratch = wait_for(&Province::connect(fresh.addr).await?, &scripts).await?;
     assert_eq!(after_gaps, from_scratch);
     fresh.shutdown().await?;
+    intake.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_messages_on_a_shared_stream_change_no_figure() -> anyhow::Result<()> {
+    // The stream also carries another system's subjects: the projection's
+    // consumer filters on the events' subjects (on a stream of its own it
+    // takes no filter, which nats-server creates faster).
+    let nats = NatsServer::start().await?;
+    let stream = unique_stream();
+    let settings = bus::StreamSettings {
+        stream: stream.clone(),
+        subject_prefix: format!("{}.events", stream.to_ascii_lowercase()),
+        ..Default::default()
+    };
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let other = format!("{}.other", stream.to_ascii_lowercase());
+    let mut config = settings.config();
+    config.subjects.push(format!("{other}.>"));
+    js.create_stream(config).await?;
+
+    let intake_db = TestDb::new(Backend::Sqlite, "intake").await?;
+    let projection_db = TestDb::new(Backend::Sqlite, "projection").await?;
+    let (intake, _) = start_intake(&intake_db.url, &nats.url(), &stream).await?;
+    let projection = start_projection(&projection_db.url, &nats.url(), &stream).await?;
+    let desk = tests::Desk::connect(intake.addr).await?;
+    let scripts: Vec<_> = district::figures()?
+        .iter()
+        .filter(|y| y.year == 2015)
+        .flat_map(district::scripts)
+        .take(400)
+        .collect();
+    let (first, second) = scripts.split_at(200);
+    district::drive(&desk, first.to_vec(), 16).await?;
+    for i in 0..10 {
+        js.publish(format!("{other}.note"), format!("not an event {i}").into())
+            .await?
+            .await?;
+    }
+    district::drive(&desk, second.to_vec(), 16).await?;
+
+    wait_for(&Province::connect(projection.addr).await?, &scripts).await?;
+    let parked = ParkedEventsClient::connect(format!("http://{}", projection.addr))
+        .await?
+        .list_parked(ListParkedRequest::default())
+        .await?
+        .into_inner();
+    assert_eq!((parked.total, parked.held), (0, 0), "{parked:?}");
+    projection.shutdown().await?;
     intake.shutdown().await?;
     Ok(())
 }

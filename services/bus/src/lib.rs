@@ -67,6 +67,20 @@ impl StreamSettings {
         format!("{}.>", self.subject_prefix)
     }
 
+    /// The filter of a consumer of every event on `stream`: none when the
+    /// stream holds only the events' subjects. nats-server 2.9 counts what a
+    /// filtered consumer has pending by walking the stream when it creates
+    /// it: with `{prefix}.>` that took 200–400 ms on a 2,000,000-event
+    /// stream, without a filter under 1 ms; every start, restart and
+    /// rebuild of the projection creates one.
+    pub fn all_events_filter(&self, stream: &stream::Info) -> String {
+        if stream.config.subjects == [self.all_subjects()] {
+            String::new()
+        } else {
+            self.all_subjects()
+        }
+    }
+
     /// The stream's settings: file storage, kept forever (the log is the
     /// source of every report), duplicates dropped by event id.
     pub fn config(&self) -> stream::Config {

@@ -217,7 +217,7 @@ impl Consumer {
                     }
                 },
                 ack_policy: AckPolicy::None,
-                filter_subject: self.settings.all_subjects(),
+                filter_subject: self.settings.all_events_filter(stream.cached_info()),
                 ..Default::default()
             })
             .await
@@ -773,7 +773,7 @@ pub(crate) async fn replay_range(
                 start_sequence: after + 1,
             },
             ack_policy: AckPolicy::None,
-            filter_subject: settings.all_subjects(),
+            filter_subject: settings.all_events_filter(stream.cached_info()),
             inactive_threshold: Duration::from_secs(60),
             ..Default::default()
         })

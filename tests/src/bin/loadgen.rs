@@ -495,7 +495,8 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         let baseline: jetstream::consumer::PullConsumer = js_stream
             .create_consumer(consumer::pull::Config {
                 ack_policy: consumer::AckPolicy::None,
-                filter_subject: settings.all_subjects(),
+                // As the projection's consumer filters.
+                filter_subject: settings.all_events_filter(js_stream.cached_info()),
                 ..Default::default()
             })
             .await?;

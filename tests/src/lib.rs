@@ -233,6 +233,16 @@ pub fn unique_stream() -> String {
     format!("T{}", uuid::Uuid::new_v4().simple()).to_uppercase()
 }
 
+/// The stream settings the services get for `stream` in the tests: its
+/// subjects under `{stream, lowercase}.events`.
+pub fn stream_settings(stream: &str) -> bus::StreamSettings {
+    bus::StreamSettings {
+        stream: stream.to_owned(),
+        subject_prefix: format!("{}.events", stream.to_ascii_lowercase()),
+        ..Default::default()
+    }
+}
+
 /// Both services running inside the test process.
 pub struct Pair {
     pub nats: NatsServer,

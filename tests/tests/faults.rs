@@ -59,6 +59,20 @@ async fn wait_for(province: &Province, scripts: &[district::Script]) -> anyhow::
     .await
 }
 
+/// What a projection serves once it has built the stream into a fresh
+/// database, without faults.
+async fn from_scratch(
+    nats: &NatsServer,
+    stream: &str,
+    scripts: &[district::Script],
+) -> anyhow::Result<Snapshot> {
+    let db = TestDb::new(Backend::Postgres, "fresh").await?;
+    let fresh = start_projection_named(&db.url, &nats.url(), stream, "fresh").await?;
+    let snapshot = wait_for(&Province::connect(fresh.addr).await?, scripts).await?;
+    fresh.shutdown().await?;
+    Ok(snapshot)
+}
+
 /// Two years of the district: enough for many batches.
 fn workload() -> anyhow::Result<Vec<district::Script>> {
     Ok(district::figures()?
@@ -114,11 +128,7 @@ async fn projection_killed_mid_batch_gives_the_same_statistics() -> anyhow::Resu
     let after_crashes = wait_for(&Province::connect(projection.addr).await?, &scripts).await?;
 
     // The same stream into a fresh database, without crashes.
-    let fresh_db = TestDb::new(Backend::Postgres, "fresh").await?;
-    let fresh = start_projection_named(&fresh_db.url, &nats.url(), &stream, "fresh").await?;
-    let from_scratch = wait_for(&Province::connect(fresh.addr).await?, &scripts).await?;
-    assert_eq!(after_crashes, from_scratch);
-    fresh.shutdown().await?;
+    assert_eq!(after_crashes, from_scratch(&nats, &stream, &scripts).await?);
     intake.shutdown().await?;
     Ok(())
 }
@@ -173,11 +183,7 @@ async fn deliveries_dropped_by_a_full_client_buffer_change_no_figure() -> anyhow
         "deliveries were dropped, and no gap was noticed"
     );
 
-    let fresh_db = TestDb::new(Backend::Postgres, "fresh").await?;
-    let fresh = start_projection_named(&fresh_db.url, &nats.url(), &stream, "fresh").await?;
-    let from_scratch = wait_for(&Province::connect(fresh.addr).await?, &scripts).await?;
-    assert_eq!(after_gaps, from_scratch);
-    fresh.shutdown().await?;
+    assert_eq!(after_gaps, from_scratch(&nats, &stream, &scripts).await?);
     intake.shutdown().await?;
     Ok(())
 }
@@ -189,11 +195,7 @@ async fn foreign_messages_on_a_shared_stream_change_no_figure() -> anyhow::Resul
     // takes no filter, which nats-server creates faster).
     let nats = NatsServer::start().await?;
     let stream = unique_stream();
-    let settings = bus::StreamSettings {
-        stream: stream.clone(),
-        subject_prefix: format!("{}.events", stream.to_ascii_lowercase()),
-        ..Default::default()
-    };
+    let settings = tests::stream_settings(&stream);
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
     let other = format!("{}.other", stream.to_ascii_lowercase());
     let mut config = settings.config();

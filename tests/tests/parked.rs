@@ -113,11 +113,7 @@ fn bridge(js: jetstream::Context, from: StreamSettings, to: StreamSettings) {
 }
 
 fn settings(stream: &str) -> StreamSettings {
-    StreamSettings {
-        stream: stream.to_owned(),
-        subject_prefix: format!("{}.events", stream.to_ascii_lowercase()),
-        ..StreamSettings::default()
-    }
+    tests::stream_settings(stream)
 }
 
 async fn statistics(province: &Province) -> anyhow::Result<proto::reports::v1::Statistics> {

@@ -464,11 +464,7 @@ async fn publish_backlog(
 async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result<()> {
     let nats = NatsServer::start().await?;
     let stream = unique_stream();
-    let settings = bus::StreamSettings {
-        stream: stream.clone(),
-        subject_prefix: format!("{}.events", stream.to_ascii_lowercase()),
-        ..Default::default()
-    };
+    let settings = tests::stream_settings(&stream);
     let client = async_nats::connect(nats.url()).await?;
     let js = jetstream::ContextBuilder::new()
         .max_ack_inflight(10_000)
@@ -1014,11 +1010,7 @@ async fn import(backend: Backend, dossiers: u64) -> anyhow::Result<()> {
     // Baseline: the same number of events published straight to a stream,
     // async, `Nats-Msg-Id` set, 5,000 acks in flight.
     let raw_stream = unique_stream();
-    let raw_settings = bus::StreamSettings {
-        stream: raw_stream.clone(),
-        subject_prefix: format!("{}.events", raw_stream.to_ascii_lowercase()),
-        ..Default::default()
-    };
+    let raw_settings = tests::stream_settings(&raw_stream);
     raw_settings
         .ensure_stream(&js)
         .await

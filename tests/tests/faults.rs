@@ -73,6 +73,15 @@ async fn from_scratch(
     Ok(snapshot)
 }
 
+/// One year of the district.
+fn year(year: i32) -> anyhow::Result<Vec<district::Script>> {
+    Ok(district::figures()?
+        .iter()
+        .filter(|y| y.year == year)
+        .flat_map(district::scripts)
+        .collect())
+}
+
 /// Two years of the district: enough for many batches.
 fn workload() -> anyhow::Result<Vec<district::Script>> {
     Ok(district::figures()?
@@ -139,11 +148,7 @@ async fn deliveries_dropped_by_a_full_client_buffer_change_no_figure() -> anyhow
     let stream = unique_stream();
     let intake_db = TestDb::new(Backend::Sqlite, "intake").await?;
     let (intake, _store) = start_intake(&intake_db.url, &nats.url(), &stream).await?;
-    let scripts: Vec<_> = district::figures()?
-        .iter()
-        .filter(|y| y.year == 2018)
-        .flat_map(district::scripts)
-        .collect();
+    let scripts = year(2018)?;
     district::drive(
         &tests::Desk::connect(intake.addr).await?,
         scripts.clone(),
@@ -207,12 +212,7 @@ async fn foreign_messages_on_a_shared_stream_change_no_figure() -> anyhow::Resul
     let (intake, _) = start_intake(&intake_db.url, &nats.url(), &stream).await?;
     let projection = start_projection(&projection_db.url, &nats.url(), &stream).await?;
     let desk = tests::Desk::connect(intake.addr).await?;
-    let scripts: Vec<_> = district::figures()?
-        .iter()
-        .filter(|y| y.year == 2015)
-        .flat_map(district::scripts)
-        .take(400)
-        .collect();
+    let scripts: Vec<_> = year(2015)?.into_iter().take(400).collect();
     let (first, second) = scripts.split_at(200);
     district::drive(&desk, first.to_vec(), 16).await?;
     for i in 0..10 {
@@ -309,11 +309,7 @@ async fn publishing_every_event_twice_changes_nothing() -> anyhow::Result<()> {
     let (intake, _) = start_intake(&intake_db.url, &nats.url(), &stream).await?;
     let projection = start_projection(&projection_db.url, &nats.url(), &stream).await?;
     let province = Province::connect(projection.addr).await?;
-    let scripts: Vec<_> = district::figures()?
-        .iter()
-        .filter(|y| y.year == 2015)
-        .flat_map(district::scripts)
-        .collect();
+    let scripts = year(2015)?;
     district::drive(
         &tests::Desk::connect(intake.addr).await?,
         scripts.clone(),

@@ -112,10 +112,6 @@ fn bridge(js: jetstream::Context, from: StreamSettings, to: StreamSettings) {
     });
 }
 
-fn settings(stream: &str) -> StreamSettings {
-    tests::stream_settings(stream)
-}
-
 async fn statistics(province: &Province) -> anyhow::Result<proto::reports::v1::Statistics> {
     province
         .statistics(OFFICE, day(2024, 5, 1), day(2024, 5, 31))
@@ -135,7 +131,11 @@ async fn parked_events_wait_for_intakes_copy(backend: Backend) -> anyhow::Result
     let (intake, _store) =
         tests::start_intake_with_clock(&intake_db.url, &nats.url(), &intake_stream, clock).await?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
-    bridge(js, settings(&intake_stream), settings(&bus_stream));
+    bridge(
+        js,
+        tests::stream_settings(&intake_stream),
+        tests::stream_settings(&bus_stream),
+    );
     let metrics_port = free_port();
     let projection = ChildService::start(
         "projection",
@@ -145,7 +145,7 @@ async fn parked_events_wait_for_intakes_copy(backend: Backend) -> anyhow::Result
             ("MOTCUA_STREAM", bus_stream.clone()),
             (
                 "MOTCUA_SUBJECT_PREFIX",
-                settings(&bus_stream).subject_prefix,
+                tests::stream_settings(&bus_stream).subject_prefix,
             ),
             (
                 "PROJECTION_METRICS_LISTEN",

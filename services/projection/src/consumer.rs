@@ -46,7 +46,7 @@ const BATCH_MAX_AGE: Duration = Duration::from_secs(1);
 /// The client asks for the next pull when half of one is left, so up to one
 /// and a half arrive ahead: the NATS client's buffer (`--nats-buffer`) must
 /// hold that much, or it drops deliveries ([`DeliveryGap`]).
-pub const PULL_BATCH: usize = 50_000;
+const PULL_BATCH: usize = 50_000;
 /// A batch closes when no message came for this long (caught up)…
 const BATCH_GAP: Duration = Duration::from_millis(2);
 /// …or when its first message has waited this long.
@@ -859,28 +859,28 @@ fn spawn_receiver(mut messages: pull::Stream, delivered: u64, capacity: usize) -
 #[error(
     "deliveries were lost on the way (consumer sequence {got} arrived where {expected} was due; the NATS client's buffer, --nats-buffer, was full)"
 )]
-pub struct DeliveryGap {
-    pub expected: u64,
-    pub got: u64,
+struct DeliveryGap {
+    expected: u64,
+    got: u64,
 }
 
 /// The consumer sequences of a consumer that acknowledges nothing: each
 /// message is delivered once, numbered one after the other.
 #[derive(Debug)]
-pub struct Deliveries {
+struct Deliveries {
     next: u64,
 }
 
 impl Deliveries {
     /// Deliveries following consumer sequence `delivered` (0: a new consumer).
-    pub fn after(delivered: u64) -> Self {
+    fn after(delivered: u64) -> Self {
         Self {
             next: delivered.saturating_add(1),
         }
     }
 
     /// Takes the delivery numbered `consumer_seq`: the next one, or a gap.
-    pub fn check(&mut self, consumer_seq: u64) -> Result<(), DeliveryGap> {
+    fn check(&mut self, consumer_seq: u64) -> Result<(), DeliveryGap> {
         if consumer_seq != self.next {
             return Err(DeliveryGap {
                 expected: self.next,

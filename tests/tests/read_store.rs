@@ -1,11 +1,12 @@
 //! The projection's batch write: a dossier row not yet stored is inserted
-//! without first looking for a conflicting row (PostgreSQL's fast path);
-//! when a row taken as new exists after all, the batch is written again
-//! with upserts, so a wrong guess costs a retry, never a failed batch.
+//! without first looking for a conflicting row (PostgreSQL's fast path;
+//! many are copied); when a row taken as new exists after all, the batch is
+//! written again with upserts, so a wrong guess costs a retry, never a
+//! failed batch. A bulk fill looks up only the rows it wrote.
 
 use projection::{
     apply::DossierRow,
-    store::{BatchWrite, ReadStore},
+    store::{BatchWrite, Fill, ReadStore},
 };
 use tests::{Backend, TestDb};
 
@@ -111,4 +112,99 @@ async fn rows_written_as_new_or_stored_postgres() -> anyhow::Result<()> {
 #[tokio::test]
 async fn rows_written_as_new_or_stored_sqlite() -> anyhow::Result<()> {
     rows_written_as_new_or_stored(Backend::Sqlite).await
+}
+
+/// `n` new dossiers from `from`, with every kind of column set or empty.
+fn many(from: usize, n: usize) -> Vec<DossierRow> {
+    (from..from + n)
+        .map(|i| DossierRow {
+            channel: (i % 5) as i32,
+            due_at: (i % 3 != 0).then_some(i as i64 * 1_000_000),
+            closed_day: (i % 2 == 0).then_some(20_010),
+            timeliness: (i % 2 == 0).then_some(-1),
+            late_at: (i % 7 == 0).then_some(-(i as i64)),
+            pauses: (i % 4) as i32,
+            ..row(&format!("M{i:06}"), 3, "processed", false)
+        })
+        .collect()
+}
+
+/// Large batches of new rows (PostgreSQL copies them) read back as written,
+/// and a row taken as new that exists is updated, not refused.
+async fn large_batches_of_new_rows(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDb::new(backend, "read_store").await?;
+    let store = ReadStore::open(&db.url).await?;
+    let first = many(0, 1_500);
+    store.commit("c", &batch(10, first.clone())).await?;
+    // A stored dossier among the new ones of the next batch, taken as new.
+    let mut second = many(1_500, 1_200);
+    second.push(row("M000007", 4, "returned", false));
+    store.commit("c", &batch(20, second.clone())).await?;
+
+    let expected: Vec<DossierRow> = first
+        .into_iter()
+        .filter(|r| r.dossier_id != "M000007")
+        .chain(second)
+        .map(|r| DossierRow { stored: true, ..r })
+        .collect();
+    let ids: Vec<&str> = expected.iter().map(|r| r.dossier_id.as_str()).collect();
+    let loaded = store.load_rows(&ids).await?;
+    assert_eq!(loaded.len(), 2_700);
+    for r in &expected {
+        assert_eq!(&loaded[&r.dossier_id], r);
+    }
+    assert_eq!(loaded["M000007"].status, "returned");
+    assert_eq!(store.checkpoint("c").await?, 20);
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn large_batches_of_new_rows_postgres() -> anyhow::Result<()> {
+    large_batches_of_new_rows(Backend::Postgres).await
+}
+
+#[tokio::test]
+async fn large_batches_of_new_rows_sqlite() -> anyhow::Result<()> {
+    large_batches_of_new_rows(Backend::Sqlite).await
+}
+
+/// A bulk fill (a rebuild's new generation) is the only writer of its
+/// tables until it ends: it looks up only the dossiers it wrote itself, and
+/// once it ends, every row.
+async fn a_bulk_fill_looks_up_what_it_wrote(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDb::new(backend, "read_store").await?;
+    let store = ReadStore::open_in(&db.url, None, None, Fill::Bulk).await?;
+    store.commit("c", &batch(1, many(0, 1_500))).await?;
+    store
+        .commit("c", &batch(2, vec![row("A", 1, "received", false)]))
+        .await?;
+    // A row written behind the fill's back.
+    sqlx::query(
+        "INSERT INTO dossiers (dossier_id, office_code, province_code, procedure_code, field, \
+         channel, version, status, pauses) VALUES ('Z', 'O', 'P', 'X', 'F', 0, 1, 'received', 0)",
+    )
+    .execute(store.pool())
+    .await?;
+    let loaded = store.load_rows(&["A", "M000042", "B", "Z"]).await?;
+    let mut seen: Vec<&str> = loaded.keys().map(String::as_str).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, ["A", "M000042"]);
+
+    store.finish_bulk_fill().await?;
+    let loaded = store.load_rows(&["A", "M000042", "B", "Z"]).await?;
+    assert_eq!(loaded.len(), 3);
+    assert_eq!(loaded["Z"].version, 1);
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bulk_fill_looks_up_what_it_wrote_postgres() -> anyhow::Result<()> {
+    a_bulk_fill_looks_up_what_it_wrote(Backend::Postgres).await
+}
+
+#[tokio::test]
+async fn a_bulk_fill_looks_up_what_it_wrote_sqlite() -> anyhow::Result<()> {
+    a_bulk_fill_looks_up_what_it_wrote(Backend::Sqlite).await
 }

@@ -1,13 +1,15 @@
 //! Database plumbing shared by intake's event store and projection's read
 //! models: opening a sqlx `AnyPool` on PostgreSQL or an embedded SQLite file,
-//! applying schema statements, and building placeholder lists that both
-//! dialects accept (`$1`, `$2`, …).
+//! applying schema statements, building placeholder lists that both
+//! dialects accept (`$1`, `$2`, …), and PostgreSQL's binary `COPY` rows.
 //!
 //! It knows SQL connections and nothing of events, dossiers or reports.
 
 mod json_rows;
+mod pg_copy;
 
 pub use json_rows::{Column, JsonRows, Kind, json_texts, select_from_json, texts_from_json};
+pub use pg_copy::CopyRows;
 
 use std::{path::Path, str::FromStr, time::Duration};
 

@@ -231,30 +231,34 @@ static COPY_DOSSIERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
     )
 });
 
-/// Dossier rows as [`COPY_DOSSIERS`] reads them, in [`DOSSIER_JSON`]'s order.
+/// Dossier rows as [`COPY_DOSSIERS`] reads them.
 fn dossier_copy_rows<'a>(rows: impl Iterator<Item = &'a DossierRow>) -> Vec<u8> {
-    let day = |d: Option<i32>| d.map(i64::from);
     let mut copy = sqlkit::CopyRows::new(DOSSIER_JSON.len() as u16);
     for r in rows {
-        copy.row()
-            .text(&r.dossier_id)
-            .text(&r.office_code)
-            .text(&r.province_code)
-            .text(&r.procedure_code)
-            .text(&r.field)
-            .int(i64::from(r.channel))
-            .int(r.version)
-            .text(&r.status)
-            .opt_int(day(r.received_day))
-            .opt_int(r.due_at)
-            .opt_int(day(r.due_day))
-            .opt_int(day(r.closed_day))
-            .opt_int(day(r.resolved_day))
-            .opt_int(day(r.timeliness))
-            .opt_int(r.late_at)
-            .int(i64::from(r.pauses));
+        dossier_fields(&mut copy, r);
     }
     copy.finish()
+}
+
+/// A dossier row's fields, in [`DOSSIER_JSON`]'s order.
+fn dossier_fields<F: sqlkit::RowFields>(out: &mut F, r: &DossierRow) {
+    let day = |d: Option<i32>| d.map(i64::from);
+    out.text(&r.dossier_id)
+        .text(&r.office_code)
+        .text(&r.province_code)
+        .text(&r.procedure_code)
+        .text(&r.field)
+        .int(i64::from(r.channel))
+        .int(r.version)
+        .text(&r.status)
+        .opt_int(day(r.received_day))
+        .opt_int(r.due_at)
+        .opt_int(day(r.due_day))
+        .opt_int(day(r.closed_day))
+        .opt_int(day(r.resolved_day))
+        .opt_int(day(r.timeliness))
+        .opt_int(r.late_at)
+        .int(i64::from(r.pauses));
 }
 
 /// The batch statements, in the backend's dialect: each takes its rows as
@@ -651,22 +655,7 @@ impl ReadStore {
         if !batch.changes.rows.is_empty() {
             let mut json = JsonRows::new(DOSSIER_JSON);
             for r in batch.changes.rows.values() {
-                json.text(&r.dossier_id)
-                    .text(&r.office_code)
-                    .text(&r.province_code)
-                    .text(&r.procedure_code)
-                    .text(&r.field)
-                    .int(i64::from(r.channel))
-                    .int(r.version)
-                    .text(&r.status)
-                    .opt_int(r.received_day.map(i64::from))
-                    .opt_int(r.due_at)
-                    .opt_int(r.due_day.map(i64::from))
-                    .opt_int(r.closed_day.map(i64::from))
-                    .opt_int(r.resolved_day.map(i64::from))
-                    .opt_int(r.timeliness.map(i64::from))
-                    .opt_int(r.late_at)
-                    .int(i64::from(r.pauses));
+                dossier_fields(&mut json, r);
             }
             sqlx::query(sqlx::AssertSqlSafe(self.sql.upsert_dossiers.as_str()))
                 .bind(json.finish())

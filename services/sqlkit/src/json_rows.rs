@@ -104,6 +104,20 @@ pub struct JsonRows {
     next: usize,
 }
 
+impl crate::RowFields for JsonRows {
+    fn text(&mut self, value: &str) -> &mut Self {
+        JsonRows::text(self, value)
+    }
+
+    fn int(&mut self, value: i64) -> &mut Self {
+        JsonRows::int(self, value)
+    }
+
+    fn opt_int(&mut self, value: Option<i64>) -> &mut Self {
+        JsonRows::opt_int(self, value)
+    }
+}
+
 impl JsonRows {
     pub fn new(columns: &'static [Column]) -> Self {
         Self {

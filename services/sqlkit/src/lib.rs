@@ -11,6 +11,15 @@ mod pg_copy;
 pub use json_rows::{Column, JsonRows, Kind, json_texts, select_from_json, texts_from_json};
 pub use pg_copy::CopyRows;
 
+/// A builder of one statement's rows, field by field in its column order
+/// (a row ends with its last column): [`JsonRows`] and [`CopyRows`], so a
+/// record's fields are listed once for both.
+pub trait RowFields {
+    fn text(&mut self, value: &str) -> &mut Self;
+    fn int(&mut self, value: i64) -> &mut Self;
+    fn opt_int(&mut self, value: Option<i64>) -> &mut Self;
+}
+
 use std::{path::Path, str::FromStr, time::Duration};
 
 use anyhow::Context as _;

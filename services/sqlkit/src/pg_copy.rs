@@ -9,7 +9,8 @@
 //! form (`text` as UTF-8, `bigint` as 8 bytes big-endian); a field count of
 //! -1 ends the data.
 
-/// The rows of one `COPY … FROM STDIN (FORMAT binary)`, built in memory.
+/// The rows of one `COPY … FROM STDIN (FORMAT binary)`, built in memory,
+/// field by field in the statement's column order.
 #[derive(Debug)]
 pub struct CopyRows {
     buf: Vec<u8>,
@@ -20,6 +21,20 @@ pub struct CopyRows {
 }
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+impl crate::RowFields for CopyRows {
+    fn text(&mut self, value: &str) -> &mut Self {
+        CopyRows::text(self, value)
+    }
+
+    fn int(&mut self, value: i64) -> &mut Self {
+        CopyRows::int(self, value)
+    }
+
+    fn opt_int(&mut self, value: Option<i64>) -> &mut Self {
+        CopyRows::opt_int(self, value)
+    }
+}
 
 impl CopyRows {
     /// Rows of `fields` columns each.
@@ -36,16 +51,6 @@ impl CopyRows {
         }
     }
 
-    /// Starts the next row; its fields follow, in the statement's column order.
-    pub fn row(&mut self) -> &mut Self {
-        debug_assert_eq!(self.due, 0, "the row before lacks fields");
-        self.buf
-            .extend_from_slice(&(self.fields as i16).to_be_bytes());
-        self.due = self.fields;
-        self.rows += 1;
-        self
-    }
-
     fn field(&mut self, bytes: &[u8]) -> &mut Self {
         self.take_field();
         let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
@@ -54,9 +59,16 @@ impl CopyRows {
         self
     }
 
+    /// Counts a field, starting a row at its first: fields come in the
+    /// statement's column order, row after row.
     fn take_field(&mut self) {
-        debug_assert!(self.due > 0, "more fields than columns");
-        self.due = self.due.saturating_sub(1);
+        if self.due == 0 {
+            self.buf
+                .extend_from_slice(&(self.fields as i16).to_be_bytes());
+            self.due = self.fields;
+            self.rows += 1;
+        }
+        self.due -= 1;
     }
 
     /// A `text` field.
@@ -81,7 +93,7 @@ impl CopyRows {
         }
     }
 
-    /// Rows started so far.
+    /// Rows begun so far.
     pub fn rows(&self) -> u64 {
         self.rows
     }
@@ -101,7 +113,7 @@ mod tests {
     #[test]
     fn rows_are_laid_out_as_postgres_reads_them() {
         let mut rows = CopyRows::new(3);
-        rows.row().text("Đ1").int(-2).opt_int(None);
+        rows.text("Đ1").int(-2).opt_int(None);
         assert_eq!(rows.rows(), 1);
         let bytes = rows.finish();
         let mut expected = b"PGCOPY\n\xff\r\n\0".to_vec();

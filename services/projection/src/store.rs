@@ -546,17 +546,11 @@ impl ReadStore {
     /// The current rows of these dossiers.
     pub async fn load_rows(&self, ids: &[&str]) -> anyhow::Result<HashMap<String, DossierRow>> {
         // A bulk fill looks up only the dossiers it may have written.
-        let maybe_stored: Vec<&str>;
-        let ids = match self.with_written(|w| {
+        let maybe_stored: Option<Vec<&str>> = self.with_written(|w| {
             w.as_ref()
                 .map(|w| ids.iter().copied().filter(|id| w.may_hold(id)).collect())
-        }) {
-            Some(filtered) => {
-                maybe_stored = filtered;
-                &maybe_stored[..]
-            }
-            None => ids,
-        };
+        });
+        let ids = maybe_stored.as_deref().unwrap_or(ids);
         let mut rows = HashMap::with_capacity(ids.len());
         if ids.is_empty() {
             return Ok(rows);

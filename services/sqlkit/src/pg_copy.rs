@@ -22,22 +22,9 @@ pub struct CopyRows {
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
-impl crate::RowFields for CopyRows {
-    fn text(&mut self, value: &str) -> &mut Self {
-        CopyRows::text(self, value)
-    }
-
-    fn int(&mut self, value: i64) -> &mut Self {
-        CopyRows::int(self, value)
-    }
-
-    fn opt_int(&mut self, value: Option<i64>) -> &mut Self {
-        CopyRows::opt_int(self, value)
-    }
-}
-
 impl CopyRows {
-    /// Rows of `fields` columns each.
+    /// Rows of `fields` columns each; their fields come through
+    /// [`crate::RowFields`], in the statement's column order, row after row.
     pub fn new(fields: u16) -> Self {
         let mut buf = Vec::with_capacity(64 * 1024);
         buf.extend_from_slice(SIGNATURE);
@@ -51,17 +38,8 @@ impl CopyRows {
         }
     }
 
-    fn field(&mut self, bytes: &[u8]) -> &mut Self {
-        self.take_field();
-        let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
-        self.buf.extend_from_slice(&len.to_be_bytes());
-        self.buf.extend_from_slice(bytes);
-        self
-    }
-
-    /// Counts a field, starting a row at its first: fields come in the
-    /// statement's column order, row after row.
-    fn take_field(&mut self) {
+    /// The next field (None: NULL), beginning a row at its first.
+    fn field(&mut self, value: Option<&[u8]>) -> &mut Self {
         if self.due == 0 {
             self.buf
                 .extend_from_slice(&(self.fields as i16).to_be_bytes());
@@ -69,28 +47,15 @@ impl CopyRows {
             self.rows += 1;
         }
         self.due -= 1;
-    }
-
-    /// A `text` field.
-    pub fn text(&mut self, value: &str) -> &mut Self {
-        self.field(value.as_bytes())
-    }
-
-    /// A `bigint` field.
-    pub fn int(&mut self, value: i64) -> &mut Self {
-        self.field(&value.to_be_bytes())
-    }
-
-    /// A nullable `bigint` field.
-    pub fn opt_int(&mut self, value: Option<i64>) -> &mut Self {
         match value {
-            Some(v) => self.int(v),
-            None => {
-                self.take_field();
-                self.buf.extend_from_slice(&(-1i32).to_be_bytes());
-                self
+            Some(bytes) => {
+                let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+                self.buf.extend_from_slice(&len.to_be_bytes());
+                self.buf.extend_from_slice(bytes);
             }
+            None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
         }
+        self
     }
 
     /// Rows begun so far.
@@ -106,9 +71,28 @@ impl CopyRows {
     }
 }
 
+/// `text` as UTF-8, `bigint` as 8 bytes big-endian.
+impl crate::RowFields for CopyRows {
+    fn text(&mut self, value: &str) -> &mut Self {
+        self.field(Some(value.as_bytes()))
+    }
+
+    fn int(&mut self, value: i64) -> &mut Self {
+        self.field(Some(&value.to_be_bytes()))
+    }
+
+    fn opt_int(&mut self, value: Option<i64>) -> &mut Self {
+        match value {
+            Some(v) => self.int(v),
+            None => self.field(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::CopyRows;
+    use crate::RowFields as _;
 
     #[test]
     fn rows_are_laid_out_as_postgres_reads_them() {

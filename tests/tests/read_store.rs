@@ -2,12 +2,14 @@
 //! without first looking for a conflicting row (PostgreSQL's fast path;
 //! many are copied); when a row taken as new exists after all, the batch is
 //! written again with upserts, so a wrong guess costs a retry, never a
-//! failed batch. A bulk fill looks up only the rows it wrote.
+//! failed batch. A bulk fill looks up only the rows it wrote, and holds its
+//! counters until it ends or holds many.
 
 use projection::{
-    apply::DossierRow,
+    apply::{CounterDelta, CounterKey, DossierRow},
     store::{BatchWrite, Fill, ReadStore},
 };
+use sqlx::Row as _;
 use tests::{Backend, TestDb};
 
 fn row(id: &str, version: i64, status: &str, stored: bool) -> DossierRow {
@@ -207,4 +209,109 @@ async fn a_bulk_fill_looks_up_what_it_wrote_postgres() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_bulk_fill_looks_up_what_it_wrote_sqlite() -> anyhow::Result<()> {
     a_bulk_fill_looks_up_what_it_wrote(Backend::Sqlite).await
+}
+
+/// A batch of `rows` that adds `n` to the "received" counter of each
+/// (office, day).
+fn counted(checkpoint: u64, rows: Vec<DossierRow>, counts: &[(&str, i32, i64)]) -> BatchWrite {
+    let mut write = batch(checkpoint, rows);
+    for &(office, day, n) in counts {
+        write.changes.counters.insert(
+            CounterKey {
+                office_code: office.into(),
+                day,
+                procedure_code: "1.001".into(),
+                channel: 1,
+                metric: "received".into(),
+            },
+            CounterDelta {
+                province_code: "P01".into(),
+                field: "dat-dai".into(),
+                n,
+            },
+        );
+    }
+    write
+}
+
+/// The batches of [`counters_add_up_once`], the second with a row taken as
+/// new that the first wrote (PostgreSQL writes it twice: a retry).
+fn counted_batches() -> [BatchWrite; 3] {
+    [
+        counted(
+            1,
+            many(0, 1_200),
+            &[("OFFICE-1", 20_000, 2), ("OFFICE-2", 20_000, 1)],
+        ),
+        counted(
+            2,
+            vec![row("M000003", 4, "returned", false)],
+            &[("OFFICE-1", 20_000, 3), ("OFFICE-1", 20_001, 1)],
+        ),
+        counted(3, Vec::new(), &[("OFFICE-2", 20_000, 4)]),
+    ]
+}
+
+async fn daily_counts(store: &ReadStore) -> anyhow::Result<Vec<(String, i64, i64)>> {
+    let rows = sqlx::query(
+        "SELECT office_code, CAST(day AS BIGINT), CAST(n AS BIGINT) FROM daily_counts \
+         ORDER BY office_code, day",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}
+
+/// A bulk fill's counters equal a live store's, whether it writes them at
+/// the end or whenever it holds one, two or three rows: each batch's deltas
+/// count once, the batch written twice included. Until it writes them, the
+/// fill holds them.
+async fn counters_add_up_once(backend: Backend) -> anyhow::Result<()> {
+    let expected = vec![
+        ("OFFICE-1".to_owned(), 20_000, 5),
+        ("OFFICE-1".to_owned(), 20_001, 1),
+        ("OFFICE-2".to_owned(), 20_000, 5),
+    ];
+    let db = TestDb::new(backend, "read_store").await?;
+    let live = ReadStore::open(&db.url).await?;
+    for b in &counted_batches() {
+        live.commit("c", b).await?;
+    }
+    assert_eq!(daily_counts(&live).await?, expected);
+    live.close().await;
+
+    for held in [None, Some(1), Some(2), Some(3)] {
+        let db = TestDb::new(backend, "read_store").await?;
+        let store = ReadStore::open_in(&db.url, None, None, Fill::Bulk).await?;
+        if let Some(max) = held {
+            store.hold_counts_up_to(max);
+        }
+        for b in &counted_batches() {
+            store.commit("c", b).await?;
+        }
+        if held.is_none() {
+            assert_eq!(daily_counts(&store).await?, [], "held until the fill ends");
+        }
+        assert_eq!(store.checkpoint("c").await?, 3);
+        store.finish_bulk_fill().await?;
+        assert_eq!(
+            daily_counts(&store).await?,
+            expected,
+            "holding up to {held:?}"
+        );
+        store.close().await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn counters_add_up_once_postgres() -> anyhow::Result<()> {
+    counters_add_up_once(Backend::Postgres).await
+}
+
+#[tokio::test]
+async fn counters_add_up_once_sqlite() -> anyhow::Result<()> {
+    counters_add_up_once(Backend::Sqlite).await
 }

@@ -19,6 +19,16 @@ pub use procedure_codec::{definition_from_proto, definition_to_proto};
 
 /// Header carrying the event's position in intake's store.
 pub const POSITION_HEADER: &str = "Motcua-Position";
+/// The position a message's [`POSITION_HEADER`] carries, if any. The header's
+/// name is built once, at compile time: looked up by `&str`, it was checked,
+/// compared with every standard header's and copied for every message (2.5 %
+/// of the projection's CPU during a rebuild, `perf`).
+pub fn position_of(headers: Option<&async_nats::HeaderMap>) -> Option<u64> {
+    const NAME: async_nats::header::HeaderName =
+        async_nats::header::HeaderName::from_static(POSITION_HEADER);
+    headers?.get(NAME)?.as_str().parse().ok()
+}
+
 /// Header carrying the event's kind, for operators reading the stream.
 pub const KIND_HEADER: &str = "Motcua-Kind";
 

@@ -375,10 +375,7 @@ impl Relay {
             .get_raw_message(last)
             .await
             .context("read the stream's last message")?;
-        let position = message
-            .headers
-            .get(POSITION_HEADER)
-            .and_then(|v| v.as_str().parse::<u64>().ok())
+        let position = bus::position_of(Some(&message.headers))
             .context("the stream's last message has no position header")?;
         Ok(position)
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull};
-use bus::{POSITION_HEADER, StreamSettings};
+use bus::StreamSettings;
 use domain::Timestamp;
 use futures::StreamExt as _;
 use proto::reports::v1 as pb;
@@ -132,11 +132,7 @@ pub async fn replay(history: &History, subject: &str, point: Point) -> anyhow::R
             batch.push(Incoming {
                 stream_seq,
                 subject: message.subject.clone(),
-                position: message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(bus::POSITION_HEADER))
-                    .and_then(|v| v.as_str().parse::<u64>().ok()),
+                position: bus::position_of(message.headers.as_ref()),
                 payload: message.payload.clone(),
                 pending: None,
             });
@@ -158,12 +154,7 @@ pub async fn replay(history: &History, subject: &str, point: Point) -> anyhow::R
 fn before(message: &jetstream::Message, point: Point) -> anyhow::Result<bool> {
     Ok(match point {
         Point::Position(p) => {
-            let position = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(POSITION_HEADER))
-                .and_then(|v| v.as_str().parse::<u64>().ok());
-            match position {
+            match bus::position_of(message.headers.as_ref()) {
                 Some(position) => position <= p,
                 // Without a position it cannot be placed: leave it out.
                 None => false,

@@ -954,11 +954,7 @@ fn taken_apart(message: jetstream::Message) -> anyhow::Result<(Incoming, u64)> {
         .context("read a message's stream sequence")?;
     let (stream_seq, consumer_seq, pending) =
         (info.stream_sequence, info.consumer_sequence, info.pending);
-    let position = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(bus::POSITION_HEADER))
-        .and_then(|v| v.as_str().parse::<u64>().ok());
+    let position = bus::position_of(message.headers.as_ref());
     Ok((
         Incoming {
             stream_seq,

@@ -9,7 +9,7 @@ use sqlkit::{Backend, Column, JsonRows, column, select_from_json, texts_from_jso
 use sqlx::{AnyPool, Row as _};
 use tokio::sync::watch;
 
-use crate::apply::{Changes, DossierRow};
+use crate::apply::{Changes, CounterDelta, CounterKey, DossierRow};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS dossiers (
@@ -82,8 +82,9 @@ pub enum Fill {
     /// A rebuild's new generation, filled from the start of the stream
     /// before anyone reads it, and by nothing else: the reports' indexes
     /// wait ([`ReadStore::finish_bulk_fill`] builds them, once, before the
-    /// generation takes over), and a dossier the fill never wrote is not
-    /// looked up. Its tables are logged as a live generation's: with its
+    /// generation takes over), a dossier the fill never wrote is not
+    /// looked up, and the counters' deltas add up in memory, each counter
+    /// row written once (see [`Bulk`]). Its tables are logged as a live generation's: with its
     /// new rows copied, PostgreSQL's CPU per event was the same as into
     /// unlogged tables, whose `SET LOGGED` at the end (a rewrite of each
     /// table and its keys) took 1.8 of a 2M-event rebuild's 12 s.
@@ -360,8 +361,8 @@ pub struct ReadStore {
     sql: std::sync::Arc<Statements>,
     /// The late feed's last committed position, for live watchers.
     feed_head: std::sync::Arc<watch::Sender<u64>>,
-    /// During a [`Fill::Bulk`]: the dossiers it may have written.
-    written: std::sync::Arc<std::sync::Mutex<Option<Written>>>,
+    /// During a [`Fill::Bulk`]: what it keeps in memory until it ends.
+    bulk: std::sync::Arc<std::sync::Mutex<Option<Bulk>>>,
 }
 
 impl ReadStore {
@@ -429,19 +430,29 @@ impl ReadStore {
             pg,
             sql: std::sync::Arc::new(Statements::new(backend)),
             feed_head,
-            written: std::sync::Arc::new(std::sync::Mutex::new(
-                (fill == Fill::Bulk).then(Written::new),
-            )),
+            bulk: std::sync::Arc::new(std::sync::Mutex::new((fill == Fill::Bulk).then(Bulk::new))),
         })
     }
 
-    /// Ends a [`Fill::Bulk`]: builds the reports' indexes; from here on
-    /// others may write (the live consumer, after the swap).
+    /// Ends a [`Fill::Bulk`]: writes the counters it held and builds the
+    /// reports' indexes; from here on others may write (the live consumer,
+    /// after the swap).
     pub async fn finish_bulk_fill(&self) -> anyhow::Result<()> {
-        self.with_written(|written| *written = None);
+        self.write_held_counts().await?;
+        self.with_bulk(|bulk| *bulk = None);
         sqlkit::run_ddl(&self.pool, INDEXES)
             .await
             .context("build the read models' indexes")
+    }
+
+    /// Has a [`Fill::Bulk`] hold at most `max` counter rows before it writes
+    /// them (by default [`HELD_COUNTS_MAX`]); tests make it write often.
+    pub fn hold_counts_up_to(&self, max: usize) {
+        self.with_bulk(|bulk| {
+            if let Some(bulk) = bulk {
+                bulk.counts_max = max;
+            }
+        });
     }
 
     /// The announcer of late-feed heads, to share with a new generation.
@@ -536,8 +547,8 @@ impl ReadStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    fn with_written<T>(&self, f: impl FnOnce(&mut Option<Written>) -> T) -> T {
-        match self.written.lock() {
+    fn with_bulk<T>(&self, f: impl FnOnce(&mut Option<Bulk>) -> T) -> T {
+        match self.bulk.lock() {
             Ok(mut guard) => f(&mut guard),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
@@ -546,9 +557,13 @@ impl ReadStore {
     /// The current rows of these dossiers.
     pub async fn load_rows(&self, ids: &[&str]) -> anyhow::Result<HashMap<String, DossierRow>> {
         // A bulk fill looks up only the dossiers it may have written.
-        let maybe_stored: Option<Vec<&str>> = self.with_written(|w| {
-            w.as_ref()
-                .map(|w| ids.iter().copied().filter(|id| w.may_hold(id)).collect())
+        let maybe_stored: Option<Vec<&str>> = self.with_bulk(|bulk| {
+            bulk.as_ref().map(|b| {
+                ids.iter()
+                    .copied()
+                    .filter(|id| b.written.may_hold(id))
+                    .collect()
+            })
         });
         let ids = maybe_stored.as_deref().unwrap_or(ids);
         let mut rows = HashMap::with_capacity(ids.len());
@@ -599,20 +614,80 @@ impl ReadStore {
 
     /// Writes a batch's changes and its checkpoint in one transaction.
     pub async fn commit(&self, consumer: &str, batch: &BatchWrite) -> anyhow::Result<()> {
-        // Recorded before the write: a write that fails is written again
-        // or dropped, and an id recorded in vain only costs a lookup.
-        self.with_written(|written| {
-            if let Some(written) = written {
+        // Ids are recorded before the write: a write that fails is written
+        // again or dropped, and an id recorded in vain only costs a lookup.
+        let holding = self.with_bulk(|bulk| {
+            bulk.as_mut().map(|bulk| {
                 for id in batch.changes.rows.keys() {
-                    written.record(id);
+                    bulk.written.record(id);
                 }
-            }
+                bulk.counts.len() >= bulk.counts_max
+            })
         });
-        if let Some(pg) = &self.pg
-            && batch.only_dossier_changes()
-        {
-            return self.commit_postgres(pg, consumer, batch).await;
+        // A bulk fill's batch leaves its counters to the fill, which holds
+        // them until they are many (written first, then) or the fill ends.
+        let none = hashbrown::HashMap::new();
+        let counters = match holding {
+            None => &batch.changes.counters,
+            Some(full) => {
+                if full {
+                    self.write_held_counts().await?;
+                }
+                &none
+            }
+        };
+        match &self.pg {
+            Some(pg) if batch.only_dossier_changes() => {
+                self.commit_postgres(pg, consumer, batch, counters).await?;
+            }
+            _ => self.commit_any(consumer, batch, counters).await?,
         }
+        // Held only once the batch is in: a batch written again is not
+        // counted twice.
+        if holding.is_some() {
+            self.with_bulk(|bulk| {
+                if let Some(bulk) = bulk {
+                    add_counts(&mut bulk.counts, &batch.changes.counters);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the counters a bulk fill holds, in one statement; on failure
+    /// it holds them still.
+    async fn write_held_counts(&self) -> anyhow::Result<()> {
+        let Some(counts) =
+            self.with_bulk(|bulk| bulk.as_mut().map(|b| std::mem::take(&mut b.counts)))
+        else {
+            return Ok(());
+        };
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let written = sqlx::query(sqlx::AssertSqlSafe(self.sql.add_counters.as_str()))
+            .bind(counter_json(&counts))
+            .execute(&self.pool)
+            .await
+            .context("write the counters a bulk fill held");
+        if written.is_err() {
+            self.with_bulk(|bulk| {
+                if let Some(bulk) = bulk {
+                    add_counts(&mut bulk.counts, &counts);
+                }
+            });
+        }
+        written.map(drop)
+    }
+
+    /// [`ReadStore::commit`] in statements any backend runs, in one
+    /// transaction, with `counters` for the batch's.
+    async fn commit_any(
+        &self,
+        consumer: &str,
+        batch: &BatchWrite,
+        counters: &hashbrown::HashMap<CounterKey, CounterDelta>,
+    ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await.context("begin a batch")?;
 
         // Late-feed notices get positions in commit order (the consumer is
@@ -658,20 +733,9 @@ impl ReadStore {
                 .context("upsert dossier rows")?;
         }
 
-        if !batch.changes.counters.is_empty() {
-            let mut json = JsonRows::new(COUNTER_JSON);
-            for (k, d) in &batch.changes.counters {
-                json.text(&k.office_code)
-                    .int(i64::from(k.day))
-                    .text(&k.procedure_code)
-                    .int(i64::from(k.channel))
-                    .text(&k.metric)
-                    .text(&d.province_code)
-                    .text(&d.field)
-                    .int(d.n);
-            }
+        if !counters.is_empty() {
             sqlx::query(sqlx::AssertSqlSafe(self.sql.add_counters.as_str()))
-                .bind(json.finish())
+                .bind(counter_json(counters))
                 .execute(&mut *tx)
                 .await
                 .context("add to daily counters")?;
@@ -769,13 +833,17 @@ impl ReadStore {
         pg: &sqlx::PgPool,
         consumer: &str,
         batch: &BatchWrite,
+        counters: &hashbrown::HashMap<CounterKey, CounterDelta>,
     ) -> anyhow::Result<()> {
-        match self.try_commit_postgres(pg, consumer, batch, true).await {
+        match self
+            .try_commit_postgres(pg, consumer, batch, counters, true)
+            .await
+        {
             // A dossier taken as new has a row after all: nothing was
             // written; write every row as an upsert.
             Err(e) if is_unique_violation(&e) => {
                 tracing::warn!(error = %e, "a dossier row taken as new exists; writing the batch again with upserts");
-                self.try_commit_postgres(pg, consumer, batch, false)
+                self.try_commit_postgres(pg, consumer, batch, counters, false)
                     .await
                     .context("write a batch with upserts only")
             }
@@ -790,6 +858,7 @@ impl ReadStore {
         pg: &sqlx::PgPool,
         consumer: &str,
         batch: &BatchWrite,
+        counters: &hashbrown::HashMap<CounterKey, CounterDelta>,
         trust_stored: bool,
     ) -> Result<(), sqlx::Error> {
         let changes = &batch.changes;
@@ -802,7 +871,7 @@ impl ReadStore {
             .values()
             .filter(|r| !copy || r.stored)
             .collect();
-        let counters: Vec<_> = changes.counters.iter().collect();
+        let counters: Vec<_> = counters.iter().collect();
         let pauses: Vec<_> = changes.pauses.iter().collect();
         let day = |d: Option<i32>| d.map(i64::from);
         let statement = sqlx::query_scalar(sqlx::AssertSqlSafe(COMMIT_POSTGRES.as_str()))
@@ -869,6 +938,67 @@ impl ReadStore {
             pg.close().await;
         }
         self.pool.close().await;
+    }
+}
+
+/// Counter rows as [`Statements::add_counters`] reads them.
+fn counter_json(counters: &hashbrown::HashMap<CounterKey, CounterDelta>) -> String {
+    let mut json = JsonRows::new(COUNTER_JSON);
+    for (k, d) in counters {
+        json.text(&k.office_code)
+            .int(i64::from(k.day))
+            .text(&k.procedure_code)
+            .int(i64::from(k.channel))
+            .text(&k.metric)
+            .text(&d.province_code)
+            .text(&d.field)
+            .int(d.n);
+    }
+    json.finish()
+}
+
+/// Adds counter deltas to others.
+fn add_counts(
+    into: &mut hashbrown::HashMap<CounterKey, CounterDelta>,
+    from: &hashbrown::HashMap<CounterKey, CounterDelta>,
+) {
+    for (key, delta) in from {
+        match into.get_mut(key) {
+            Some(sum) => sum.n += delta.n,
+            None => {
+                into.insert(key.clone(), delta.clone());
+            }
+        }
+    }
+}
+
+/// What a [`Fill::Bulk`] keeps in memory until it ends.
+///
+/// Its counters: a rebuild's batches meet the same counters again and again
+/// (an office's day, procedure, channel and metric), and writing each
+/// batch's deltas made PostgreSQL update every such row once per batch.
+/// The deltas of the batches committed add up here instead, and are written
+/// once when the fill ends, or before the next batch once they are
+/// [`Bulk::counts_max`] rows. They are lost only with the process, and with
+/// it the unfinished generation, which is dropped at the next start.
+#[derive(Debug)]
+struct Bulk {
+    written: Written,
+    /// Deltas of committed batches not yet in `daily_counts`.
+    counts: hashbrown::HashMap<CounterKey, CounterDelta>,
+    counts_max: usize,
+}
+
+/// Counter rows a bulk fill holds at most (about 300 bytes each).
+pub const HELD_COUNTS_MAX: usize = 100_000;
+
+impl Bulk {
+    fn new() -> Self {
+        Self {
+            written: Written::new(),
+            counts: hashbrown::HashMap::new(),
+            counts_max: HELD_COUNTS_MAX,
+        }
     }
 }
 

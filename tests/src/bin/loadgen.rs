@@ -716,7 +716,7 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
         );
         if let (Some(replayed), Some(indexed)) = (replayed, indexed) {
             println!(
-                "  phases (sampled every 100 ms): replay {:.1} s ({:.0} events/s), build indexes {:.1} s, swap {:.1} s",
+                "  phases (sampled every 100 ms): replay {:.1} s ({:.0} events/s), write counters and build indexes {:.1} s, swap {:.1} s",
                 replayed.as_secs_f64(),
                 status.events_applied as f64 / replayed.as_secs_f64(),
                 (indexed - replayed).as_secs_f64(),

@@ -240,6 +240,7 @@ impl Consumer {
 
         let mut last_seq = checkpoint;
         let mut pending_swap: Option<Swap> = None;
+        let mut sizes = FoldSizes::default();
         loop {
             // Between batches: take over a rebuilt generation once this
             // consumer has applied at least what the rebuild has.
@@ -288,7 +289,7 @@ impl Consumer {
                 self.land(writing, &mut last_seq, held).await?;
             }
             let started = tokio::time::Instant::now();
-            let mut fold = Fold::new(*held);
+            let mut fold = Fold::new(*held, sizes);
             fold.overlay = writing.as_ref().map(|w| w.write.clone());
             let mut chunk = vec![first];
             let mut last: Option<Incoming> = None;
@@ -338,6 +339,7 @@ impl Consumer {
             let Some(last) = last else { continue };
             // Batches commit in order: the one before lands first.
             self.land(writing, &mut last_seq, held).await?;
+            sizes = fold.sizes();
             *writing = Some(self.start_write(fold, &last));
         }
     }
@@ -534,7 +536,7 @@ pub(crate) async fn apply_messages(
     held_count: u64,
     news: bool,
 ) -> anyhow::Result<(BatchWrite, u64)> {
-    let mut fold = Fold::new(held_count);
+    let mut fold = Fold::new(held_count, FoldSizes::default());
     fold.add(store, batch).await?;
     let (write, applied) = fold.into_write(news);
     store.commit(name, &write).await?;
@@ -560,13 +562,30 @@ pub(crate) struct Fold {
     overlay: Option<Arc<BatchWrite>>,
 }
 
+/// How many dossier rows and counters a fold gathered: the next one starts
+/// with room for as many instead of growing its maps step by step (their
+/// growth was 4 % of the projection's CPU during a rebuild, `perf`, with
+/// the page faults of the fresh memory on top).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FoldSizes {
+    rows: usize,
+    counters: usize,
+}
+
 impl Fold {
-    pub(crate) fn new(held_count: u64) -> Self {
+    pub(crate) fn new(held_count: u64, sizes: FoldSizes) -> Self {
         Self {
             held_count,
-            write: BatchWrite::default(),
+            write: BatchWrite {
+                changes: crate::apply::Changes {
+                    rows: HashMap::with_capacity(sizes.rows),
+                    counters: HashMap::with_capacity(sizes.counters),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
             loaded: HashMap::new(),
-            known: hashbrown::HashSet::new(),
+            known: hashbrown::HashSet::with_capacity(sizes.rows),
             waiting: HashMap::new(),
             applied: 0,
             events: 0,
@@ -577,6 +596,13 @@ impl Fold {
     /// Messages folded so far.
     pub(crate) fn events(&self) -> usize {
         self.events
+    }
+
+    pub(crate) fn sizes(&self) -> FoldSizes {
+        FoldSizes {
+            rows: self.write.changes.rows.len(),
+            counters: self.write.changes.counters.len(),
+        }
     }
 
     /// Folds the next messages in: reads the stored state of the streams

@@ -84,10 +84,11 @@ pub enum Fill {
     /// wait ([`ReadStore::finish_bulk_fill`] builds them, once, before the
     /// generation takes over), a dossier the fill never wrote is not
     /// looked up, and the counters' deltas add up in memory, each counter
-    /// row written once (see [`Bulk`]). Its tables are logged as a live generation's: with its
-    /// new rows copied, PostgreSQL's CPU per event was the same as into
-    /// unlogged tables, whose `SET LOGGED` at the end (a rewrite of each
-    /// table and its keys) took 1.8 of a 2M-event rebuild's 12 s.
+    /// row written once (see [`Bulk`]). Its tables are logged as a live
+    /// generation's: with its new rows copied, PostgreSQL's CPU per event
+    /// was the same as into unlogged tables, whose `SET LOGGED` at the end
+    /// (a rewrite of each table and its keys) took 1.8 of a 2M-event
+    /// rebuild's 12 s.
     Bulk,
 }
 

@@ -161,3 +161,112 @@ async fn wrong_guesses_are_decided_again_on_sqlite() -> anyhow::Result<()> {
 async fn wrong_guesses_are_decided_again_on_postgres() -> anyhow::Result<()> {
     wrong_guesses_are_decided_again(Backend::Postgres).await
 }
+
+/// One history of `steps` for `dossier`, its request id named by `row`.
+fn history(row: u64, dossier: &str, steps: Vec<(Timestamp, Command)>) -> intake::writer::History {
+    intake::writer::History {
+        row,
+        request_id: format!("import:{dossier}:{row}"),
+        actor: "import".into(),
+        dossier_id: dossier.into(),
+        steps: steps
+            .into_iter()
+            .map(|(at, command)| intake::writer::Step {
+                column: "received_at",
+                at,
+                command,
+            })
+            .collect(),
+    }
+}
+
+/// Imported dossiers are not kept in the writer's memory: the writer that
+/// imported them decides what comes next for them from the store, in a
+/// later import and at the desk alike.
+async fn imported_dossiers_are_decided_from_the_store(backend: Backend) -> anyhow::Result<()> {
+    use intake::writer::ImportOutcome;
+    let db = TestDb::new(backend, "writer_imported").await?;
+    let store = EventStore::open(&db.url).await?;
+    let day = |d| domain::LocalDay::from_ymd(2024, 3, d).expect("a date");
+    let received = Timestamp::at_local(day(1), 9, 0);
+    let due = Timestamp::at_local(day(14), 17, 0);
+    let (handle, running) = writer(&store);
+
+    // An open dossier A and a resolved one B, imported.
+    let outcomes = handle
+        .queue_import(vec![
+            history(1, "A", vec![(received, receive_command("TP", due))]),
+            history(
+                2,
+                "B",
+                vec![
+                    (received, receive_command("TP", due)),
+                    (Timestamp::at_local(day(4), 9, 0), Command::RecordResult),
+                ],
+            ),
+        ])
+        .await?
+        .await??;
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [
+                ImportOutcome::Imported { events: 1, .. },
+                ImportOutcome::Imported { events: 2, .. }
+            ]
+        ),
+        "{outcomes:?}"
+    );
+
+    // A changed row for A, in a later job of the same writer: refused, from
+    // the stored state.
+    let again = handle
+        .queue_import(vec![history(
+            3,
+            "A",
+            vec![(
+                Timestamp::at_local(day(2), 9, 0),
+                receive_command("TP", due),
+            )],
+        )])
+        .await?
+        .await??;
+    match again.as_slice() {
+        [ImportOutcome::Rejected(reason)] => {
+            assert!(reason.contains("already exists (version 1"), "{reason}")
+        }
+        other => panic!("a second history of A must be refused, got {other:?}"),
+    }
+
+    // At the desk: A takes its result as version 2; B, resolved, takes none.
+    let at = Some(Timestamp::at_local(day(5), 9, 0));
+    let result = |request: &str, dossier: &str| {
+        handle.execute(
+            request.into(),
+            "clerk".into(),
+            dossier.into(),
+            at,
+            Command::RecordResult,
+        )
+    };
+    let a = result("r-a", "A").await?;
+    assert_eq!((a.dossier_id.as_str(), a.version), ("A", 2));
+    match result("r-b", "B").await {
+        Err(IntakeError::Refused(_)) => {}
+        other => panic!("B is resolved already, got {other:?}"),
+    }
+    drop(handle);
+    running.await?;
+    assert_eq!(store.count().await?, 4);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_dossiers_are_decided_from_the_store_on_sqlite() -> anyhow::Result<()> {
+    imported_dossiers_are_decided_from_the_store(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_dossiers_are_decided_from_the_store_on_postgres() -> anyhow::Result<()> {
+    imported_dossiers_are_decided_from_the_store(Backend::Postgres).await
+}

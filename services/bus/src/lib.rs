@@ -32,6 +32,20 @@ pub fn position_of(headers: Option<&async_nats::HeaderMap>) -> Option<u64> {
 /// Header carrying the event's kind, for operators reading the stream.
 pub const KIND_HEADER: &str = "Motcua-Kind";
 
+/// The headers every published event carries: its id as `Nats-Msg-Id` (the
+/// stream drops a second copy within the duplicate window), its position and
+/// its kind. Names built at compile time, as in [`position_of`].
+pub fn event_headers(event_id: &str, position: u64, kind: &str) -> async_nats::HeaderMap {
+    use async_nats::header::{HeaderName, NATS_MESSAGE_ID};
+    const POSITION: HeaderName = HeaderName::from_static(POSITION_HEADER);
+    const KIND: HeaderName = HeaderName::from_static(KIND_HEADER);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, event_id);
+    headers.insert(POSITION, async_nats::HeaderValue::from(position));
+    headers.insert(KIND, kind);
+    headers
+}
+
 /// Where events travel. Both services take these from configuration, so
 /// several deployments (or tests) can share one NATS server.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -29,11 +29,8 @@ use std::{
 };
 
 use anyhow::Context as _;
-use async_nats::{
-    HeaderMap,
-    jetstream::{self, context::PublishAckFuture},
-};
-use bus::{KIND_HEADER, POSITION_HEADER, StreamSettings};
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use bus::StreamSettings;
 use proto::intake::v1::RepublishProgress;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -295,10 +292,7 @@ pub async fn publish_in_order(
 ) -> anyhow::Result<Published> {
     let mut in_flight: VecDeque<(u64, PublishAckFuture)> = VecDeque::with_capacity(events.len());
     for event in events {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event.event_id.as_str());
-        headers.insert(POSITION_HEADER, event.position.to_string().as_str());
-        headers.insert(KIND_HEADER, event.kind);
+        let headers = bus::event_headers(&event.event_id, event.position, event.kind);
         let ack = js
             .publish_with_headers(event.subject(settings), headers, event.payload.clone())
             .await

@@ -1015,9 +1015,15 @@ async fn import(backend: Backend, dossiers: u64) -> anyhow::Result<()> {
         .ensure_stream(&js)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
+    let nats_pid = nats.pid().context("nats-server is not running")?;
+    let cpu_before = CpuSample::now(nats_pid, Some(std::process::id()));
     let started = Instant::now();
     let published = publish_backlog(&js, &raw_settings, events).await?;
     let raw = published as f64 / started.elapsed().as_secs_f64();
+    let raw_cpu = CpuSpent::between(
+        cpu_before,
+        CpuSample::now(nats_pid, Some(std::process::id())),
+    );
     js.delete_stream(&raw_stream).await?;
 
     // intake as its own process, then `motcua import` as another.
@@ -1034,6 +1040,7 @@ async fn import(backend: Backend, dossiers: u64) -> anyhow::Result<()> {
         ],
     )
     .await?;
+    let cpu_before = CpuSample::now(nats_pid, Some(intake.pid()));
     let started = Instant::now();
     let out = tokio::process::Command::new(tests::binary("motcua")?)
         .args(["--intake", &format!("http://{}", intake.addr), "import"])
@@ -1056,6 +1063,7 @@ async fn import(backend: Backend, dossiers: u64) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let all_published = started.elapsed();
+    let import_cpu = CpuSpent::between(cpu_before, CpuSample::now(nats_pid, Some(intake.pid())));
     let rate = events as f64 / all_published.as_secs_f64();
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", intake.pid())).unwrap_or_default();
@@ -1082,6 +1090,15 @@ async fn import(backend: Backend, dossiers: u64) -> anyhow::Result<()> {
     println!(
         "  ratio to raw publish:                            {:>9.1} %",
         rate / raw * 100.0
+    );
+    println!(
+        "  CPU µs per event, raw publish: {}",
+        raw_cpu.per(events, Some("bench"))
+    );
+    println!(
+        "  CPU µs per event, import:      {} (machine {:.0} % busy)",
+        import_cpu.per(events, Some("intake")),
+        import_cpu.busy_percent()
     );
     println!("  intake resident peak: {peak:.0} MB");
     print!("  motcua: {}", String::from_utf8_lossy(&out.stdout));

@@ -7,7 +7,7 @@
 //! The writer hands each committed batch over in memory ([`Outgoing`]), so
 //! the relay need not read and decode it again. The store stays the truth:
 //! whatever the hand-over lacks (a full feed, a restart, another instance's
-//! appends, an import) shows up as a gap before the next handed-over event
+//! appends) shows up as a gap before the next handed-over event
 //! or as a head beyond it, and is read from the store. Handed-over events
 //! at or before the acknowledged position are dropped.
 //!
@@ -32,7 +32,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bus::StreamSettings;
 use proto::intake::v1::RepublishProgress;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{EventStore, NewEvent, StoredEvent};
@@ -65,15 +65,18 @@ pub struct Relay {
 pub fn feed(limit: usize) -> (Feed, FeedReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     let held = Arc::new(AtomicUsize::new(0));
+    let taken = Arc::new(Notify::new());
     (
         Feed {
             tx,
             held: held.clone(),
+            taken: taken.clone(),
             limit,
         },
         FeedReceiver {
             rx,
             held,
+            taken,
             events: VecDeque::new(),
         },
     )
@@ -85,10 +88,31 @@ pub struct Feed {
     tx: mpsc::UnboundedSender<Vec<Outgoing>>,
     /// Events handed over and not yet published or dropped by the relay.
     held: Arc<AtomicUsize>,
+    /// Told each time the relay takes events off the feed.
+    taken: Arc<Notify>,
     limit: usize,
 }
 
 impl Feed {
+    /// Waits until the feed has room for `n` more events (or is empty), or
+    /// until `deadline`: an import job waits here so that its events are
+    /// handed over, not read back from the store by a relay that lags. A
+    /// relay that cannot publish (JetStream down) holds a job back until
+    /// the deadline only.
+    pub async fn room_for(&self, n: usize, deadline: tokio::time::Instant) {
+        loop {
+            let taken = self.taken.notified();
+            let held = self.held.load(Ordering::Relaxed);
+            if held == 0 || held + n <= self.limit {
+                return;
+            }
+            tokio::select! {
+                () = taken => {}
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
     /// Hands over the events of an append that took positions from
     /// `first_position`, unless that would hold more than the limit; never
     /// waits.
@@ -113,6 +137,7 @@ impl Feed {
 pub struct FeedReceiver {
     rx: mpsc::UnboundedReceiver<Vec<Outgoing>>,
     held: Arc<AtomicUsize>,
+    taken: Arc<Notify>,
     events: VecDeque<Outgoing>,
 }
 
@@ -137,8 +162,15 @@ impl FeedReceiver {
         while self.events.front().is_some_and(|e| e.position <= position) {
             self.events.pop_front();
         }
-        self.held
-            .fetch_sub(before - self.events.len(), Ordering::Relaxed);
+        self.release(before - self.events.len());
+    }
+
+    /// Frees room for `n` events and tells a writer waiting for it.
+    fn release(&mut self, n: usize) {
+        if n > 0 {
+            self.held.fetch_sub(n, Ordering::Relaxed);
+            self.taken.notify_one();
+        }
     }
 
     /// The position of the first event that has arrived, if any.
@@ -165,7 +197,7 @@ impl FeedReceiver {
             }
             run.push(next);
         }
-        self.held.fetch_sub(run.len(), Ordering::Relaxed);
+        self.release(run.len());
         run
     }
 }
@@ -519,5 +551,66 @@ impl Relay {
         );
         drop(progress.send(Ok(report)).await);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::{Duration, Instant};
+
+    use super::*;
+
+    fn events(n: usize) -> Vec<NewEvent> {
+        (0..n)
+            .map(|i| NewEvent {
+                event_id: format!("e{i}"),
+                dossier_id: "D".into(),
+                office_code: "O".into(),
+                province_code: "P".into(),
+                version: i as u64 + 1,
+                kind: "received",
+                recorded_at: 0,
+                payload: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_feed_or_one_with_room_lets_an_import_in_at_once() {
+        let (feed, _rx) = feed(10);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(60);
+        // Empty: even a job larger than the limit goes in.
+        feed.room_for(50, deadline).await;
+        feed.offer(1, events(4));
+        feed.room_for(6, deadline).await;
+        assert_eq!(Instant::now(), start, "no wait");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_import_waits_until_the_relay_takes_events_off_a_full_feed() {
+        let (feed, mut rx) = feed(10);
+        feed.offer(1, events(8));
+        let start = Instant::now();
+        let waiter = tokio::spawn(async move {
+            feed.room_for(5, start + Duration::from_secs(60)).await;
+            Instant::now()
+        });
+        // The waiter is blocked: 8 held and 5 more exceed 10.
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        rx.take_arrived();
+        assert_eq!(rx.take_run(4).len(), 4);
+        let woke = waiter.await.expect("the waiter ends");
+        assert_eq!(woke, start, "woken by the relay, not by the deadline");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_relay_that_takes_nothing_holds_an_import_until_its_deadline_only() {
+        let (feed, _rx) = feed(10);
+        feed.offer(1, events(8));
+        let start = Instant::now();
+        feed.room_for(5, start + Duration::from_millis(250)).await;
+        assert_eq!(Instant::now() - start, Duration::from_millis(250));
     }
 }

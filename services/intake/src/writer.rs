@@ -25,6 +25,23 @@ const CACHE_LIMIT: usize = 200_000;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 /// How often a batch is retried after losing a race to another instance.
 const CONFLICT_RETRIES: usize = 3;
+/// Longest an import job waits for room in the relay's feed. Handed over,
+/// its events are published from memory; beyond the feed's limit the relay
+/// reads them back from the store, which cost an import about a tenth of
+/// its rate (`loadgen import`). A relay that cannot publish holds each job
+/// back this long at most.
+const IMPORT_PACE_MAX: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Resolves when the paced import job may be committed: the feed has room
+/// for its events, or its deadline has passed, or there is no feed.
+async fn relay_room(
+    feed: Option<&crate::relay::Feed>,
+    paced: Option<&(import::ImportJob, tokio::time::Instant)>,
+) {
+    if let (Some(feed), Some((job, deadline))) = (feed, paced) {
+        feed.room_for(job.events(), *deadline).await;
+    }
+}
 
 /// One command on its way to the writer.
 #[derive(Debug)]
@@ -143,8 +160,9 @@ impl Writer {
     }
 
     /// Hands every committed event to the relay through `feed`. A feed
-    /// that is full is skipped, never waited on: the relay then reads
-    /// those events from the store.
+    /// that is full is skipped: the relay then reads those events from the
+    /// store. A desk batch never waits for room; an import job waits up to
+    /// [`IMPORT_PACE_MAX`] (see [`crate::relay::Feed::room_for`]).
     pub fn feeding(mut self, feed: crate::relay::Feed) -> Self {
         self.relay_feed = Some(feed);
         self
@@ -166,20 +184,34 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.max_batch);
         let mut last_len = 0;
         let mut imports_open = true;
+        // An import job taken from the queue, waiting until its deadline
+        // for the relay's feed to have room (see `Feed::room_for`).
+        let mut paced: Option<(import::ImportJob, tokio::time::Instant)> = None;
         loop {
             // Desk commands first: an import job waits for the next gap.
             let received = tokio::select! {
                 biased;
                 n = self.rx.recv_many(&mut batch, self.max_batch) => n,
-                job = self.imports.recv(), if imports_open => {
+                () = relay_room(self.relay_feed.as_ref(), paced.as_ref()), if paced.is_some() => {
+                    if let Some((job, _)) = paced.take() {
+                        self.commit_import(job).await;
+                    }
+                    continue;
+                }
+                job = self.imports.recv(), if imports_open && paced.is_none() => {
                     match job {
-                        Some(job) => self.commit_import(job).await,
+                        Some(job) => {
+                            paced = Some((job, tokio::time::Instant::now() + IMPORT_PACE_MAX));
+                        }
                         None => imports_open = false,
                     }
                     continue;
                 }
             };
             if received == 0 {
+                if let Some((job, _)) = paced.take() {
+                    self.commit_import(job).await;
+                }
                 break;
             }
             let target = (last_len / 2).min(self.max_batch);

@@ -62,6 +62,13 @@ pub(super) struct ImportJob {
     reply: oneshot::Sender<Result<Vec<ImportOutcome>, IntakeError>>,
 }
 
+impl ImportJob {
+    /// The events the job appends at most: one per step.
+    pub(super) fn events(&self) -> usize {
+        self.histories.iter().map(|h| h.steps.len()).sum()
+    }
+}
+
 impl WriterHandle {
     /// Queues a job of histories for the writer (jobs are decided in the
     /// order they are queued); its outcomes, one per history in order, come

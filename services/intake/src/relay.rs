@@ -86,7 +86,8 @@ pub fn feed(limit: usize) -> (Feed, FeedReceiver) {
 #[derive(Debug)]
 pub struct Feed {
     tx: mpsc::UnboundedSender<Vec<Outgoing>>,
-    /// Events handed over and not yet published or dropped by the relay.
+    /// Events handed over and not yet taken by the relay (to publish or to
+    /// drop as published already).
     held: Arc<AtomicUsize>,
     /// Told each time the relay takes events off the feed.
     taken: Arc<Notify>,

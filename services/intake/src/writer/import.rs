@@ -63,10 +63,15 @@ pub(super) struct ImportJob {
 }
 
 impl ImportJob {
-    /// The events the job appends at most: one per step.
+    /// The events the job appends at most.
     pub(super) fn events(&self) -> usize {
-        self.histories.iter().map(|h| h.steps.len()).sum()
+        steps_of(&self.histories)
     }
+}
+
+/// The steps of `histories`: one event each when all are accepted.
+fn steps_of(histories: &[History]) -> usize {
+    histories.iter().map(|h| h.steps.len()).sum()
 }
 
 impl WriterHandle {
@@ -149,8 +154,7 @@ impl Writer {
         let mut working: HashMap<&str, Option<Dossier>> = HashMap::with_capacity(histories.len());
         let mut deadline_before: HashMap<&str, Option<Timestamp>> =
             HashMap::with_capacity(histories.len());
-        let steps = histories.iter().map(|h| h.steps.len()).sum();
-        let mut events: Vec<NewEvent> = Vec::with_capacity(steps);
+        let mut events: Vec<NewEvent> = Vec::with_capacity(steps_of(histories));
         // Per history: its events' range in `events`, or its outcome.
         let mut decided: Vec<Result<Kept, ImportOutcome>> = Vec::with_capacity(histories.len());
         for h in histories {
@@ -252,11 +256,11 @@ impl Writer {
             self.committed(first_position, events, earliest_deadline);
         }
         // The job's dossiers leave the cache and imported ones never join
-        // it: a history is mostly closed, the next command
-        // for one loads it in the same round trip as any missing state,
-        // and a cache grown by an import's hundreds of thousands of
-        // dossiers cost the writer its rehashing and intake 80 MB of its
-        // peak (`loadgen import`: 226-229 MB before, 136-153 after).
+        // it: a history is mostly closed, the next command for one loads it
+        // in the same round trip as any missing state, and a cache grown by
+        // an import's hundreds of thousands of dossiers cost the writer its
+        // rehashing and intake 80 MB of its peak (`loadgen import`: 226-229
+        // MB before, 136-153 after).
         for id in working.keys() {
             self.cache.remove(*id);
         }

@@ -1016,14 +1016,11 @@ async fn import(backend: Backend, dossiers: u64) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     let nats_pid = nats.pid().context("nats-server is not running")?;
-    let cpu_before = CpuSample::now(nats_pid, Some(std::process::id()));
+    let cpu_before = CpuSample::now(nats_pid, None);
     let started = Instant::now();
     let published = publish_backlog(&js, &raw_settings, events).await?;
     let raw = published as f64 / started.elapsed().as_secs_f64();
-    let raw_cpu = CpuSpent::between(
-        cpu_before,
-        CpuSample::now(nats_pid, Some(std::process::id())),
-    );
+    let raw_cpu = CpuSpent::between(cpu_before, CpuSample::now(nats_pid, None));
     js.delete_stream(&raw_stream).await?;
 
     // intake as its own process, then `motcua import` as another.
@@ -1093,7 +1090,7 @@ async fn import(backend: Backend, dossiers: u64) -> anyhow::Result<()> {
     );
     println!(
         "  CPU µs per event, raw publish: {}",
-        raw_cpu.per(events, Some("bench"))
+        raw_cpu.per(events, None)
     );
     println!(
         "  CPU µs per event, import:      {} (machine {:.0} % busy)",

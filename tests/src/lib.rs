@@ -262,9 +262,14 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop_in_place().await
+    }
+
+    /// Stops the service and waits for it; another may take its place.
+    pub async fn stop_in_place(&mut self) -> anyhow::Result<()> {
         self.stop.cancel();
-        self.task.await.context("join a service task")?
+        (&mut self.task).await.context("join a service task")?
     }
 }
 

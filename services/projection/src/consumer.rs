@@ -29,6 +29,7 @@ use crate::{
     apply::{Applied, Changes},
     generations::{Generations, Serving},
     parked::ReplayJob,
+    resume::{Positions, Resume, StreamNow, Take},
     store::{BatchWrite, Parked, ReadStore},
 };
 
@@ -71,6 +72,11 @@ pub struct Consumer {
     /// Replays of parked events, served between batches (see
     /// `crate::parked`); `None` when nobody can ask for one.
     pub replays: Option<mpsc::Receiver<ReplayJob>>,
+    /// The stream being read: its creation, for the checkpoint.
+    pub(crate) stream_created: Option<i64>,
+    /// The log positions taken so far ([`crate::resume`]); set when the
+    /// consumer starts reading.
+    pub(crate) positions: Option<Positions>,
 }
 
 /// How far a consumer is: events applied and left, stream sequence reached.
@@ -197,12 +203,13 @@ impl Consumer {
             .await
             .map_err(|e| anyhow::anyhow!(e))
             .context("get or create the event stream")?;
-        let checkpoint = self.store.checkpoint(&self.name).await?;
+        let resume = self.resume_point(&stream).await?;
+        let checkpoint = resume.start_seq - 1;
         // The checkpoint decides where delivery starts, whatever the
         // server remembers of earlier acks.
         match stream.delete_consumer(&self.name).await {
             Ok(_) => {}
-            Err(e) if e.to_string().contains("not found") => {}
+            Err(e) if consumer_not_found(&e) => {}
             Err(e) => tracing::debug!(error = %e, "delete the old durable consumer"),
         }
         let consumer: jetstream::consumer::PullConsumer = stream
@@ -291,6 +298,7 @@ impl Consumer {
             let started = tokio::time::Instant::now();
             let mut fold = Fold::new(*held, sizes);
             fold.overlay = writing.as_ref().map(|w| w.write.clone());
+            fold.positions = self.positions;
             let mut chunk = vec![first];
             let mut last: Option<Incoming> = None;
             loop {
@@ -337,11 +345,55 @@ impl Consumer {
                 }
             }
             let Some(last) = last else { continue };
+            self.positions = fold.positions;
+            self.report_missing(&fold.missing);
             // Batches commit in order: the one before lands first.
             self.land(writing, &mut last_seq, held).await?;
             sizes = fold.sizes();
             *writing = Some(self.start_write(fold, &last));
         }
+    }
+
+    /// Says which log positions never arrived: the stream lacks events.
+    fn report_missing(&self, missing: &[(u64, u64)]) {
+        for &(from, to) in missing {
+            tracing::error!(
+                stream = %self.settings.stream,
+                from,
+                to,
+                "log positions {from}–{to} are missing from the stream (removed by a purge, or never copied into a restored stream); later events of their dossiers are held until they arrive: republish them with `motcua republish --from {from}`"
+            );
+            metrics::counter!("projection_log_gaps_total").increment(1);
+        }
+        if let Some(through) = self.positions.and_then(|p| p.through()) {
+            metrics::gauge!("projection_log_position").set(through as f64);
+        }
+    }
+
+    /// Where this consumer resumes on `stream` ([`Resume::decide`]); says
+    /// so loudly when the stream is not the one its checkpoint was taken on.
+    async fn resume_point(&mut self, stream: &jetstream::stream::Stream) -> anyhow::Result<Resume> {
+        let info = stream.cached_info();
+        let now = StreamNow {
+            created: i64::try_from(info.created.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+            first_seq: info.state.first_sequence,
+            last_seq: info.state.last_sequence,
+        };
+        let checkpoint = self.store.resume_point(&self.name).await?;
+        let resume = Resume::decide(checkpoint, now);
+        if let Some(why) = &resume.changed {
+            tracing::warn!(
+                consumer = %self.name,
+                stream = %self.settings.stream,
+                checkpoint = checkpoint.stream_seq,
+                log_position = ?checkpoint.log_position,
+                "{why}; reading the stream from its start and passing over the events up to the log position the read models hold"
+            );
+            metrics::counter!("projection_stream_changes_total").increment(1);
+        }
+        self.stream_created = Some(now.created);
+        self.positions = Some(Positions::new(checkpoint.log_position, resume.skip_through));
+        Ok(resume)
     }
 
     /// Starts writing a folded batch in one transaction with its checkpoint,
@@ -350,7 +402,9 @@ impl Consumer {
     /// skipped; see [`Consumer::finish_write`].
     fn start_write(&self, fold: Fold, last: &Incoming) -> Writing {
         let events = fold.events();
-        let (write, applied) = fold.into_write(self.news);
+        let (mut write, applied) = fold.into_write(self.news);
+        write.stream_created = self.stream_created;
+        write.log_position = self.positions.and_then(|p| p.through());
         // Held, released and parked events and procedure streams are read
         // back from the database by the next fold: it waits for this commit.
         let overlay = write.only_dossier_changes();
@@ -560,6 +614,11 @@ pub(crate) struct Fold {
     /// The batch before, still being written: its dossier rows are newer
     /// than the database's.
     overlay: Option<Arc<BatchWrite>>,
+    /// The log positions taken, when the folder follows them (the live
+    /// and rebuild consumers; not a hand-over or an as-of replay).
+    positions: Option<Positions>,
+    /// Positions that never arrived before a message (from, to).
+    missing: Vec<(u64, u64)>,
 }
 
 /// How many dossier rows and counters a fold gathered: the next one starts
@@ -590,6 +649,8 @@ impl Fold {
             applied: 0,
             events: 0,
             overlay: None,
+            positions: None,
+            missing: Vec::new(),
         }
     }
 
@@ -614,6 +675,13 @@ impl Fold {
     ) -> anyhow::Result<()> {
         let mut decoded = Vec::with_capacity(chunk.len());
         for m in chunk {
+            if let (Some(positions), Some(position)) = (&mut self.positions, m.position) {
+                match positions.take(position) {
+                    Take::Apply => {}
+                    Take::Skip => continue,
+                    Take::AfterMissing { from, to } => self.missing.push((from, to)),
+                }
+            }
             match bus::decode_event(&m.payload) {
                 Ok(event) => decoded.push((event, m)),
                 Err(e) => self.write.parked.push(Parked::new(
@@ -966,6 +1034,15 @@ impl Drop for ReceiverGuard {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Whether deleting a consumer failed only because there was none.
+fn consumer_not_found(e: &jetstream::stream::ConsumerError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::stream::ConsumerErrorKind::JetStream(js)
+            if js.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND
+    )
 }
 
 fn incoming(message: jetstream::Message) -> anyhow::Result<Incoming> {

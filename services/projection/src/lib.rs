@@ -22,6 +22,7 @@ pub mod generations;
 pub mod parked;
 pub mod rebuild;
 pub mod reports;
+pub mod resume;
 pub mod store;
 
 use std::{net::SocketAddr, time::Duration};
@@ -114,6 +115,8 @@ impl Application {
             progress: None,
             swaps: Some(swaps_rx),
             replays: Some(replay_jobs),
+            stream_created: None,
+            positions: None,
         };
         let rebuilder = rebuild::Rebuilder::new(
             generations.clone(),

@@ -54,21 +54,9 @@ pub async fn create_schema(pool: &AnyPool, backend: Backend) -> anyhow::Result<(
     sqlkit::run_ddl(pool, &schema)
         .await
         .context("create the parked events' table")?;
-    for (column, definition) in ADDED_COLUMNS {
-        let probe = format!("SELECT {column} FROM parked_events WHERE 1 = 0");
-        if sqlx::query(sqlx::AssertSqlSafe(probe))
-            .fetch_optional(pool)
-            .await
-            .is_err()
-        {
-            sqlkit::run_ddl(
-                pool,
-                &format!("ALTER TABLE parked_events ADD COLUMN {column} {definition}"),
-            )
-            .await
-            .context("add a column to the parked events' table")?;
-        }
-    }
+    sqlkit::add_missing_columns(pool, "parked_events", &ADDED_COLUMNS)
+        .await
+        .context("add columns to the parked events' table")?;
     Ok(())
 }
 

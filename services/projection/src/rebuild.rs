@@ -205,6 +205,8 @@ impl Rebuilder {
             progress: Some(progress.clone()),
             swaps: None,
             replays: None,
+            stream_created: None,
+            positions: None,
         };
         let watch_progress = {
             let progress = progress.clone();

@@ -9,7 +9,10 @@ use sqlkit::{Backend, Column, JsonRows, column, select_from_json, texts_from_jso
 use sqlx::{AnyPool, Row as _};
 use tokio::sync::watch;
 
-use crate::apply::{Changes, CounterDelta, CounterKey, DossierRow};
+use crate::{
+    apply::{Changes, CounterDelta, CounterKey, DossierRow},
+    resume::Checkpoint,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS dossiers (
@@ -69,9 +72,24 @@ CREATE TABLE IF NOT EXISTS late_feed (
 CREATE INDEX IF NOT EXISTS late_feed_office ON late_feed (office_code, seq);
 CREATE INDEX IF NOT EXISTS late_feed_province ON late_feed (province_code, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
-    consumer   TEXT PRIMARY KEY,
-    stream_seq BIGINT NOT NULL
+    consumer       TEXT PRIMARY KEY,
+    stream_seq     BIGINT NOT NULL,
+    stream_created BIGINT,
+    log_position   BIGINT
 )";
+
+/// Columns added to `checkpoints` after its first version (see
+/// [`crate::resume`]); NULL in a row written before them.
+const CHECKPOINT_COLUMNS_ADDED: [(&str, &str); 2] =
+    [("stream_created", "BIGINT"), ("log_position", "BIGINT")];
+
+/// Writes a consumer's checkpoint: `$1` consumer, `$2` stream sequence,
+/// `$3` the stream's creation and `$4` the log position, each kept as it
+/// was when NULL (a parked events' replay or a hand-over knows neither).
+const WRITE_CHECKPOINT: &str = "INSERT INTO checkpoints (consumer, stream_seq, stream_created, log_position) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq, \
+    stream_created = COALESCE(excluded.stream_created, checkpoints.stream_created), \
+    log_position = COALESCE(excluded.log_position, checkpoints.log_position)";
 
 /// How a read store is being filled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,8 +227,10 @@ static COMMIT_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     SELECT * FROM UNNEST($34::text[], $35::bigint[], $36::bigint[], $37::bigint[])
     {RECORD_PAUSE}
 ), checkpoint AS (
-    INSERT INTO checkpoints (consumer, stream_seq) VALUES ($38, $39)
-    ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq
+    INSERT INTO checkpoints (consumer, stream_seq, stream_created, log_position) VALUES ($38, $39, $41::bigint, $42::bigint)
+    ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq,
+        stream_created = COALESCE(excluded.stream_created, checkpoints.stream_created),
+        log_position = COALESCE(excluded.log_position, checkpoints.log_position)
 )
 SELECT base FROM head"
     )
@@ -337,6 +357,12 @@ pub struct BatchWrite {
     /// Parked events a replay could not apply, with the new reason.
     pub reparked: Vec<(u64, String)>,
     pub checkpoint: u64,
+    /// The stream's creation, for the checkpoint ([`crate::resume`]);
+    /// `None` keeps the stored one.
+    pub stream_created: Option<i64>,
+    /// The log position every event up to which is taken; `None` keeps
+    /// the stored one.
+    pub log_position: Option<u64>,
 }
 
 impl BatchWrite {
@@ -413,6 +439,9 @@ impl ReadStore {
                 .await
                 .context("create the read models' indexes")?;
         }
+        sqlkit::add_missing_columns(&pool, "checkpoints", &CHECKPOINT_COLUMNS_ADDED)
+            .await
+            .context("bring the checkpoints' table up to date")?;
         crate::catalog::create_schema(&pool).await?;
         crate::parked::create_schema(&pool, backend).await?;
         let head: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM late_feed")
@@ -501,15 +530,15 @@ impl ReadStore {
                 .await
                 .context("copy the late feed")?;
         }
-        sqlx::query(
-            "INSERT INTO checkpoints (consumer, stream_seq) VALUES ($1, $2) \
-             ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq",
-        )
-        .bind(consumer)
-        .bind(checkpoint as i64)
-        .execute(&mut *tx)
-        .await
-        .context("set the live checkpoint")?;
+        let live = from.resume_point(consumer).await?;
+        sqlx::query(WRITE_CHECKPOINT)
+            .bind(consumer)
+            .bind(checkpoint as i64)
+            .bind(live.stream_created)
+            .bind(live.log_position.and_then(|p| i64::try_from(p).ok()))
+            .execute(&mut *tx)
+            .await
+            .context("set the live checkpoint")?;
         tx.commit().await.context("commit a takeover")?;
         Ok(())
     }
@@ -536,6 +565,31 @@ impl ReadStore {
         Ok(match row {
             Some(row) => u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
             None => 0,
+        })
+    }
+
+    /// Where `consumer` stands: its checkpoint with the stream it was taken
+    /// on and the log position it holds everything up to.
+    pub async fn resume_point(&self, consumer: &str) -> anyhow::Result<Checkpoint> {
+        let row = sqlx::query(
+            "SELECT stream_seq, stream_created, log_position FROM checkpoints WHERE consumer = $1",
+        )
+        .bind(consumer)
+        .fetch_optional(&self.pool)
+        .await
+        .context("read the checkpoint")?;
+        let Some(row) = row else {
+            // A new consumer starts at the log's first position.
+            return Ok(Checkpoint {
+                log_position: Some(0),
+                ..Checkpoint::default()
+            });
+        };
+        let position: Option<i64> = row.try_get(2)?;
+        Ok(Checkpoint {
+            stream_seq: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
+            stream_created: row.try_get(1)?,
+            log_position: position.map(|p| u64::try_from(p).unwrap_or(0)),
         })
     }
 
@@ -810,15 +864,14 @@ impl ReadStore {
                 .context("record why a parked event still fails")?;
         }
 
-        sqlx::query(
-            "INSERT INTO checkpoints (consumer, stream_seq) VALUES ($1, $2) \
-             ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq",
-        )
-        .bind(consumer)
-        .bind(batch.checkpoint as i64)
-        .execute(&mut *tx)
-        .await
-        .context("advance the checkpoint")?;
+        sqlx::query(WRITE_CHECKPOINT)
+            .bind(consumer)
+            .bind(batch.checkpoint as i64)
+            .bind(batch.stream_created)
+            .bind(batch.log_position.and_then(|p| i64::try_from(p).ok()))
+            .execute(&mut *tx)
+            .await
+            .context("advance the checkpoint")?;
         tx.commit().await.context("commit a batch")?;
         if let Some(head) = feed_head {
             self.feed_head
@@ -915,7 +968,9 @@ impl ReadStore {
             .bind(column(&pauses, |(_, p)| day(p.until_day)))
             .bind(consumer)
             .bind(batch.checkpoint as i64)
-            .bind(column(&rows, |r| r.stored || !trust_stored));
+            .bind(column(&rows, |r| r.stored || !trust_stored))
+            .bind(batch.stream_created)
+            .bind(batch.log_position.and_then(|p| i64::try_from(p).ok()));
         let base: i64 = if copy {
             let mut tx = pg.begin().await?;
             let mut copy_in = tx.copy_in_raw(&COPY_DOSSIERS).await?;
@@ -1093,7 +1148,53 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::Written;
+    use super::{BatchWrite, ReadStore, Written};
+    use crate::resume::Checkpoint;
+
+    #[tokio::test]
+    async fn an_older_checkpoint_is_kept_and_learns_its_stream() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}/p.db", dir.path().display());
+        let (pool, _) = sqlkit::connect(&url, 1).await?;
+        sqlkit::run_ddl(
+            &pool,
+            "CREATE TABLE checkpoints (consumer TEXT PRIMARY KEY, stream_seq BIGINT NOT NULL);
+             INSERT INTO checkpoints VALUES ('projection', 42)",
+        )
+        .await?;
+        pool.close().await;
+        let store = ReadStore::open(&url).await?;
+        let legacy = Checkpoint {
+            stream_seq: 42,
+            stream_created: None,
+            log_position: None,
+        };
+        assert_eq!(store.resume_point("projection").await?, legacy);
+        assert_eq!(
+            store.resume_point("other").await?.log_position,
+            Some(0),
+            "a new consumer starts at the log's start"
+        );
+        let mut batch = BatchWrite {
+            checkpoint: 50,
+            stream_created: Some(7),
+            log_position: Some(45),
+            ..BatchWrite::default()
+        };
+        store.commit("projection", &batch).await?;
+        // A writer that knows neither (a parked events' replay) keeps both.
+        batch.stream_created = None;
+        batch.log_position = None;
+        store.commit("projection", &batch).await?;
+        let now = Checkpoint {
+            stream_seq: 50,
+            stream_created: Some(7),
+            log_position: Some(45),
+        };
+        assert_eq!(store.resume_point("projection").await?, now);
+        store.close().await;
+        Ok(())
+    }
 
     #[test]
     fn a_bulk_fill_looks_up_every_dossier_it_wrote_and_few_others() {

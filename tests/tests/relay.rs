@@ -145,6 +145,7 @@ async fn relay_fills_what_the_hand_over_lacks(backend: Backend) -> anyhow::Resul
             acked: None,
             republish,
             feed,
+            state: intake::relay::RelayState::channel().0,
         }
         .run(stop.clone()),
     );

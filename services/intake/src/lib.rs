@@ -32,6 +32,47 @@ pub use config::Config;
 use store::EventStore;
 use writer::{Clock, Writer};
 
+/// How long start-up waits for NATS before serving without it.
+const NATS_START_WAIT: Duration = Duration::from_secs(2);
+
+/// The health service name under which intake reports its relay: SERVING
+/// while it reaches the stream, NOT_SERVING while it does not (commands are
+/// still taken; their events wait in the store).
+pub const RELAY_HEALTH: &str = "motcua.intake.v1.Relay";
+
+/// Whether `nats` is connected within `wait`.
+async fn nats_answers(nats: &async_nats::Client, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    while nats.connection_state() != async_nats::connection::State::Connected {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// Reports the relay's state as the health of [`RELAY_HEALTH`] until the
+/// relay is gone.
+async fn report_relay_health(
+    health: tonic_health::server::HealthReporter,
+    mut state: watch::Receiver<relay::RelayState>,
+) {
+    loop {
+        let current = state.borrow_and_update().clone();
+        let status = match &current {
+            relay::RelayState::Publishing => tonic_health::ServingStatus::Serving,
+            relay::RelayState::Starting | relay::RelayState::Unreachable(_) => {
+                tonic_health::ServingStatus::NotServing
+            }
+        };
+        health.set_service_status(RELAY_HEALTH, status).await;
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A built intake: connected to its store and NATS, its port bound.
 pub struct Application {
     config: Config,
@@ -56,13 +97,12 @@ impl Application {
             config.holidays.as_deref(),
         )?);
         let store = EventStore::open(&config.database_url).await?;
-        let nats = telemetry::connect_nats(
-            &config.nats_url,
-            "motcua-intake",
-            Duration::from_secs(10),
-            None,
-        )
-        .await?;
+        // The store is the authority and the relay an outbox: intake serves
+        // the desk while NATS is away, so it does not wait for NATS long.
+        let nats = telemetry::nats_client(&config.nats_url, "motcua-intake", None).await?;
+        if !nats_answers(&nats, NATS_START_WAIT).await {
+            tracing::warn!(nats = %config.nats_url, "NATS does not answer yet; intake takes commands and its relay publishes them once NATS answers");
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("bind the gRPC port {}", config.listen))?;
@@ -126,6 +166,7 @@ impl Application {
             .build(nats.clone());
         let relay_stop = CancellationToken::new();
         let (relay_handle, republish) = relay::RelayHandle::new();
+        let (relay_state, relay_state_rx) = relay::RelayState::channel();
         let relay = tokio::spawn(
             relay::Relay {
                 store: store.clone(),
@@ -135,6 +176,7 @@ impl Application {
                 acked: None,
                 republish,
                 feed,
+                state: relay_state,
             }
             .run(relay_stop.clone()),
         );
@@ -144,6 +186,7 @@ impl Application {
             .set_serving::<IntakeServer<grpc::IntakeService>>()
             .await;
         health.set_serving::<LogServer<log::LogService>>().await;
+        tokio::spawn(report_relay_health(health.clone(), relay_state_rx));
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -188,8 +231,11 @@ impl Application {
         {
             tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timed out; unpublished events will be relayed at next start");
         }
-        if let Err(e) = nats.flush().await {
-            tracing::debug!(error = %e, "NATS flush at shutdown");
+        // Bounded: with NATS away a flush would wait for it.
+        match tokio::time::timeout(Duration::from_secs(1), nats.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "NATS flush at shutdown"),
+            Err(_) => tracing::debug!("NATS flush at shutdown timed out"),
         }
         store.close().await;
         tracing::info!("intake stopped");

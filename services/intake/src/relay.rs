@@ -58,6 +58,44 @@ pub struct Relay {
     pub republish: mpsc::Receiver<RepublishJob>,
     /// Committed events handed over by the writer ([`crate::writer::Writer::feeding`]).
     pub feed: FeedReceiver,
+    /// Whether the relay reaches the stream, for health and metrics.
+    pub state: watch::Sender<RelayState>,
+}
+
+/// Whether the relay reaches JetStream. The store is the authority and the
+/// relay an outbox: the desk takes commands whatever this says; while the
+/// stream is out of reach its events wait in the store and are published in
+/// order once it answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RelayState {
+    /// Not yet in touch with the stream.
+    Starting,
+    /// In touch with the stream: publishing, or waiting for commits.
+    Publishing,
+    /// The last attempt failed (why); retrying with back-off.
+    Unreachable(String),
+}
+
+impl RelayState {
+    /// A state to hand a [`Relay`], and its receiver.
+    pub fn channel() -> (watch::Sender<Self>, watch::Receiver<Self>) {
+        watch::channel(Self::Starting)
+    }
+}
+
+/// Moves the relay to `state`, telling watchers only of a change.
+fn set_state(sender: &watch::Sender<RelayState>, state: RelayState) {
+    let up = state == RelayState::Publishing;
+    let changed = sender.send_if_modified(|current| {
+        if *current == state {
+            return false;
+        }
+        *current = state;
+        true
+    });
+    if changed {
+        metrics::gauge!("intake_relay_up").set(if up { 1.0 } else { 0.0 });
+    }
 }
 
 /// The hand-over from writer to relay, holding at most `limit` events not
@@ -359,6 +397,7 @@ impl Relay {
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "relay interrupted; resuming from the last acknowledged position");
                     metrics::counter!("intake_relay_errors_total").increment(1);
+                    set_state(&self.state, RelayState::Unreachable(format!("{e:#}")));
                     if stop.is_cancelled() {
                         failed_when_stopping += 1;
                         if failed_when_stopping > RETRIES_WHEN_STOPPING {
@@ -409,13 +448,22 @@ impl Relay {
 
     async fn publish_until(&mut self, stop: &CancellationToken) -> anyhow::Result<()> {
         let mut acked = match self.acked {
-            Some(acked) => acked,
+            // Resuming after a failure: is the stream there again?
+            Some(acked) => {
+                self.settings
+                    .ensure_stream(&self.js)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))
+                    .context("get or create the event stream")?;
+                acked
+            }
             None => {
                 let acked = self.acknowledged_position().await?;
                 self.acked = Some(acked);
                 acked
             }
         };
+        set_state(&self.state, RelayState::Publishing);
         tracing::info!(position = acked, "relay publishing after position");
         // Read the store even when the writer told of nothing new: at
         // start, and after each poll interval (another instance's appends).
@@ -472,6 +520,7 @@ impl Relay {
             .count;
             metrics::counter!("intake_events_published_total").increment(published);
             metrics::gauge!("intake_relay_position").set(acked as f64);
+            set_state(&self.state, RelayState::Publishing);
         }
     }
 

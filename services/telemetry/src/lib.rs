@@ -125,6 +125,26 @@ pub async fn connect_nats(
     timeout: Duration,
     buffer: Option<usize>,
 ) -> anyhow::Result<async_nats::Client> {
+    let client = nats_client(url, name, buffer).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("no NATS server answered at {url} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(client)
+}
+
+/// A NATS client for `url` that connects, and reconnects, in the
+/// background: it is returned at once, whether or not a server answers yet
+/// (intake takes commands while NATS is away; its relay publishes them
+/// when NATS is back). Fails only on a malformed URL or option.
+pub async fn nats_client(
+    url: &str,
+    name: &str,
+    buffer: Option<usize>,
+) -> anyhow::Result<async_nats::Client> {
     let mut options = async_nats::ConnectOptions::new();
     if let Some(buffer) = buffer {
         options = options.subscription_capacity(buffer);
@@ -150,18 +170,10 @@ pub async fn connect_nats(
                 other => tracing::debug!(event = %other, "NATS event"),
             }
         });
-    let client = options
+    options
         .connect(url)
         .await
-        .with_context(|| format!("connect to NATS at {url}"))?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    while client.connection_state() != async_nats::connection::State::Connected {
-        if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!("no NATS server answered at {url} within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(client)
+        .with_context(|| format!("connect to NATS at {url}"))
 }
 
 /// `500ms`, `10s`, `2m` or a bare number of seconds.

@@ -27,6 +27,7 @@ use anyhow::Context as _;
 use proto::intake::v1::{intake_server::IntakeServer, log_server::LogServer};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 
 pub use config::Config;
 use store::EventStore;
@@ -187,11 +188,13 @@ impl Application {
             .await;
         health.set_serving::<LogServer<log::LogService>>().await;
         tokio::spawn(report_relay_health(health.clone(), relay_state_rx));
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("build the reflection service")?;
+        let served_services = [
+            <IntakeServer<grpc::IntakeService> as NamedService>::NAME,
+            <LogServer<log::LogService> as NamedService>::NAME,
+        ];
+        let reflection = telemetry::reflection_v1(proto::FILE_DESCRIPTOR_SET, &served_services)?;
+        let reflection_alpha =
+            telemetry::reflection_v1alpha(proto::FILE_DESCRIPTOR_SET, &served_services)?;
         let service = grpc::IntakeService::new(handle, clock, relay_handle);
         let addr = listener.local_addr().context("read the bound address")?;
         tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %config.nats_url, stream = %config.stream, "intake serving");
@@ -200,6 +203,7 @@ impl Application {
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(IntakeServer::new(service))
             .add_service(LogServer::new(log::LogService::new(store.clone())))
             .serve_with_incoming_shutdown(

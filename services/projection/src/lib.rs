@@ -37,6 +37,7 @@ use proto::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 
 pub use config::Config;
 use store::ReadStore;
@@ -140,17 +141,25 @@ impl Application {
         health
             .set_serving::<ParkedEventsServer<admin::ParkedService>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("build the reflection service")?;
+        health
+            .set_serving::<RebuildsServer<rebuild::Rebuilder>>()
+            .await;
+        let served_services = [
+            <ReportsServer<reports::ReportsService> as NamedService>::NAME,
+            <DeadlinesServer<deadlines::DeadlinesService> as NamedService>::NAME,
+            <RebuildsServer<rebuild::Rebuilder> as NamedService>::NAME,
+            <ParkedEventsServer<admin::ParkedService> as NamedService>::NAME,
+        ];
+        let reflection = telemetry::reflection_v1(proto::FILE_DESCRIPTOR_SET, &served_services)?;
+        let reflection_alpha =
+            telemetry::reflection_v1alpha(proto::FILE_DESCRIPTOR_SET, &served_services)?;
         let addr = listener.local_addr().context("read the bound address")?;
         tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %config.nats_url, stream = %config.stream, consumer = %config.consumer, "projection serving");
         let server_shutdown = shutdown.clone();
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(ReportsServer::new(
                 reports::ReportsService::serving(serving.clone()).with_history(asof::History {
                     js: async_nats::jetstream::new(nats.clone()),

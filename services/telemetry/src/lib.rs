@@ -1,9 +1,16 @@
 //! What every Motcua service process shares at its edges: tracing set-up
 //! (readable in a terminal, JSON on request), the Prometheus exporter, the
-//! shutdown signal (SIGTERM or Ctrl-C), and connecting to NATS with a clear
-//! error.
+//! shutdown signal (SIGTERM or Ctrl-C), connecting to NATS with a clear
+//! error, and the standard gRPC reflection every server offers.
 //!
-//! This crate knows nothing of dossiers, events, databases or gRPC services.
+//! This crate knows nothing of dossiers, events, databases or Motcua's own
+//! gRPC services: a server names the services it serves.
+
+mod reflection;
+
+pub use reflection::{
+    HEALTH_SERVICE, REFLECTION_SERVICES, listed_services, reflection_v1, reflection_v1alpha,
+};
 
 use std::{net::SocketAddr, time::Duration};
 

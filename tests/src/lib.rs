@@ -228,6 +228,57 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// A copy of this database as it is now (a backup), under `name`. Close
+    /// every pool on it first: PostgreSQL copies only an idle database.
+    pub async fn copy(&self, name: &str) -> anyhow::Result<TestDb> {
+        match &self.database {
+            None => {
+                let from = self.url.trim_start_matches("sqlite://");
+                let copy = TestDb::new(Backend::Sqlite, name).await?;
+                let to = copy.url.trim_start_matches("sqlite://").to_owned();
+                for suffix in ["", "-wal", "-shm"] {
+                    let file = format!("{from}{suffix}");
+                    if std::path::Path::new(&file).exists() {
+                        std::fs::copy(&file, format!("{to}{suffix}"))
+                            .with_context(|| format!("copy {file}"))?;
+                    }
+                }
+                Ok(copy)
+            }
+            Some(database) => {
+                use sqlx::Executor as _;
+                let copy = format!("motcua_{name}_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let pool = sqlx::AnyPool::connect(&admin).await?;
+                // Idle connections a closed pool left behind still count.
+                sqlx::query(
+                    "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(database.as_str())
+                .fetch_one(&pool)
+                .await
+                .context("end the connections to a database to copy")?;
+                pool.execute(sqlx::AssertSqlSafe(format!(
+                    "CREATE DATABASE {copy} TEMPLATE {database}"
+                )))
+                .await
+                .context("copy a test database")?;
+                pool.close().await;
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(base, _)| base);
+                Ok(TestDb {
+                    url: format!("{base}/{copy}"),
+                    _dir: None,
+                    database: Some(copy),
+                })
+            }
+        }
+    }
+}
+
 /// A stream name of this test's own, so tests may share a NATS server.
 pub fn unique_stream() -> String {
     format!("T{}", uuid::Uuid::new_v4().simple()).to_uppercase()

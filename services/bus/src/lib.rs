@@ -32,15 +32,38 @@ pub fn position_of(headers: Option<&async_nats::HeaderMap>) -> Option<u64> {
 /// Header carrying the event's kind, for operators reading the stream.
 pub const KIND_HEADER: &str = "Motcua-Kind";
 
+/// Header carrying the identity of the log an event belongs to (a UUID the
+/// event store drew when it was created): a stream's messages can be tied
+/// to their log, and neither service takes another log's for its own.
+pub const LOG_HEADER: &str = "Motcua-Log";
+const LOG: async_nats::header::HeaderName = async_nats::header::HeaderName::from_static(LOG_HEADER);
+
+/// The log a message's [`LOG_HEADER`] names, if any (published before logs
+/// had identities, or not by intake, it has none).
+pub fn log_of(headers: Option<&async_nats::HeaderMap>) -> Option<uuid::Uuid> {
+    uuid::Uuid::try_parse(headers?.get(LOG)?.as_str()).ok()
+}
+
+/// The `Nats-Msg-Id` a message carries: for intake's events, the event id.
+pub fn message_id_of(headers: Option<&async_nats::HeaderMap>) -> Option<&str> {
+    Some(headers?.get(async_nats::header::NATS_MESSAGE_ID)?.as_str())
+}
+
 /// The headers every published event carries: its id as `Nats-Msg-Id` (the
-/// stream drops a second copy within the duplicate window), its position and
-/// its kind. Names built at compile time, as in [`position_of`].
-pub fn event_headers(event_id: &str, position: u64, kind: &str) -> async_nats::HeaderMap {
+/// stream drops a second copy within the duplicate window), its log, its
+/// position and its kind. Names built at compile time, as in [`position_of`].
+pub fn event_headers(
+    event_id: &str,
+    log: &str,
+    position: u64,
+    kind: &str,
+) -> async_nats::HeaderMap {
     use async_nats::header::{HeaderName, NATS_MESSAGE_ID};
     const POSITION: HeaderName = HeaderName::from_static(POSITION_HEADER);
     const KIND: HeaderName = HeaderName::from_static(KIND_HEADER);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(NATS_MESSAGE_ID, event_id);
+    headers.insert(LOG, log);
     headers.insert(POSITION, async_nats::HeaderValue::from(position));
     headers.insert(KIND, kind);
     headers

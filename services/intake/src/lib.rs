@@ -63,9 +63,9 @@ async fn report_relay_health(
         let current = state.borrow_and_update().clone();
         let status = match &current {
             relay::RelayState::Publishing => tonic_health::ServingStatus::Serving,
-            relay::RelayState::Starting | relay::RelayState::Unreachable(_) => {
-                tonic_health::ServingStatus::NotServing
-            }
+            relay::RelayState::Starting
+            | relay::RelayState::Unreachable(_)
+            | relay::RelayState::Refused(_) => tonic_health::ServingStatus::NotServing,
         };
         health.set_service_status(RELAY_HEALTH, status).await;
         if state.changed().await.is_err() {

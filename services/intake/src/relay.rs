@@ -19,6 +19,10 @@
 //! interleaved, and its last message's position stays the highest
 //! published one, which is what a restarted relay resumes after.
 
+mod anchor;
+
+pub use anchor::ForeignStream;
+
 use std::{
     collections::VecDeque,
     sync::{
@@ -74,6 +78,10 @@ pub enum RelayState {
     Publishing,
     /// The last attempt failed (why); retrying with back-off.
     Unreachable(String),
+    /// The stream holds another log, or is ahead of the store
+    /// ([`ForeignStream`]): nothing is published there until an operator
+    /// points intake at another stream or deletes it and republishes.
+    Refused(String),
 }
 
 impl RelayState {
@@ -95,6 +103,11 @@ fn set_state(sender: &watch::Sender<RelayState>, state: RelayState) {
     });
     if changed {
         metrics::gauge!("intake_relay_up").set(if up { 1.0 } else { 0.0 });
+        let refused = matches!(sender.borrow().clone(), RelayState::Refused(_));
+        metrics::gauge!("intake_relay_refused").set(if refused { 1.0 } else { 0.0 });
+        if let RelayState::Refused(why) = &*sender.borrow() {
+            tracing::error!("the relay publishes nothing: {why}");
+        }
     }
 }
 
@@ -358,12 +371,15 @@ pub struct Published {
 pub async fn publish_in_order(
     js: &jetstream::Context,
     settings: &StreamSettings,
+    log: uuid::Uuid,
     events: &[Outgoing],
     mut acked: impl FnMut(u64),
 ) -> anyhow::Result<Published> {
     let mut in_flight: VecDeque<(u64, PublishAckFuture)> = VecDeque::with_capacity(events.len());
+    let mut log_text = uuid::Uuid::encode_buffer();
+    let log = log.hyphenated().encode_lower(&mut log_text);
     for event in events {
-        let headers = bus::event_headers(&event.event_id, event.position, event.kind);
+        let headers = bus::event_headers(&event.event_id, log, event.position, event.kind);
         let ack = js
             .publish_with_headers(event.subject(settings), headers, event.payload.clone())
             .await
@@ -395,9 +411,15 @@ impl Relay {
             match self.publish_until(&stop).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "relay interrupted; resuming from the last acknowledged position");
                     metrics::counter!("intake_relay_errors_total").increment(1);
-                    set_state(&self.state, RelayState::Unreachable(format!("{e:#}")));
+                    if let Some(foreign) = e.downcast_ref::<ForeignStream>() {
+                        // Said once, when it starts; checked again after
+                        // each back-off (the stream may be deleted).
+                        set_state(&self.state, RelayState::Refused(foreign.to_string()));
+                    } else {
+                        tracing::warn!(error = %format!("{e:#}"), "relay interrupted; resuming from the last acknowledged position");
+                        set_state(&self.state, RelayState::Unreachable(format!("{e:#}")));
+                    }
                     if stop.is_cancelled() {
                         failed_when_stopping += 1;
                         if failed_when_stopping > RETRIES_WHEN_STOPPING {
@@ -420,30 +442,10 @@ impl Relay {
         }
     }
 
-    /// The position of the last event the stream holds, 0 if none.
+    /// The position of the last event of this store's log the stream
+    /// holds, 0 if none; [`ForeignStream`] when the stream is another log's.
     async fn acknowledged_position(&self) -> anyhow::Result<u64> {
-        let mut stream = self
-            .settings
-            .ensure_stream(&self.js)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))
-            .context("get or create the event stream")?;
-        let last = stream
-            .info()
-            .await
-            .context("read the stream's state")?
-            .state
-            .last_sequence;
-        if last == 0 {
-            return Ok(0);
-        }
-        let message = stream
-            .get_raw_message(last)
-            .await
-            .context("read the stream's last message")?;
-        let position = bus::position_of(Some(&message.headers))
-            .context("the stream's last message has no position header")?;
-        Ok(position)
+        anchor::acknowledged_position(&self.store, &self.js, &self.settings).await
     }
 
     async fn publish_until(&mut self, stop: &CancellationToken) -> anyhow::Result<()> {
@@ -512,7 +514,8 @@ impl Relay {
                 }
                 continue;
             }
-            let published = publish_in_order(&self.js, &self.settings, &events, |position| {
+            let log = self.store.identity().log_id;
+            let published = publish_in_order(&self.js, &self.settings, log, &events, |position| {
                 acked = position;
                 self.acked = Some(position);
             })
@@ -582,8 +585,14 @@ impl Relay {
             if events.is_empty() {
                 break;
             }
-            let published =
-                publish_in_order(&self.js, &self.settings, &events, |p| position = p).await?;
+            let published = publish_in_order(
+                &self.js,
+                &self.settings,
+                self.store.identity().log_id,
+                &events,
+                |p| position = p,
+            )
+            .await?;
             report.published += published.count;
             report.duplicates += published.duplicates;
             report.position = position;

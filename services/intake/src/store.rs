@@ -2,6 +2,8 @@
 //! commit order, unique (dossier, version), and the replies of commands by
 //! client request id.
 
+mod identity;
+
 use std::collections::HashMap;
 
 use anyhow::Context as _;
@@ -174,7 +176,10 @@ pub struct EventStore {
     /// The same PostgreSQL database through sqlx's native driver, for the
     /// statements that bind arrays (the Any driver binds scalars only).
     pg: Option<sqlx::PgPool>,
+    identity: LogIdentity,
 }
+
+pub use identity::LogIdentity;
 
 impl EventStore {
     /// Opens the store at `url` and creates its tables when absent.
@@ -193,7 +198,13 @@ impl EventStore {
             }
             Backend::Sqlite => None,
         };
-        Ok(Self { pool, backend, pg })
+        let identity = LogIdentity::load_or_create(&pool).await?;
+        Ok(Self {
+            pool,
+            backend,
+            pg,
+            identity,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -493,6 +504,9 @@ impl EventStore {
     }
 
     pub async fn close(&self) {
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
         self.pool.close().await;
     }
 }

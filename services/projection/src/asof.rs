@@ -133,6 +133,7 @@ pub async fn replay(history: &History, subject: &str, point: Point) -> anyhow::R
                 stream_seq,
                 subject: message.subject.clone(),
                 position: bus::position_of(message.headers.as_ref()),
+                log: bus::log_of(message.headers.as_ref()),
                 payload: message.payload.clone(),
                 pending: None,
             });

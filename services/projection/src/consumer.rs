@@ -77,6 +77,8 @@ pub struct Consumer {
     /// The log positions taken so far ([`crate::resume`]); set when the
     /// consumer starts reading.
     pub(crate) positions: Option<Positions>,
+    /// The log the read store holds, once known (its first event's).
+    pub(crate) log: Option<uuid::Uuid>,
 }
 
 /// How far a consumer is: events applied and left, stream sequence reached.
@@ -106,6 +108,8 @@ pub(crate) struct Incoming {
     pub(crate) subject: async_nats::Subject,
     /// The `Motcua-Position` header, when present.
     pub(crate) position: Option<u64>,
+    /// The `Motcua-Log` header: the log the event belongs to.
+    pub(crate) log: Option<uuid::Uuid>,
     /// Shares the received buffer (no copy).
     pub(crate) payload: bytes::Bytes,
     /// How many messages the consumer had left after it; none when
@@ -142,6 +146,21 @@ impl Consumer {
                 Err(e) if e.downcast_ref::<DeliveryGap>().is_some() => {
                     tracing::warn!(error = %format!("{e:#}"), "consumer lost deliveries; resuming from the checkpoint");
                     metrics::counter!("projection_delivery_gaps_total").increment(1);
+                }
+                // Never resumed: every attempt would meet the same event.
+                Err(e) if e.downcast_ref::<ForeignLog>().is_some() => {
+                    if self.until_caught_up {
+                        // A rebuild fails, saying why.
+                        return Err(e);
+                    }
+                    tracing::error!(error = %format!("{e:#}"), "consumer stopped");
+                    metrics::gauge!("projection_consumer_stopped").set(1.0);
+                    loop {
+                        tokio::select! {
+                            job = next_replay(&mut replays) => self.serve_replay(job, &mut held).await,
+                            () = stop.cancelled() => return Err(e),
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "consumer interrupted; resuming from the checkpoint");
@@ -299,6 +318,7 @@ impl Consumer {
             let mut fold = Fold::new(*held, sizes);
             fold.overlay = writing.as_ref().map(|w| w.write.clone());
             fold.positions = self.positions;
+            fold.log = self.log;
             let mut chunk = vec![first];
             let mut last: Option<Incoming> = None;
             loop {
@@ -331,9 +351,13 @@ impl Consumer {
                         Ok(None) | Err(_) => break,
                     }
                 }
-                fold.add(&self.store, &chunk).await?;
+                let taken = fold.add(&self.store, &chunk).await?;
+                chunk.truncate(taken);
                 last = chunk.pop();
                 chunk.clear();
+                if fold.foreign.is_some() {
+                    break;
+                }
                 // Past the short wait, go on only while catching up: steady
                 // traffic commits promptly, a backlog in large batches.
                 let age = started.elapsed();
@@ -346,11 +370,25 @@ impl Consumer {
             }
             let Some(last) = last else { continue };
             self.positions = fold.positions;
+            self.log = fold.log;
+            let foreign = fold.foreign;
             self.report_missing(&fold.missing);
             // Batches commit in order: the one before lands first.
             self.land(writing, &mut last_seq, held).await?;
             sizes = fold.sizes();
             *writing = Some(self.start_write(fold, &last));
+            if let Some(other) = foreign {
+                // The batch up to and with the parked event is written;
+                // nothing after it is applied.
+                self.land(writing, &mut last_seq, held).await?;
+                return Err(ForeignLog {
+                    stream: self.settings.stream.clone(),
+                    ours: self.log,
+                    other,
+                    stream_seq: last.stream_seq,
+                }
+                .into());
+            }
         }
     }
 
@@ -393,6 +431,7 @@ impl Consumer {
         }
         self.stream_created = Some(now.created);
         self.positions = Some(Positions::new(checkpoint.log_position, resume.skip_through));
+        self.log = checkpoint.log;
         Ok(resume)
     }
 
@@ -405,6 +444,7 @@ impl Consumer {
         let (mut write, applied) = fold.into_write(self.news);
         write.stream_created = self.stream_created;
         write.log_position = self.positions.and_then(|p| p.through());
+        write.log = self.log;
         // Held, released and parked events and procedure streams are read
         // back from the database by the next fold: it waits for this commit.
         let overlay = write.only_dossier_changes();
@@ -592,6 +632,9 @@ pub(crate) async fn apply_messages(
 ) -> anyhow::Result<(BatchWrite, u64)> {
     let mut fold = Fold::new(held_count, FoldSizes::default());
     fold.add(store, batch).await?;
+    if let Some(other) = fold.foreign {
+        tracing::warn!(%other, "a replay met events of two logs; those of the second were parked");
+    }
     let (write, applied) = fold.into_write(news);
     store.commit(name, &write).await?;
     Ok((write, applied))
@@ -619,6 +662,10 @@ pub(crate) struct Fold {
     positions: Option<Positions>,
     /// Positions that never arrived before a message (from, to).
     missing: Vec<(u64, u64)>,
+    /// The log the read store holds, once known.
+    log: Option<uuid::Uuid>,
+    /// Another log's event was met (and parked): the fold ends there.
+    foreign: Option<uuid::Uuid>,
 }
 
 /// How many dossier rows and counters a fold gathered: the next one starts
@@ -651,6 +698,8 @@ impl Fold {
             overlay: None,
             positions: None,
             missing: Vec::new(),
+            log: None,
+            foreign: None,
         }
     }
 
@@ -668,13 +717,35 @@ impl Fold {
 
     /// Folds the next messages in: reads the stored state of the streams
     /// seen for the first time, then applies each event in order.
+    /// Returns how many of `chunk` it took: all, or up to and with an
+    /// event of another log ([`Fold::foreign`]), which it parks.
     pub(crate) async fn add(
         &mut self,
         store: &ReadStore,
         chunk: &[Incoming],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<usize> {
+        let chunk = &chunk[..self.take_log(chunk)];
         let mut decoded = Vec::with_capacity(chunk.len());
         for m in chunk {
+            if let Some(other) = m
+                .log
+                .filter(|_| self.foreign.is_some() && m.log == self.foreign)
+            {
+                let ours = self
+                    .log
+                    .map_or_else(|| "none".to_owned(), |l| l.to_string());
+                self.write.parked.push(Parked::new(
+                    m.stream_seq,
+                    &m.subject,
+                    m.position,
+                    &m.payload,
+                    None,
+                    format!(
+                        "an event of log {other}, while this read store holds log {ours}: it never applies another log's events; build a projection (new database) on the stream of that log"
+                    ),
+                ));
+                continue;
+            }
             if let (Some(positions), Some(position)) = (&mut self.positions, m.position) {
                 match positions.take(position) {
                     Take::Apply => {}
@@ -778,7 +849,25 @@ impl Fold {
         if let Some(last) = chunk.last() {
             self.write.checkpoint = last.stream_seq;
         }
-        Ok(())
+        Ok(chunk.len())
+    }
+
+    /// Learns the read store's log from the first event that names one,
+    /// and finds the first event of another log: how many messages of
+    /// `chunk` to take (up to and with that one).
+    fn take_log(&mut self, chunk: &[Incoming]) -> usize {
+        for (i, m) in chunk.iter().enumerate() {
+            let Some(log) = m.log else { continue };
+            match self.log {
+                None => self.log = Some(log),
+                Some(ours) if ours == log => {}
+                Some(_) => {
+                    self.foreign = Some(log);
+                    return i + 1;
+                }
+            }
+        }
+        chunk.len()
     }
 
     /// The batch to write: the folded changes, the events still held back,
@@ -944,6 +1033,20 @@ fn spawn_receiver(mut messages: pull::Stream, delivered: u64, capacity: usize) -
     }
 }
 
+/// The stream holds an event of a log other than the read store's: the
+/// consumer parked it and stops, rather than fold two logs into one report.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stream {stream} holds an event of log {other} (stream sequence {stream_seq}) while this read store holds log {}; nothing after it is applied. Point the projection at the stream of its log, or build a new one (new database, new consumer) on this stream",
+    ours.map_or_else(|| "none".to_owned(), |l| l.to_string())
+)]
+pub struct ForeignLog {
+    stream: String,
+    ours: Option<uuid::Uuid>,
+    other: uuid::Uuid,
+    stream_seq: u64,
+}
+
 /// Messages the server delivered that never reached the consumer: the NATS
 /// client's buffer was full and it dropped them (a slow consumer). A
 /// consumer that acknowledges nothing is never sent them again, so nothing
@@ -1063,6 +1166,7 @@ fn taken_apart(message: jetstream::Message) -> anyhow::Result<(Incoming, u64)> {
             stream_seq,
             subject: message.subject.clone(),
             position,
+            log: bus::log_of(message.headers.as_ref()),
             payload: message.payload.clone(),
             pending: Some(pending),
         },

@@ -118,6 +118,7 @@ impl Application {
             replays: Some(replay_jobs),
             stream_created: None,
             positions: None,
+            log: None,
         };
         let rebuilder = rebuild::Rebuilder::new(
             generations.clone(),

@@ -207,6 +207,7 @@ impl Rebuilder {
             replays: None,
             stream_created: None,
             positions: None,
+            log: None,
         };
         let watch_progress = {
             let progress = progress.clone();

@@ -29,6 +29,9 @@ pub struct Checkpoint {
     /// held or parked); `None` for a checkpoint written before positions
     /// were followed.
     pub log_position: Option<u64>,
+    /// The log the read store holds (its first event's `Motcua-Log`); `None`
+    /// until an event names one.
+    pub log: Option<uuid::Uuid>,
 }
 
 /// The stream as the server describes it now.
@@ -61,6 +64,7 @@ impl Resume {
             stream_seq: seq,
             stream_created,
             log_position,
+            ..
         } = checkpoint;
         let skip_through = log_position.unwrap_or(0);
         if seq == 0 {
@@ -195,6 +199,7 @@ mod tests {
             stream_seq: seq,
             stream_created: Some(CREATED),
             log_position: Some(position),
+            log: None,
         }
     }
 
@@ -225,6 +230,7 @@ mod tests {
             stream_seq: 120,
             stream_created: None,
             log_position: None,
+            log: None,
         };
         assert_eq!(Resume::decide(legacy, stream(1, 500)).start_seq, 121);
     }

@@ -75,21 +75,27 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     consumer       TEXT PRIMARY KEY,
     stream_seq     BIGINT NOT NULL,
     stream_created BIGINT,
-    log_position   BIGINT
+    log_position   BIGINT,
+    log_id         TEXT
 )";
 
 /// Columns added to `checkpoints` after its first version (see
 /// [`crate::resume`]); NULL in a row written before them.
-const CHECKPOINT_COLUMNS_ADDED: [(&str, &str); 2] =
-    [("stream_created", "BIGINT"), ("log_position", "BIGINT")];
+const CHECKPOINT_COLUMNS_ADDED: [(&str, &str); 3] = [
+    ("stream_created", "BIGINT"),
+    ("log_position", "BIGINT"),
+    ("log_id", "TEXT"),
+];
 
 /// Writes a consumer's checkpoint: `$1` consumer, `$2` stream sequence,
-/// `$3` the stream's creation and `$4` the log position, each kept as it
-/// was when NULL (a parked events' replay or a hand-over knows neither).
-const WRITE_CHECKPOINT: &str = "INSERT INTO checkpoints (consumer, stream_seq, stream_created, log_position) \
-    VALUES ($1, $2, $3, $4) ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq, \
+/// `$3` the stream's creation, `$4` the log position and `$5` the log, each
+/// kept as it was when NULL (a parked events' replay or a hand-over knows
+/// none of them).
+const WRITE_CHECKPOINT: &str = "INSERT INTO checkpoints (consumer, stream_seq, stream_created, log_position, log_id) \
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq, \
     stream_created = COALESCE(excluded.stream_created, checkpoints.stream_created), \
-    log_position = COALESCE(excluded.log_position, checkpoints.log_position)";
+    log_position = COALESCE(excluded.log_position, checkpoints.log_position), \
+    log_id = COALESCE(excluded.log_id, checkpoints.log_id)";
 
 /// How a read store is being filled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,10 +233,12 @@ static COMMIT_POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     SELECT * FROM UNNEST($34::text[], $35::bigint[], $36::bigint[], $37::bigint[])
     {RECORD_PAUSE}
 ), checkpoint AS (
-    INSERT INTO checkpoints (consumer, stream_seq, stream_created, log_position) VALUES ($38, $39, $41::bigint, $42::bigint)
+    INSERT INTO checkpoints (consumer, stream_seq, stream_created, log_position, log_id)
+        VALUES ($38, $39, $41::bigint, $42::bigint, $43::text)
     ON CONFLICT (consumer) DO UPDATE SET stream_seq = excluded.stream_seq,
         stream_created = COALESCE(excluded.stream_created, checkpoints.stream_created),
-        log_position = COALESCE(excluded.log_position, checkpoints.log_position)
+        log_position = COALESCE(excluded.log_position, checkpoints.log_position),
+        log_id = COALESCE(excluded.log_id, checkpoints.log_id)
 )
 SELECT base FROM head"
     )
@@ -363,6 +371,8 @@ pub struct BatchWrite {
     /// The log position every event up to which is taken; `None` keeps
     /// the stored one.
     pub log_position: Option<u64>,
+    /// The log the read store holds; `None` keeps the stored one.
+    pub log: Option<uuid::Uuid>,
 }
 
 impl BatchWrite {
@@ -536,6 +546,7 @@ impl ReadStore {
             .bind(checkpoint as i64)
             .bind(live.stream_created)
             .bind(live.log_position.and_then(|p| i64::try_from(p).ok()))
+            .bind(live.log.map(|l| l.to_string()))
             .execute(&mut *tx)
             .await
             .context("set the live checkpoint")?;
@@ -572,7 +583,7 @@ impl ReadStore {
     /// on and the log position it holds everything up to.
     pub async fn resume_point(&self, consumer: &str) -> anyhow::Result<Checkpoint> {
         let row = sqlx::query(
-            "SELECT stream_seq, stream_created, log_position FROM checkpoints WHERE consumer = $1",
+            "SELECT stream_seq, stream_created, log_position, log_id FROM checkpoints WHERE consumer = $1",
         )
         .bind(consumer)
         .fetch_optional(&self.pool)
@@ -586,10 +597,15 @@ impl ReadStore {
             });
         };
         let position: Option<i64> = row.try_get(2)?;
+        let log: Option<String> = row.try_get(3)?;
         Ok(Checkpoint {
             stream_seq: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0),
             stream_created: row.try_get(1)?,
             log_position: position.map(|p| u64::try_from(p).unwrap_or(0)),
+            log: log
+                .map(|l| uuid::Uuid::try_parse(&l))
+                .transpose()
+                .context("the checkpoint's log is not a UUID")?,
         })
     }
 
@@ -869,6 +885,7 @@ impl ReadStore {
             .bind(batch.checkpoint as i64)
             .bind(batch.stream_created)
             .bind(batch.log_position.and_then(|p| i64::try_from(p).ok()))
+            .bind(batch.log.map(|l| l.to_string()))
             .execute(&mut *tx)
             .await
             .context("advance the checkpoint")?;
@@ -970,7 +987,8 @@ impl ReadStore {
             .bind(batch.checkpoint as i64)
             .bind(column(&rows, |r| r.stored || !trust_stored))
             .bind(batch.stream_created)
-            .bind(batch.log_position.and_then(|p| i64::try_from(p).ok()));
+            .bind(batch.log_position.and_then(|p| i64::try_from(p).ok()))
+            .bind(batch.log.map(|l| l.to_string()));
         let base: i64 = if copy {
             let mut tx = pg.begin().await?;
             let mut copy_in = tx.copy_in_raw(&COPY_DOSSIERS).await?;
@@ -1168,6 +1186,7 @@ mod tests {
             stream_seq: 42,
             stream_created: None,
             log_position: None,
+            log: None,
         };
         assert_eq!(store.resume_point("projection").await?, legacy);
         assert_eq!(
@@ -1190,6 +1209,7 @@ mod tests {
             stream_seq: 50,
             stream_created: Some(7),
             log_position: Some(45),
+            log: None,
         };
         assert_eq!(store.resume_point("projection").await?, now);
         store.close().await;

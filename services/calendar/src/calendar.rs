@@ -5,6 +5,7 @@ use crate::date::{
     LocalDate, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, VN_OFFSET_MICROS,
     local_day_number,
 };
+use crate::decided;
 use crate::holidays::{DayKind, statutory_days_off};
 use crate::overrides::{OverrideError, Overrides};
 
@@ -190,30 +191,41 @@ pub struct Calendar {
 }
 
 impl Calendar {
-    /// Default office hours and the statutory rules with no overrides.
+    /// Default office hours, the government's decided days for the years
+    /// [`decided`] ships, and the statutory rules for the others.
     pub fn vietnam() -> Self {
-        Self::build(OfficeHours::default(), &Overrides::none())
+        Self::build(
+            OfficeHours::default(),
+            &Overrides::none(),
+            decided::schedule(),
+        )
     }
 
-    /// A calendar with these office hours and overrides. Fails if an
-    /// override is for a year outside [`FIRST_YEAR`]..=[`LAST_YEAR`].
-    /// (Every other check is made by [`Overrides::parse`].)
+    /// A calendar with these office hours and the operators' overrides.
+    ///
+    /// Each year's days off come from the first of: the overrides, if they
+    /// list the year (the whole year's table replaces the shipped one, so an
+    /// operator correcting a shipped year lists all of its days); the
+    /// shipped decided schedule ([`decided`], 2015–2026); the statutory
+    /// rules. Fails if an override is for a year outside
+    /// [`FIRST_YEAR`]..=[`LAST_YEAR`]. (Every other check is made by
+    /// [`Overrides::parse`].)
     pub fn new(hours: OfficeHours, overrides: &Overrides) -> Result<Self, CalendarError> {
-        if let Some((year, o)) = overrides
-            .years()
-            .find(|(y, _)| !(FIRST_YEAR..=LAST_YEAR).contains(y))
-        {
-            return Err(OverrideError {
-                line: o.line,
-                key: year.to_string(),
-                message: format!("the calendar covers {FIRST_YEAR} to {LAST_YEAR} only"),
-            }
-            .into());
-        }
-        Ok(Self::build(hours, overrides))
+        check_years(overrides)?;
+        Ok(Self::build(hours, overrides, decided::schedule()))
     }
 
-    fn build(hours: OfficeHours, overrides: &Overrides) -> Self {
+    /// Like [`Calendar::new`] without the shipped decided schedule: the
+    /// overrides' years, and the statutory rules' guess for every other year.
+    /// For comparing a decision with the rule, or for an employer that does
+    /// not follow the public servants' arrangements.
+    pub fn rules_only(hours: OfficeHours, overrides: &Overrides) -> Result<Self, CalendarError> {
+        check_years(overrides)?;
+        Ok(Self::build(hours, overrides, &Overrides::none()))
+    }
+
+    /// The table, taking each year from `overrides`, else from `decided`.
+    fn build(hours: OfficeHours, overrides: &Overrides, decided: &Overrides) -> Self {
         let start = LocalDate::new(FIRST_YEAR, 1, 1).map_or(0, LocalDate::days_since_epoch);
         let end = LocalDate::new(LAST_YEAR, 12, 31).map_or(0, LocalDate::days_since_epoch);
         let first_day = i64::from(start);
@@ -229,7 +241,7 @@ impl Calendar {
         let index =
             |d: LocalDate| usize::try_from(i64::from(d.days_since_epoch()) - first_day).ok();
         for year in FIRST_YEAR..=LAST_YEAR {
-            let o = overrides.year(year);
+            let o = overrides.year(year).or_else(|| decided.year(year));
             for (date, kind) in statutory_days_off(year, o) {
                 if let Some(slot) = index(date).and_then(|i| kinds.get_mut(i)) {
                     *slot = kind;
@@ -408,6 +420,22 @@ impl Calendar {
     /// slip (phiếu hẹn trả kết quả).
     pub fn due_date(&self, received_at: i64, time: ProcessingTime) -> LocalDate {
         LocalDate::from_instant(self.due(received_at, time))
+    }
+}
+
+/// Refuses overrides for years outside the table.
+fn check_years(overrides: &Overrides) -> Result<(), CalendarError> {
+    match overrides
+        .years()
+        .find(|(y, _)| !(FIRST_YEAR..=LAST_YEAR).contains(y))
+    {
+        Some((year, o)) => Err(OverrideError {
+            line: o.line,
+            key: year.to_string(),
+            message: format!("the calendar covers {FIRST_YEAR} to {LAST_YEAR} only"),
+        }
+        .into()),
+        None => Ok(()),
     }
 }
 

@@ -11,19 +11,24 @@
 //! (The 2012 Code took effect on 1 May 2013, after Tết 2013; so 2013 keeps
 //! 4 days of Tết.) Every year also has 1 January, 30 April and 1 May.
 //!
-//! Default Tết days (when the overrides do not list them): the last day of
+//! These defaults apply where no decision is known: years the shipped
+//! decided schedule ([`crate::decided`], 2015–2026) does not cover and the
+//! operators' overrides do not list. The government's actual choices often
+//! differ (e.g. 2021 took 29 Chạp to mùng 3, the rule the eve to mùng 4).
+//!
+//! Default Tết days (when no decision lists them): the last day of
 //! the lunar year (giao thừa's day, 29 or 30 of the 12th month) and the first
 //! 4 days of the new year (3 days while Tết had 4 days).
 //!
 //! Default day adjacent to 2 September (from 2021), chosen to join the
 //! weekend where one can be joined and never to be a weekend day itself, as
-//! the 2021–2025 decisions did:
+//! the 2021–2025 decisions did (2026, a Wednesday, took 1/9 and a swap):
 //!
 //! | 2/9 falls on | adjacent day | e.g. |
 //! |---|---|---|
 //! | Monday    | 3/9 (Tue)  | 2024: 31/8–3/9 |
 //! | Tuesday   | 1/9 (Mon)  | 2025: 30/8–2/9 |
-//! | Wednesday | 3/9 (Thu)  | no weekend to join; operators override |
+//! | Wednesday | 3/9 (Thu)  | no weekend to join; 2026 decided 1/9 and a swap |
 //! | Thursday  | 3/9 (Fri)  | 2021: 2/9–5/9 |
 //! | Friday    | 1/9 (Thu)  | 2022: 1/9–4/9 |
 //! | Saturday  | 1/9 (Fri)  | 2023: 1/9–4/9 (Monday 4/9 compensatory) |
@@ -33,7 +38,8 @@
 //! earlier codes): each statutory holiday that falls on a Saturday or Sunday
 //! gives the next day that is a weekday and not already off, taken in date
 //! order (so Tết's Saturday and Sunday give the two weekdays after the break).
-//! Days listed in the overrides' `tet` or `national_day` get none.
+//! Days listed in a decision's or the overrides' `tet` or `national_day` get
+//! none.
 
 use std::collections::BTreeMap;
 
@@ -63,15 +69,18 @@ pub enum Holiday {
 pub enum DayKind {
     /// An ordinary working day (Monday–Friday, no holiday).
     Working,
-    /// A weekend day or holiday made a working day by the overrides (a swap).
+    /// A weekend day or holiday made a working day by a decision or the
+    /// overrides (the Saturday of a swap).
     SwappedWorking,
     /// Saturday or Sunday.
     Weekend,
-    /// A statutory holiday.
+    /// A statutory holiday. Where a decision lists Tết's or National Day's
+    /// days, the weekdays it gives in lieu of weekend ones are this too.
     Holiday(Holiday),
     /// A compensatory day off for a holiday that fell on a weekend.
     Compensatory,
-    /// An extra day off from the overrides (e.g. a bridging day).
+    /// An extra day off from a decision or the overrides (e.g. the weekday
+    /// of a swap).
     ExtraOff,
 }
 

@@ -1,8 +1,20 @@
 //! The working-time calendar of Vietnamese public offices: which days are
-//! holidays (Labour Code, lunar Tết and Giỗ Tổ computed for UTC+7, the
-//! government's yearly swaps from an overrides file), the office hours, and
-//! when a dossier received at a given instant is due after a legal
-//! processing time counted in working days or hours.
+//! holidays, the office hours, and when a dossier received at a given
+//! instant is due after a legal processing time counted in working days or
+//! hours.
+//!
+//! Which days are off, for each year, comes from the first of:
+//! 1. the operators' overrides file, if it lists the year;
+//! 2. the government's decisions for public servants, shipped with the crate
+//!    for 2015–2026 ([`decided`]): the Tết and National Day days the Prime
+//!    Minister chose and the weekday/Saturday swaps, each year citing its
+//!    notice;
+//! 3. the statutory rules ([`holidays`]): the Labour Code's holidays, lunar
+//!    Tết and Giỗ Tổ computed for UTC+7, and a default choice of the days the
+//!    Code leaves to the government.
+//!
+//! Due dates of past years must be counted against the days that were
+//! actually off, which the rule only guesses; hence the shipped decisions.
 //!
 //! It is a pure library. It knows nothing of I/O, clocks, databases, gRPC or
 //! events: callers pass instants (`i64` Unix microseconds, like
@@ -20,11 +32,13 @@
 //! ```
 //!
 //! The modules: [`date`] (civil dates and instants), [`lunar`] (the lunar
-//! calendar), [`holidays`] (statutory rules), [`overrides`] (the operators'
-//! file) and the [`Calendar`] itself.
+//! calendar), [`holidays`] (statutory rules), [`decided`] (the shipped
+//! decisions), [`overrides`] (the file format of both the decisions and the
+//! operators' file) and the [`Calendar`] itself.
 
 mod calendar;
 pub mod date;
+pub mod decided;
 pub mod holidays;
 pub mod lunar;
 pub mod overrides;

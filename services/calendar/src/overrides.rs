@@ -6,7 +6,8 @@
 //!
 //! ```toml
 //! [2025]
-//! note = "Công văn ... (the decision these days come from)"
+//! source = ["Thông báo 6150/TB-BLĐTBXH ngày 3/12/2024"]  # the decision these days come from
+//! note = "Tết Ất Tỵ: 27/1 (28 Chạp) to 31/1 (mùng 3)"
 //! tet = ["2025-01-27..2025-01-31"]   # the statutory Tết days (replace the default)
 //! national_day = ["2025-09-01", "2025-09-02"]  # replace 2/9 + the adjacent day
 //! off = ["2025-05-02"]               # extra days off (bridging days)
@@ -15,7 +16,14 @@
 //!
 //! Each list holds dates `"YYYY-MM-DD"`, inclusive ranges
 //! `"YYYY-MM-DD..YYYY-MM-DD"`, or bare TOML dates (`2025-05-02`). Every date
-//! must lie in its table's year. `note` is free text and ignored.
+//! must lie in its table's year. `note` is free text and ignored; `source`
+//! (a string or a list of strings) names the decisions and is kept, so that
+//! the shipped schedule ([`crate::decided`]) can be checked to cite one for
+//! every year.
+//!
+//! The same format carries the crate's shipped decided schedule and the
+//! operators' file; a year in the operators' file replaces that year of the
+//! shipped schedule as a whole (see [`crate::Calendar::new`]).
 //!
 //! What `tet` and `national_day` mean: the days listed *are* that holiday's
 //! days off, all of them; no compensatory day is added for those of them on a
@@ -51,6 +59,8 @@ pub struct YearOverrides {
     pub tet: Option<Vec<Entry>>,
     /// When set, the National Day days off, replacing 2/9 and the adjacent day.
     pub national_day: Option<Vec<Entry>>,
+    /// The decisions these days come from, as written in `source`.
+    pub source: Vec<String>,
     /// The line of the `[year]` header.
     pub line: usize,
 }
@@ -88,7 +98,7 @@ impl fmt::Display for OverrideError {
     }
 }
 
-const KEYS: &str = "`off`, `working`, `tet`, `national_day`, `note`";
+const KEYS: &str = "`off`, `working`, `tet`, `national_day`, `note`, `source`";
 
 /// The longest range a single `A..B` entry may span, in days.
 const MAX_RANGE_DAYS: i32 = 31;
@@ -116,7 +126,7 @@ impl Source<'_> {
 }
 
 impl Overrides {
-    /// No overrides: the statutory rules alone.
+    /// No overrides, as from an empty file.
     pub fn none() -> Self {
         Self::default()
     }
@@ -125,7 +135,9 @@ impl Overrides {
     /// and say what is wrong:
     /// - TOML syntax errors;
     /// - a table name that is not a year, a value that is not a table;
-    /// - an unknown key (allowed: `off`, `working`, `tet`, `national_day`, `note`);
+    /// - an unknown key (allowed: `off`, `working`, `tet`, `national_day`,
+    ///   `note`, `source`); a `note` that is not a string, a `source` that is
+    ///   not a string or a list of strings;
     /// - a value that is not a list of dates, an invalid date or range, a range
     ///   that is reversed or longer than 31 days;
     /// - a date not in its table's year;
@@ -208,6 +220,7 @@ fn parse_year_table(
                     return Err(src.error(value.span().start, &dotted, "`note` must be a string"));
                 }
             }
+            "source" => out.source = parse_source(src, &dotted, value)?,
             "off" => out.off = parse_dates(src, year, &dotted, value)?,
             "working" => out.working = parse_dates(src, year, &dotted, value)?,
             "tet" | "national_day" => {
@@ -237,6 +250,26 @@ fn parse_year_table(
     check_year(name, &out)?;
     check_against_rules(year, name, &out)?;
     Ok(out)
+}
+
+/// `source`: one string or a list of strings.
+fn parse_source(
+    src: &Source<'_>,
+    key: &str,
+    value: &toml::Spanned<DeValue<'_>>,
+) -> Result<Vec<String>, OverrideError> {
+    let not_text = |at| src.error(at, key, "`source` must be a string or a list of strings");
+    match value.get_ref() {
+        DeValue::String(s) => Ok(vec![s.to_string()]),
+        DeValue::Array(items) => items
+            .iter()
+            .map(|item| match item.get_ref() {
+                DeValue::String(s) => Ok(s.to_string()),
+                _ => Err(not_text(item.span().start)),
+            })
+            .collect(),
+        _ => Err(not_text(value.span().start)),
+    }
 }
 
 /// Checks one year's lists against the statutory rules.

@@ -154,3 +154,28 @@ fn a_year_outside_the_table_is_refused_by_the_calendar() {
     assert_eq!((e.line, e.key.as_str()), (2, "2101"));
     assert!(err.to_string().contains("1990 to 2100"), "{err}");
 }
+
+#[test]
+fn source_is_a_string_or_a_list_of_strings_and_is_kept() {
+    let o = Overrides::parse(
+        "[2025]\nsource = \"Thông báo 6150/TB-BLĐTBXH ngày 3/12/2024\"\n\
+         [2026]\nsource = [\"Công văn 12729/VPCP-KGVX ngày 25/12/2025\", \"Thông báo 9441/TB-BNV\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        o.year(2025).unwrap().source,
+        ["Thông báo 6150/TB-BLĐTBXH ngày 3/12/2024"]
+    );
+    assert_eq!(o.year(2026).unwrap().source.len(), 2);
+    let (line, key, message) = error("[2025]\nsource = [\"a\", 3]\n");
+    assert_eq!((line, key.as_str()), (2, "2025.source"));
+    assert!(
+        message.contains("a string or a list of strings"),
+        "{message}"
+    );
+    let (_, _, message) = error("[2025]\nsource = 3\n");
+    assert!(
+        message.contains("a string or a list of strings"),
+        "{message}"
+    );
+}

@@ -203,11 +203,12 @@ impl Calendar {
 
     /// A calendar with these office hours and the operators' overrides.
     ///
-    /// Each year's days off come from the first of: the overrides, if they
-    /// list the year (the whole year's table replaces the shipped one, so an
-    /// operator correcting a shipped year lists all of its days); the
-    /// shipped decided schedule ([`decided`], 2015–2026); the statutory
-    /// rules. Fails if an override is for a year outside
+    /// Each year's days off come from the overrides laid over the shipped
+    /// decided schedule ([`decided`], 2015–2026; see
+    /// [`crate::overrides::YearOverrides::over`]: the overrides' Tết and
+    /// National Day days replace the shipped ones, their extra days off and
+    /// working days add to them), and from the statutory rules for what
+    /// neither lists. Fails if an override is for a year outside
     /// [`FIRST_YEAR`]..=[`LAST_YEAR`]. (Every other check is made by
     /// [`Overrides::parse`].)
     pub fn new(hours: OfficeHours, overrides: &Overrides) -> Result<Self, CalendarError> {
@@ -241,7 +242,14 @@ impl Calendar {
         let index =
             |d: LocalDate| usize::try_from(i64::from(d.days_since_epoch()) - first_day).ok();
         for year in FIRST_YEAR..=LAST_YEAR {
-            let o = overrides.year(year).or_else(|| decided.year(year));
+            let merged;
+            let o = match (overrides.year(year), decided.year(year)) {
+                (Some(ours), Some(shipped)) => {
+                    merged = ours.over(shipped);
+                    Some(&merged)
+                }
+                (ours, shipped) => ours.or(shipped),
+            };
             for (date, kind) in statutory_days_off(year, o) {
                 if let Some(slot) = index(date).and_then(|i| kinds.get_mut(i)) {
                     *slot = kind;

@@ -10,8 +10,10 @@
 //! `decided/holidays-2015-2026.toml` (the overrides format, with a `source`
 //! for each year naming the notice), embedded here.
 //!
-//! Precedence, per year: an operators' overrides file that lists the year,
-//! then this schedule, then the rule. Years outside
+//! Precedence, per year: an operators' overrides file laid over this
+//! schedule (its Tết and National Day days replace the shipped ones, its
+//! extra days off and working days add to them), then the rule for what
+//! neither lists. Years outside
 //! [`FIRST_YEAR`]..=[`LAST_YEAR`] keep the rule (2014 only carries the
 //! Saturday worked for 2 January 2015, a swap the 2015 decision made).
 

@@ -65,6 +65,42 @@ pub struct YearOverrides {
     pub line: usize,
 }
 
+impl YearOverrides {
+    /// These overrides laid over `base` (the shipped decisions for the
+    /// year): the Tết and National Day days of these when they list them,
+    /// else `base`'s; the extra days off and the working days of both. An
+    /// operator who adds one bridging day keeps the government's Tết and
+    /// swaps instead of falling back to the rule's guess.
+    pub fn over(&self, base: &YearOverrides) -> YearOverrides {
+        let both = |ours: &[Entry], theirs: &[Entry]| {
+            let mut all = theirs.to_vec();
+            all.extend(
+                ours.iter()
+                    .filter(|e| !theirs.iter().any(|t| t.date == e.date))
+                    .copied(),
+            );
+            all
+        };
+        YearOverrides {
+            off: both(&self.off, &base.off),
+            working: both(&self.working, &base.working),
+            tet: self.tet.clone().or_else(|| base.tet.clone()),
+            national_day: self
+                .national_day
+                .clone()
+                .or_else(|| base.national_day.clone()),
+            source: both_sources(&self.source, &base.source),
+            line: self.line,
+        }
+    }
+}
+
+fn both_sources(ours: &[String], theirs: &[String]) -> Vec<String> {
+    let mut all = theirs.to_vec();
+    all.extend(ours.iter().filter(|s| !theirs.contains(s)).cloned());
+    all
+}
+
 /// Overrides for any number of years, as read from the operators' file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Overrides {

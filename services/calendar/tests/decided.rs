@@ -352,7 +352,7 @@ fn the_2025_swap_takes_friday_2_may_off_and_works_saturday_26_april() {
 }
 
 #[test]
-fn an_operators_file_still_replaces_a_shipped_year_as_a_whole() {
+fn an_operators_file_is_laid_over_the_shipped_years() {
     // Given an operators' file that lists 2021 with the rule's Tết days
     // (11/2–17/2) and 2025 with one local day off only
     let overrides = Overrides::parse(
@@ -364,15 +364,15 @@ fn an_operators_file_still_replaces_a_shipped_year_as_a_whole() {
     let cal = Calendar::new(OfficeHours::default(), &overrides).expect("calendar");
     // When a dossier is received Tuesday 9/2/2021 at 16:00 for one day
     let due = cal.due(d("2021-02-09").at(16, 0), WorkingDays(1));
-    // Then the operators' days count: due Wednesday 10/2, not 17/2
+    // Then the operators' Tết counts: due Wednesday 10/2, not 17/2
     assert_eq!(due, d("2021-02-10").at(16, 0));
-    // and 2025, which the file lists, no longer has the shipped days: its
-    // Tết follows the rule (Monday 27/1 working, Monday 3/2 in lieu) and
-    // 2/5 is a working day, so an operator correcting a year lists it all.
+    // and 2025 keeps the shipped decisions beside the local day off: Tết
+    // from Monday 27/1, the 2/5 swap with Saturday 26/4.
     assert!(!cal.is_working_day(d("2025-03-10")));
-    assert!(cal.is_working_day(d("2025-01-27")));
-    assert_eq!(cal.day_kind(d("2025-02-03")), DayKind::Compensatory);
-    assert!(cal.is_working_day(d("2025-05-02")));
+    assert!(!cal.is_working_day(d("2025-01-27")));
+    assert!(cal.is_working_day(d("2025-02-03")));
+    assert!(!cal.is_working_day(d("2025-05-02")));
+    assert_eq!(cal.day_kind(d("2025-04-26")), DayKind::SwappedWorking);
     // Years the file does not list keep the shipped decisions.
     assert!(!cal.is_working_day(d("2020-01-23")));
     assert_eq!(cal.day_kind(d("2026-08-22")), DayKind::SwappedWorking);

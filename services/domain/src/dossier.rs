@@ -166,7 +166,8 @@ pub struct Terms<'a> {
 }
 
 impl Terms<'static> {
-    /// The statutory calendar (no overrides) and an empty catalog.
+    /// The calendar without local overrides (the government's decided days
+    /// it ships, the statutory rules for other years) and an empty catalog.
     pub fn statutory() -> Self {
         static CALENDAR: LazyLock<Calendar> = LazyLock::new(Calendar::vietnam);
         static CATALOG: LazyLock<Catalog> = LazyLock::new(Catalog::new);

@@ -61,8 +61,10 @@ pub struct Config {
     )]
     pub office_hours: String,
 
-    /// The government's yearly holiday swaps and extra days off (TOML; see
-    /// services/calendar/holidays.example.toml). Statutory rules only when absent.
+    /// Local holiday decisions, laid over the government's decided days the
+    /// calendar ships for 2015-2026 (TOML; see
+    /// services/calendar/holidays.example.toml). Without it: the shipped
+    /// decisions, and the statutory rules for other years.
     #[arg(long, env = "MOTCUA_HOLIDAYS")]
     pub holidays: Option<std::path::PathBuf>,
 

@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
 # Starts Motcua's intake and projection on this machine, with embedded SQLite
-# and a local NATS JetStream server when none is running. Ctrl-C stops it all.
-# Every file it writes lives under ./data (gitignored).
+# and a NATS JetStream server of its own. Ctrl-C stops it all. Every file it
+# writes lives under ./data (gitignored), the NATS stream included, so
+# `rm -rf data` starts over.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
 Usage: deploy/run-local.sh [--help]
 
-Builds intake and projection (release), starts a local NATS JetStream server
-when nothing answers at NATS_URL, then runs both services in the background
+Builds intake and projection (release), starts a NATS JetStream server of
+its own storing under ./data/nats, then runs both services in the background
 with SQLite databases under ./data, and waits. Ctrl-C (or SIGTERM) stops the
-services first, then the NATS server if this script started it.
+services first, then the NATS server. Everything lives under ./data: stop,
+`rm -rf data` and start again to start over.
 
 Environment (defaults in brackets):
-  NATS_URL                   [nats://127.0.0.1:4222]  used if something answers
-                             there; otherwise nats-server is started on that
-                             port (local hosts only), storing into data/nats
+  NATS_URL                   [unset]  a NATS server to use instead of starting
+                             one (it must have JetStream; a local one that does
+                             not answer is started, storing into data/nats).
+                             Its stream outlives ./data: to start over, delete
+                             the stream too, or use another MOTCUA_STREAM
+  MOTCUA_NATS_PORT           [4223]   port of the NATS server started here
+  MOTCUA_DATA                [./data] the data folder
+  MOTCUA_PROFILE             [release] cargo profile to build: release or debug
+  MOTCUA_BIN_DIR             [unset]  run the intake and projection binaries in
+                             this folder instead of building them
   INTAKE_LISTEN              [127.0.0.1:50051]   intake gRPC
   PROJECTION_LISTEN          [127.0.0.1:50052]   projection gRPC
   INTAKE_METRICS_LISTEN      [127.0.0.1:9101]    intake Prometheus /metrics
   PROJECTION_METRICS_LISTEN  [127.0.0.1:9102]    projection Prometheus /metrics
-  INTAKE_DATABASE_URL        [sqlite://data/intake.db]
-  PROJECTION_DATABASE_URL    [sqlite://data/projection.db]
+  INTAKE_DATABASE_URL        [sqlite://<data>/intake.db]
+  PROJECTION_DATABASE_URL    [sqlite://<data>/projection.db]
   RUST_LOG                   [info]
 
 Logs: data/intake.log, data/projection.log, data/nats.log (the previous
 run's as *.log.1).
-Needs: cargo (rustup.rs) and, unless NATS is already running,
+Needs: cargo (rustup.rs) and, unless NATS_URL names a running server,
 nats-server (apt-get install nats-server).
 EOF
 }
@@ -45,15 +54,24 @@ die() {
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-DATA=$ROOT/data
+mkdir -p "${MOTCUA_DATA:-$ROOT/data}"
+DATA=$(cd "${MOTCUA_DATA:-$ROOT/data}" && pwd)
 
-export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+# Without NATS_URL, a NATS server of our own on its own port, storing under
+# $DATA: the stream is part of the data folder, so no other log's stream (the
+# machine's NATS, an earlier data folder's) is ever mixed with this one.
+own_nats=0
+if [[ -z ${NATS_URL:-} ]]; then
+    own_nats=1
+    NATS_URL=nats://127.0.0.1:${MOTCUA_NATS_PORT:-4223}
+fi
+export NATS_URL
 export INTAKE_LISTEN=${INTAKE_LISTEN:-127.0.0.1:50051}
 export PROJECTION_LISTEN=${PROJECTION_LISTEN:-127.0.0.1:50052}
 export INTAKE_METRICS_LISTEN=${INTAKE_METRICS_LISTEN:-127.0.0.1:9101}
 export PROJECTION_METRICS_LISTEN=${PROJECTION_METRICS_LISTEN:-127.0.0.1:9102}
-export INTAKE_DATABASE_URL=${INTAKE_DATABASE_URL:-sqlite://data/intake.db}
-export PROJECTION_DATABASE_URL=${PROJECTION_DATABASE_URL:-sqlite://data/projection.db}
+export INTAKE_DATABASE_URL=${INTAKE_DATABASE_URL:-sqlite://$DATA/intake.db}
+export PROJECTION_DATABASE_URL=${PROJECTION_DATABASE_URL:-sqlite://$DATA/projection.db}
 # Plain text in the log files, not terminal colour codes.
 export NO_COLOR=${NO_COLOR:-1}
 
@@ -168,18 +186,26 @@ trap 'exit 143' TERM
 
 # --- build -------------------------------------------------------------------
 
-command -v cargo >/dev/null ||
+[[ -n ${MOTCUA_BIN_DIR:-} ]] || command -v cargo >/dev/null ||
     die "cargo is not on the PATH; install Rust from https://rustup.rs and retry"
 
-echo "Building intake and projection (release; the first build takes a few minutes)…"
-cargo build --release -p intake -p projection
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-INTAKE_BIN=$TARGET_DIR/release/intake
-PROJECTION_BIN=$TARGET_DIR/release/projection
+if [[ -n ${MOTCUA_BIN_DIR:-} ]]; then
+    BIN_DIR=$MOTCUA_BIN_DIR
+else
+    profile=${MOTCUA_PROFILE:-release}
+    case $profile in
+        release) build_flags=(--release) ;;
+        debug) build_flags=() ;;
+        *) die "MOTCUA_PROFILE must be release or debug, not $profile" ;;
+    esac
+    echo "Building intake and projection ($profile; the first build takes a few minutes)…"
+    cargo build "${build_flags[@]}" -p intake -p projection
+    BIN_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$profile
+fi
+INTAKE_BIN=$BIN_DIR/intake
+PROJECTION_BIN=$BIN_DIR/projection
 [[ -x $INTAKE_BIN && -x $PROJECTION_BIN ]] ||
     die "the build finished but $INTAKE_BIN or $PROJECTION_BIN is missing"
-
-mkdir -p "$DATA"
 
 # --- ports must be free ------------------------------------------------------
 
@@ -210,7 +236,9 @@ else
 fi
 [[ $nats_port =~ ^[0-9]+$ ]] || die "cannot read a port from NATS_URL=$NATS_URL"
 
-if answers "$nats_host" "$nats_port"; then
+if ((own_nats)) && answers "$nats_host" "$nats_port"; then
+    die "something already listens on 127.0.0.1:$nats_port, where this script starts its own NATS server (an earlier run?); stop it, set MOTCUA_NATS_PORT, or set NATS_URL to use that server"
+elif answers "$nats_host" "$nats_port"; then
     echo "Using the NATS server already answering at $NATS_URL."
 else
     case $nats_host in
@@ -219,7 +247,7 @@ else
     esac
     command -v nats-server >/dev/null ||
         die "nothing answers at $NATS_URL and nats-server is not on the PATH; install it (apt-get install nats-server) or point NATS_URL at a running server with JetStream"
-    echo "Starting nats-server with JetStream on 127.0.0.1:$nats_port (store data/nats, log data/nats.log)…"
+    echo "Starting nats-server with JetStream on 127.0.0.1:$nats_port (store $DATA/nats, log $DATA/nats.log)…"
     start_bg "$DATA/nats.log" nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$DATA/nats"
     nats_pid=$!
     wait_for_port "$nats_pid" 127.0.0.1 "$nats_port" 15 ||
@@ -246,11 +274,11 @@ cat <<EOF
 Motcua is running.
   intake gRPC      $INTAKE_LISTEN   (desk commands; health and reflection served)
   projection gRPC  $PROJECTION_LISTEN   (reports)
-  NATS             $NATS_URL$([[ -n $nats_pid ]] && echo "   (started here, store data/nats)")
+  NATS             $NATS_URL$([[ -n $nats_pid ]] && echo "   (started here, store $DATA/nats)")
   metrics          http://$INTAKE_METRICS_LISTEN/metrics
                    http://$PROJECTION_METRICS_LISTEN/metrics
   data folder      $DATA
-  logs             data/intake.log  data/projection.log$([[ -n $nats_pid ]] && echo "  data/nats.log")
+  logs             $DATA/{intake,projection$([[ -n $nats_pid ]] && echo ",nats")}.log
 Press Ctrl-C to stop.
 EOF
 
@@ -265,7 +293,7 @@ if ((BASH_VERSINFO[0] > 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] >= 1)));
     for i in "${!service_pids[@]}"; do
         [[ ${service_pids[$i]} == "$exited" ]] && name=${service_names[$i]}
     done
-    echo "run-local.sh: $name exited by itself (status $child_status); stopping the rest. See data/$( [[ $name == nats-server ]] && echo nats || echo "$name").log" >&2
+    echo "run-local.sh: $name exited by itself (status $child_status); stopping the rest. See $DATA/$( [[ $name == nats-server ]] && echo nats || echo "$name").log" >&2
     exit 1
 else
     wait

@@ -133,13 +133,35 @@ pub fn scripts(y: &YearFigures) -> Vec<Script> {
 }
 
 /// Replays `scripts` through intake with `concurrency` dossiers in flight;
-/// retries a command that met a transient error (same request id).
+/// retries a command that met a transient error (same request id). Returns
+/// the commands sent.
 pub async fn drive(desk: &Desk, scripts: Vec<Script>, concurrency: usize) -> anyhow::Result<u64> {
-    let results: Vec<anyhow::Result<u64>> = futures::stream::iter(scripts)
+    Ok(drive_after(desk, scripts, concurrency, 0).await?.commands)
+}
+
+/// What a replay did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Driven {
+    pub commands: u64,
+    /// Commands whose events are new: their position is after the log's
+    /// head before the replay. A command the log already holds (the same
+    /// request id) is answered with its first reply and appends nothing.
+    pub appended: u64,
+}
+
+/// [`drive`], counting the commands that appended after log position
+/// `head` (intake's head before the replay).
+pub async fn drive_after(
+    desk: &Desk,
+    scripts: Vec<Script>,
+    concurrency: usize,
+    head: u64,
+) -> anyhow::Result<Driven> {
+    let results: Vec<anyhow::Result<Driven>> = futures::stream::iter(scripts)
         .map(|s| {
             let desk = desk.clone();
             async move {
-                run_script(&desk, &s)
+                run_script(&desk, &s, head)
                     .await
                     .with_context(|| format!("dossier {}", s.dossier_id))
             }
@@ -147,17 +169,36 @@ pub async fn drive(desk: &Desk, scripts: Vec<Script>, concurrency: usize) -> any
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut commands = 0;
+    let mut total = Driven::default();
     for r in results {
-        commands += r?;
+        let r = r?;
+        total.commands += r.commands;
+        total.appended += r.appended;
     }
-    Ok(commands)
+    Ok(total)
 }
 
-async fn run_script(desk: &Desk, s: &Script) -> anyhow::Result<u64> {
-    let mut commands = 2;
+/// Command metadata whose request id follows from the dossier and the step,
+/// so a replay sent again is a retry: intake answers each command with its
+/// first reply and appends nothing.
+fn step_meta(s: &Script, step: &str, at: Timestamp) -> Option<proto::intake::v1::CommandMeta> {
+    Some(proto::intake::v1::CommandMeta {
+        request_id: format!("district:{}:{step}", s.dossier_id),
+        actor: "clerk-1".into(),
+        occurred_at: crate::ts(at),
+    })
+}
+
+async fn run_script(desk: &Desk, s: &Script, head: u64) -> anyhow::Result<Driven> {
+    let mut done = Driven::default();
+    let mut count = |reply: &proto::intake::v1::CommandReply| {
+        done.commands += 1;
+        if reply.position > head {
+            done.appended += 1;
+        }
+    };
     let receive = proto::intake::v1::ReceiveDossierRequest {
-        meta: crate::meta(s.received_at),
+        meta: step_meta(s, "receive", s.received_at),
         dossier_id: s.dossier_id.clone(),
         office_code: OFFICE.into(),
         province_code: "BTH".into(),
@@ -165,17 +206,16 @@ async fn run_script(desk: &Desk, s: &Script) -> anyhow::Result<u64> {
         channel: ev::Channel::InPerson.into(),
         due_at: crate::ts(s.due_at),
     };
-    retry(|| desk.receive_with(receive.clone())).await?;
+    count(&retry(|| desk.receive_with(receive.clone())).await?);
     let result = proto::intake::v1::RecordResultRequest {
-        meta: crate::meta(s.resolved_at),
+        meta: step_meta(s, "result", s.resolved_at),
         dossier_id: s.dossier_id.clone(),
     };
-    retry(|| desk.record_result_with(result.clone())).await?;
+    count(&retry(|| desk.record_result_with(result.clone())).await?);
     if let Some((scale, rating)) = s.survey {
-        commands += 1;
         let at = s.resolved_at.plus_micros(3_600_000_000);
-        let meta = crate::meta(at);
-        retry(|| {
+        let meta = step_meta(s, "survey", at);
+        let reply = retry(|| {
             let desk = desk.clone();
             let meta = meta.clone();
             async move {
@@ -194,8 +234,9 @@ async fn run_script(desk: &Desk, s: &Script) -> anyhow::Result<u64> {
             }
         })
         .await?;
+        count(&reply);
     }
-    Ok(commands)
+    Ok(done)
 }
 
 /// Retries a command while intake answers UNAVAILABLE or ABORTED (or cannot
@@ -222,7 +263,8 @@ where
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(status) => return Err(anyhow::anyhow!("{}: {}", status.code(), status.message())),
+            // Typed, so a caller can tell a refusal from a failure.
+            Err(status) => return Err(anyhow::Error::new(status)),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use anyhow::Context as _;
 use clap::Parser;
 use tests::{Desk, Province, district, eventually};
 
@@ -27,21 +28,65 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    match replay(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("replay-district: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error as one line; a refusal says the office has another history.
+fn one_line(e: &anyhow::Error) -> String {
+    let refused = e.downcast_ref::<tonic::Status>().is_some_and(|s| {
+        matches!(
+            s.code(),
+            tonic::Code::FailedPrecondition
+                | tonic::Code::InvalidArgument
+                | tonic::Code::AlreadyExists
+                | tonic::Code::NotFound
+        )
+    });
+    if refused {
+        format!(
+            "office {} already has a different history in this log ({e:#}); replay onto an empty store (README: starting over)",
+            district::OFFICE
+        )
+    } else {
+        format!("{e:#}")
+    }
+}
+
+async fn replay(args: Args) -> anyhow::Result<()> {
     let desk = Desk::connect(args.intake).await?;
     let province = Province::connect(args.projection).await?;
+    let head = log_head(args.intake).await?;
     let figures = district::figures()?;
     let scripts: Vec<_> = figures.iter().flat_map(district::scripts).collect();
     let dossiers = scripts.len() as u64;
     let started = std::time::Instant::now();
-    let commands = district::drive(&desk, scripts, args.concurrency).await?;
+    let driven = district::drive_after(&desk, scripts, args.concurrency, head).await?;
     let elapsed = started.elapsed();
-    println!(
-        "sent {commands} commands for {dossiers} dossiers in {:.1} s ({:.0} commands/s)",
-        elapsed.as_secs_f64(),
-        commands as f64 / elapsed.as_secs_f64()
-    );
+    let commands = driven.commands;
+    if driven.appended == 0 {
+        println!(
+            "nothing changed: the log already held all {commands} commands for {dossiers} dossiers (each answered with its first reply)"
+        );
+    } else {
+        println!(
+            "sent {commands} commands for {dossiers} dossiers in {:.1} s ({:.0} commands/s)",
+            elapsed.as_secs_f64(),
+            commands as f64 / elapsed.as_secs_f64()
+        );
+        if driven.appended < commands {
+            println!(
+                "{} of them appended; the log already held the rest",
+                driven.appended
+            );
+        }
+    }
     let series = eventually(Duration::from_secs(120), || async {
         let series = province.yearly(district::OFFICE).await?;
         let received: u64 = series.rows.iter().map(|r| r.received).sum();
@@ -70,4 +115,20 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Intake's log head now.
+async fn log_head(intake: SocketAddr) -> anyhow::Result<u64> {
+    use proto::intake::v1::{ReadEventsRequest, log_client::LogClient};
+    let mut log = LogClient::connect(format!("http://{intake}"))
+        .await
+        .with_context(|| format!("cannot reach intake at {intake}"))?;
+    Ok(log
+        .read_events(ReadEventsRequest {
+            after_position: 0,
+            limit: 1,
+        })
+        .await?
+        .into_inner()
+        .head)
 }

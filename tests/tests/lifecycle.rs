@@ -274,6 +274,83 @@ async fn a_retry_with_the_same_request_id_returns_the_first_reply() -> anyhow::R
     Ok(())
 }
 
+/// A request id answers one command: a retry (the same request again) gets
+/// the first reply, before and after a restart; another command under the
+/// id, whether another dossier or another RPC on the same dossier, is
+/// refused with INVALID_ARGUMENT on `meta.request_id` and appends nothing.
+async fn a_request_id_answers_one_command(backend: Backend) -> anyhow::Result<()> {
+    use tonic_types::StatusExt as _;
+    let mut pair = Pair::start(backend).await?;
+    let desk = pair.desk().await?;
+    let receive = pb::ReceiveDossierRequest {
+        meta: meta(at(2021, 5, 4, 8)),
+        dossier_id: "RID-1".into(),
+        office_code: "TP".into(),
+        province_code: "BTH".into(),
+        procedure: procedure(),
+        channel: ev::Channel::Postal.into(),
+        due_at: ts(at(2021, 5, 14, 17)),
+    };
+    let first = desk.receive_with(receive.clone()).await?;
+    assert_eq!(desk.receive_with(receive.clone()).await?, first);
+    let request_id = receive.meta.as_ref().map(|m| m.request_id.clone());
+    let request_id = request_id.unwrap_or_default();
+
+    let assert_reused = |reply: tests::Reply| {
+        let status = match reply {
+            Ok(r) => panic!("a reused request id must be refused, got {r:?}"),
+            Err(status) => status,
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains(&format!("{request_id} was first used for another command")),
+            "{status:?}"
+        );
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("a BadRequest");
+        assert_eq!(bad.field_violations[0].field, "meta.request_id");
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!(info.reason, "REQUEST_ID_REUSED");
+        assert_eq!(info.metadata.get("requestId"), Some(&request_id));
+    };
+    let another_dossier = pb::ReceiveDossierRequest {
+        dossier_id: "RID-2".into(),
+        ..receive.clone()
+    };
+    assert_reused(desk.receive_with(another_dossier.clone()).await);
+    // Another RPC for the same dossier under the id.
+    let result = pb::RecordResultRequest {
+        meta: receive.meta.clone(),
+        dossier_id: "RID-1".into(),
+    };
+    assert_reused(desk.record_result_with(result).await);
+    assert_eq!(pair.intake_store.count_desk_events().await?, 1);
+
+    // After a restart, from the store alone.
+    let (restarted, store) =
+        tests::start_intake(&pair.intake_db.url, &pair.nats.url(), &pair.stream).await?;
+    std::mem::replace(&mut pair.intake, restarted)
+        .shutdown()
+        .await?;
+    let desk = pair.desk().await?;
+    assert_eq!(desk.receive_with(receive).await?, first);
+    assert_reused(desk.receive_with(another_dossier).await);
+    assert_eq!(store.count_desk_events().await?, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_answers_one_command_on_sqlite() -> anyhow::Result<()> {
+    a_request_id_answers_one_command(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_answers_one_command_on_postgres() -> anyhow::Result<()> {
+    a_request_id_answers_one_command(Backend::Postgres).await
+}
+
 /// What a client reads from a refusal without parsing its message: the
 /// code, the `google.rpc` details, and an `ErrorInfo` of domain "motcua".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,8 @@ pub mod reason {
     pub const CATALOG_PRECONDITION: &str = "CATALOG_PRECONDITION";
     /// INVALID_ARGUMENT: a field's value is wrong.
     pub const INVALID_FIELD: &str = "INVALID_FIELD";
+    /// INVALID_ARGUMENT: the request id was first used for another command.
+    pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
     /// ABORTED: another instance appended first; retry as is.
     pub const CONFLICT: &str = "CONFLICT";
     /// UNAVAILABLE: the event store failed; retry as is.
@@ -50,6 +52,13 @@ pub enum IntakeError {
     /// A field is malformed whatever the dossier's state.
     #[error("{field}: {reason}")]
     InvalidArgument { field: &'static str, reason: String },
+    /// The request id was first used for another command: a client bug (a
+    /// retry repeats its command unchanged), refused rather than answered
+    /// with the first command's reply, which names another dossier or event.
+    #[error(
+        "meta.request_id: {request_id} was first used for another command; a retry must repeat that command unchanged, and a new command needs a new request id"
+    )]
+    RequestIdReused { request_id: String },
     /// Another intake instance kept appending to the same dossier.
     #[error("the dossier changed while this command was decided; retry with the same request id")]
     Conflict,
@@ -116,6 +125,21 @@ impl From<IntakeError> for Status {
                 details.add_bad_request_violation(field, why);
                 let metadata = vec![("field", field.to_owned())];
                 (Code::InvalidArgument, reason::INVALID_FIELD, metadata)
+            }
+            // INVALID_ARGUMENT, not FAILED_PRECONDITION: by gRPC's litmus
+            // test the latter means "retry once the system's state has been
+            // fixed", and no state of the system makes this request right (a
+            // used id stays used). The request itself is at fault, in its
+            // meta.request_id, and the fix is the client's: a new id, or the
+            // first command unchanged. (Stripe answers such a reused
+            // idempotency key with 400 for the same reason.)
+            IntakeError::RequestIdReused { request_id } => {
+                details.add_bad_request_violation(
+                    "meta.request_id",
+                    format!("{request_id} was first used for another command"),
+                );
+                let metadata = vec![("requestId", request_id)];
+                (Code::InvalidArgument, reason::REQUEST_ID_REUSED, metadata)
             }
             IntakeError::Conflict => (Code::Aborted, reason::CONFLICT, Vec::new()),
             IntakeError::Unavailable(_) => {
@@ -220,6 +244,25 @@ mod tests {
             );
             assert_eq!(info(&status).0, reason::INVALID_FIELD);
         }
+    }
+
+    #[test]
+    fn a_reused_request_id_is_a_field_violation_naming_it() {
+        let status = Status::from(IntakeError::RequestIdReused {
+            request_id: "r-7".into(),
+        });
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status
+                .message()
+                .contains("r-7 was first used for another command")
+        );
+        let bad = status.get_error_details().bad_request().cloned();
+        let violation = &bad.expect("a BadRequest").field_violations[0];
+        assert_eq!(violation.field, "meta.request_id");
+        let (reason, metadata) = info(&status);
+        assert_eq!(reason, reason::REQUEST_ID_REUSED);
+        assert_eq!(metadata.get("requestId").map(String::as_str), Some("r-7"));
     }
 
     #[test]

@@ -232,7 +232,7 @@ def main():
                 intake.RecordResultRequest(
                     meta=meta(utc(2021, 3, 7, 3)), dossier_id=f"PY-{run}-UNKNOWN"
                 ),
-                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.NOT_FOUND,
                 "RecordResult on an unknown dossier",
             )
             expect_error(

@@ -65,7 +65,7 @@ async fn refusals_append_nothing(backend: Backend) -> anyhow::Result<()> {
         (
             "result of a dossier never received",
             desk.record_result("NOPE", t0).await,
-            Code::FailedPrecondition,
+            Code::NotFound,
         ),
         (
             "return before a result",
@@ -123,7 +123,7 @@ async fn refusals_append_nothing(backend: Backend) -> anyhow::Result<()> {
             "survey of an unknown dossier",
             desk.record_survey("NOPE", t0, ev::RatingScale::Quality, ev::Rating::Top)
                 .await,
-            Code::FailedPrecondition,
+            Code::NotFound,
         ),
         (
             "result dated before receipt",
@@ -271,6 +271,176 @@ async fn a_retry_with_the_same_request_id_returns_the_first_reply() -> anyhow::R
     // Version 2, or 3 when the deadline monitor marked it late first.
     assert!(matches!(replies[0].version, 2 | 3), "{replies:?}");
     assert_eq!(pair.intake_store.count_desk_events().await?, 2);
+    Ok(())
+}
+
+/// A request id answers one command: a retry (the same request again) gets
+/// the first reply, before and after a restart; another command under the
+/// id, whether another dossier or another RPC on the same dossier, is
+/// refused with INVALID_ARGUMENT on `meta.request_id` and appends nothing.
+async fn a_request_id_answers_one_command(backend: Backend) -> anyhow::Result<()> {
+    use tonic_types::StatusExt as _;
+    let mut pair = Pair::start(backend).await?;
+    let desk = pair.desk().await?;
+    let receive = pb::ReceiveDossierRequest {
+        meta: meta(at(2021, 5, 4, 8)),
+        dossier_id: "RID-1".into(),
+        office_code: "TP".into(),
+        province_code: "BTH".into(),
+        procedure: procedure(),
+        channel: ev::Channel::Postal.into(),
+        due_at: ts(at(2021, 5, 14, 17)),
+    };
+    let first = desk.receive_with(receive.clone()).await?;
+    assert_eq!(desk.receive_with(receive.clone()).await?, first);
+    let request_id = receive.meta.as_ref().map(|m| m.request_id.clone());
+    let request_id = request_id.unwrap_or_default();
+
+    let assert_reused = |reply: tests::Reply| {
+        let status = match reply {
+            Ok(r) => panic!("a reused request id must be refused, got {r:?}"),
+            Err(status) => status,
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains(&format!("{request_id} was first used for another command")),
+            "{status:?}"
+        );
+        let details = status.get_error_details();
+        let bad = details.bad_request().expect("a BadRequest");
+        assert_eq!(bad.field_violations[0].field, "meta.request_id");
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!(info.reason, "REQUEST_ID_REUSED");
+        assert_eq!(info.metadata.get("requestId"), Some(&request_id));
+    };
+    let another_dossier = pb::ReceiveDossierRequest {
+        dossier_id: "RID-2".into(),
+        ..receive.clone()
+    };
+    assert_reused(desk.receive_with(another_dossier.clone()).await);
+    // Another RPC for the same dossier under the id.
+    let result = pb::RecordResultRequest {
+        meta: receive.meta.clone(),
+        dossier_id: "RID-1".into(),
+    };
+    assert_reused(desk.record_result_with(result).await);
+    assert_eq!(pair.intake_store.count_desk_events().await?, 1);
+
+    // After a restart, from the store alone.
+    let (restarted, store) =
+        tests::start_intake(&pair.intake_db.url, &pair.nats.url(), &pair.stream).await?;
+    std::mem::replace(&mut pair.intake, restarted)
+        .shutdown()
+        .await?;
+    let desk = pair.desk().await?;
+    assert_eq!(desk.receive_with(receive).await?, first);
+    assert_reused(desk.receive_with(another_dossier).await);
+    assert_eq!(store.count_desk_events().await?, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_answers_one_command_on_sqlite() -> anyhow::Result<()> {
+    a_request_id_answers_one_command(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_answers_one_command_on_postgres() -> anyhow::Result<()> {
+    a_request_id_answers_one_command(Backend::Postgres).await
+}
+
+/// What a client reads from a refusal without parsing its message: the
+/// code, the `google.rpc` details, and an `ErrorInfo` of domain "motcua".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_carry_google_rpc_details() -> anyhow::Result<()> {
+    use tonic_types::StatusExt as _;
+    let pair = Pair::start(Backend::Sqlite).await?;
+    let desk = pair.desk().await?;
+    let t0 = at(2021, 3, 1, 8);
+    desk.receive("A", "TP", t0, at(2021, 3, 10, 17)).await?;
+    let refused = |reply: tests::Reply| match reply {
+        Ok(r) => panic!("expected a refusal, got {r:?}"),
+        Err(status) => status,
+    };
+    let reason_of = |status: &tonic::Status| {
+        let details = status.get_error_details();
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!(info.domain, "motcua");
+        (info.reason.clone(), info.metadata.clone())
+    };
+
+    // A dossier never received: NOT_FOUND, naming it.
+    let status = refused(desk.record_result("NOPE", t0).await);
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let resource = status.get_error_details().resource_info().cloned();
+    let resource = resource.expect("a ResourceInfo");
+    assert_eq!(
+        (
+            resource.resource_type.as_str(),
+            resource.resource_name.as_str()
+        ),
+        ("dossier", "NOPE")
+    );
+    let (reason, metadata) = reason_of(&status);
+    assert_eq!(reason, "DOSSIER_NOT_FOUND");
+    assert_eq!(metadata.get("dossierId").map(String::as_str), Some("NOPE"));
+
+    // A known dossier in the wrong state: FAILED_PRECONDITION on its status.
+    let status = refused(desk.return_result("A", at(2021, 3, 2, 9)).await);
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let failure = status.get_error_details().precondition_failure().cloned();
+    let violation = failure.expect("a PreconditionFailure").violations[0].clone();
+    assert_eq!(
+        (violation.r#type.as_str(), violation.subject.as_str()),
+        ("DOSSIER_STATUS", "A")
+    );
+    assert!(
+        violation.description.contains("record the result first"),
+        "{violation:?}"
+    );
+    assert_eq!(reason_of(&status).0, "INVALID_TRANSITION");
+
+    // A receipt whose due date the catalog cannot give: the procedure.
+    let mut no_due = pb::ReceiveDossierRequest {
+        meta: meta(t0),
+        dossier_id: "B".into(),
+        office_code: "TP".into(),
+        province_code: "BTH".into(),
+        procedure: procedure(),
+        channel: ev::Channel::InPerson.into(),
+        due_at: None,
+    };
+    let status = refused(desk.receive_with(no_due.clone()).await);
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let failure = status.get_error_details().precondition_failure().cloned();
+    let violation = failure.expect("a PreconditionFailure").violations[0].clone();
+    assert_eq!(
+        (violation.r#type.as_str(), violation.subject.as_str()),
+        ("CATALOG", "procedure/1.004227")
+    );
+    assert_eq!(reason_of(&status).0, "CATALOG_PRECONDITION");
+
+    // A bad field, by its path in the request, from the gRPC layer and from
+    // the domain alike.
+    no_due.office_code = "TUY PHONG".into();
+    let status = refused(desk.receive_with(no_due).await);
+    let result_before_receipt = refused(desk.record_result("A", at(2021, 2, 1, 9)).await);
+    for (status, field) in [
+        (status, "office_code"),
+        (result_before_receipt, "meta.occurred_at"),
+    ] {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        let bad = status.get_error_details().bad_request().cloned();
+        let violation = bad.expect("a BadRequest").field_violations[0].clone();
+        assert_eq!(violation.field, field);
+        assert!(!violation.description.is_empty());
+        let (reason, metadata) = reason_of(&status);
+        assert_eq!(reason, "INVALID_FIELD");
+        assert_eq!(metadata.get("field").map(String::as_str), Some(field));
+    }
+    assert_eq!(pair.intake_store.count_desk_events().await?, 1);
     Ok(())
 }
 

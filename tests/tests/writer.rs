@@ -12,7 +12,7 @@ use futures::FutureExt as _;
 use intake::{
     error::IntakeError,
     store::EventStore,
-    writer::{Writer, WriterHandle, system_clock},
+    writer::{CommandRequest, Writer, WriterHandle, system_clock},
 };
 use proto::intake::v1::CommandReply;
 use tests::{Backend, TestDb, receive_command};
@@ -43,23 +43,47 @@ async fn one_batch(
     store: &EventStore,
     commands: Vec<(&str, &str, Command)>,
 ) -> Vec<Result<CommandReply, IntakeError>> {
+    let requests = commands
+        .into_iter()
+        .map(|(request_id, dossier_id, command)| CommandRequest {
+            fingerprint: None,
+            ..request(request_id, 0, dossier_id, command)
+        })
+        .collect();
+    one_batch_of(store, requests).await
+}
+
+/// A request as intake's gRPC layer gives it, at 4/3/2024 9:00, with the
+/// fingerprint of its content.
+fn request(
+    request_id: &str,
+    fingerprint: u64,
+    dossier_id: &str,
+    command: Command,
+) -> CommandRequest {
+    CommandRequest {
+        request_id: request_id.into(),
+        fingerprint: Some(fingerprint),
+        actor: "clerk".into(),
+        dossier_id: dossier_id.into(),
+        occurred_at: Some(Timestamp::at_local(
+            domain::LocalDay::from_ymd(2024, 3, 4).expect("a date"),
+            9,
+            0,
+        )),
+        command,
+    }
+}
+
+/// [`one_batch`] of whole requests.
+async fn one_batch_of(
+    store: &EventStore,
+    requests: Vec<CommandRequest>,
+) -> Vec<Result<CommandReply, IntakeError>> {
     let (writer, handle) = Writer::new(store.clone(), watch::Sender::new(0), system_clock(), 64);
-    let at = Some(Timestamp::at_local(
-        domain::LocalDay::from_ymd(2024, 3, 4).expect("a date"),
-        9,
-        0,
+    let mut replies = Box::pin(futures::future::join_all(
+        requests.into_iter().map(|r| handle.submit(r)),
     ));
-    let mut replies = Box::pin(futures::future::join_all(commands.into_iter().map(
-        |(request_id, dossier_id, command)| {
-            handle.execute(
-                request_id.into(),
-                "clerk".into(),
-                dossier_id.into(),
-                at,
-                command,
-            )
-        },
-    )));
     // One poll queues every command (each waits for its reply after).
     assert!((&mut replies).now_or_never().is_none());
     let running = tokio::spawn(writer.run());
@@ -269,4 +293,122 @@ async fn imported_dossiers_are_decided_from_the_store_on_sqlite() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_dossiers_are_decided_from_the_store_on_postgres() -> anyhow::Result<()> {
     imported_dossiers_are_decided_from_the_store(Backend::Postgres).await
+}
+
+#[track_caller]
+fn assert_reused(reply: Result<CommandReply, IntakeError>, request_id: &str) {
+    match reply {
+        Err(IntakeError::RequestIdReused { request_id: id }) => assert_eq!(id, request_id),
+        other => panic!("{request_id} was used for another command, got {other:?}"),
+    }
+}
+
+/// A request id answers the command it was first used for: a retry gets
+/// its reply, another command under it is refused and appends nothing,
+/// whether the state would refuse that command or accept it (the writer's
+/// optimistic attempt then appends nothing: the replies' unique key sends
+/// the batch to be decided again with the stored reply read), after a
+/// restart, and within one batch. A store made before fingerprints gets its
+/// column, and its replies answer any command as before.
+async fn a_request_id_answers_one_command(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDb::new(backend, "writer_request_ids").await?;
+    let store = EventStore::open(&db.url).await?;
+    let due = Timestamp::at_local(
+        domain::LocalDay::from_ymd(2024, 3, 14).expect("a date"),
+        17,
+        0,
+    );
+    let receive = |id: &str, fingerprint: u64, dossier: &str| {
+        request(id, fingerprint, dossier, receive_command("TP", due))
+    };
+
+    let (handle, running) = writer(&store);
+    let first = handle.submit(receive("r-1", 1, "X")).await?;
+    assert_eq!(handle.submit(receive("r-1", 1, "X")).await?, first);
+    // Accepted by the state (a new dossier; X's result), refused by the id.
+    assert_reused(handle.submit(receive("r-1", 2, "W")).await, "r-1");
+    assert_reused(
+        handle
+            .submit(request("r-1", 3, "X", Command::RecordResult))
+            .await,
+        "r-1",
+    );
+    // Refused by the state too (X received twice): the id speaks first.
+    assert_reused(handle.submit(receive("r-1", 4, "X")).await, "r-1");
+    drop(handle);
+    running.await?;
+    assert_eq!(store.count().await?, 1);
+
+    // After a restart, nothing in memory, in one batch: the retry, the id
+    // reused, a new request Z, another command under Z's id, Z's retry.
+    let store = EventStore::open(&db.url).await?;
+    let replies = one_batch_of(
+        &store,
+        vec![
+            receive("r-1", 1, "X"),
+            receive("r-1", 2, "W"),
+            receive("r-2", 5, "Z"),
+            receive("r-2", 6, "V"),
+            receive("r-2", 5, "Z"),
+        ],
+    )
+    .await;
+    let [retry, reused, z, z_reused, z_retry] = <[_; 5]>::try_from(replies).expect("five replies");
+    assert_eq!(retry?, first, "a retry gets the first reply");
+    assert_reused(reused, "r-1");
+    let z = z?;
+    assert_eq!((z.dossier_id.as_str(), z.version), ("Z", 1));
+    assert_reused(z_reused, "r-2");
+    assert_eq!(z_retry?, z);
+    assert_eq!(store.count().await?, 2);
+
+    // A store from before fingerprints (its column dropped): its replies
+    // have none, and answer any command under their ids as before; replies
+    // stored after the upgrade have theirs.
+    let (handle, running) = writer(&store);
+    let old = handle
+        .execute(
+            "r-old".into(),
+            "clerk".into(),
+            "OLD".into(),
+            first_at(),
+            receive_command("TP", due),
+        )
+        .await?;
+    drop(handle);
+    running.await?;
+    sqlx::query("ALTER TABLE command_replies DROP COLUMN fingerprint")
+        .execute(store.pool())
+        .await?;
+    store.close().await;
+    let store = EventStore::open(&db.url).await?;
+    let (handle, running) = writer(&store);
+    assert_eq!(handle.submit(receive("r-old", 7, "OTHER")).await?, old);
+    assert_eq!(handle.submit(receive("r-1", 2, "W")).await?, first);
+    let y = handle.submit(receive("r-3", 8, "Y")).await?;
+    assert_eq!(handle.submit(receive("r-3", 8, "Y")).await?, y);
+    assert_reused(handle.submit(receive("r-3", 9, "V")).await, "r-3");
+    drop(handle);
+    running.await?;
+    // X, Z, OLD and Y.
+    assert_eq!(store.count().await?, 4);
+    Ok(())
+}
+
+fn first_at() -> Option<Timestamp> {
+    Some(Timestamp::at_local(
+        domain::LocalDay::from_ymd(2024, 3, 1).expect("a date"),
+        9,
+        0,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_answers_one_command_on_sqlite() -> anyhow::Result<()> {
+    a_request_id_answers_one_command(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_answers_one_command_on_postgres() -> anyhow::Result<()> {
+    a_request_id_answers_one_command(Backend::Postgres).await
 }

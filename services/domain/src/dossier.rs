@@ -138,6 +138,14 @@ impl Command {
 /// Why a command was refused; nothing was appended.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The command needs a dossier, and none was ever received (or
+    /// submitted) under this id: a wrong id, not a wrong moment, so a client
+    /// tells it apart from a dossier in the wrong state.
+    #[error("cannot {action}: dossier {dossier_id} has not been received")]
+    UnknownDossier {
+        dossier_id: String,
+        action: &'static str,
+    },
     /// The command does not fit the dossier's state.
     #[error("cannot {action}: dossier {dossier_id} {reason}")]
     InvalidTransition {
@@ -153,6 +161,9 @@ pub enum Refusal {
     #[error("cannot {action}: {reason}")]
     Precondition {
         action: &'static str,
+        /// What is missing or not in force: a procedure's stream id,
+        /// `procedure/<code>`.
+        subject: String,
         reason: String,
     },
 }
@@ -378,7 +389,10 @@ pub fn decide_with(
                 ..
             } => received(procedure, province_code, *channel, *due_at, at, terms),
             Command::Procedure(_) => Err(refuse("is not a catalog procedure".into())),
-            _ => Err(refuse("has not been received".into())),
+            _ => Err(Refusal::UnknownDossier {
+                dossier_id: dossier_id.to_owned(),
+                action: command.action(),
+            }),
         };
     };
 
@@ -556,6 +570,7 @@ fn due_from_catalog(
 ) -> Result<Timestamp, Refusal> {
     let refuse = |reason: String| Refusal::Precondition {
         action: "receive it without a due date",
+        subject: crate::procedure::procedure_stream(code),
         reason: format!("{reason}; give the due date from the appointment slip"),
     };
     let Some(record) = terms.catalog.get(code) else {

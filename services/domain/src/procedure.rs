@@ -285,6 +285,7 @@ pub fn decide_procedure(
 ) -> Result<Payload, Refusal> {
     let refuse = |reason: String| Refusal::Precondition {
         action: command.action(),
+        subject: procedure_stream(code),
         reason: format!("procedure {code} {reason}"),
     };
     if let ProcedureCommand::Register { definition, .. } | ProcedureCommand::Change { definition } =

@@ -541,6 +541,12 @@ fn every_state_and_command_pair_follows_the_table() {
                 Err(Refusal::InvalidTransition {
                     dossier_id, action, ..
                 }) if dossier_id == DOSSIER && *action == command.action() => No,
+                // No dossier yet: refused as unknown, not as a wrong state.
+                Err(Refusal::UnknownDossier { dossier_id, action })
+                    if state.is_none() && dossier_id == DOSSIER && *action == command.action() =>
+                {
+                    No
+                }
                 Err(other) => {
                     mismatches.push(format!(
                         "{state:?} + {command:?}: expected {expected:?}, got {other:?}"
@@ -607,10 +613,18 @@ fn refusals_name_the_dossier_and_the_action() {
         .when(Command::ReturnResult, table_at())
         .then_invalid_transition();
     assert_eq!(reason, "is already returned to the citizen");
-    let reason = given_no_previous_events()
-        .when(Command::RecordResult, table_at())
-        .then_invalid_transition();
-    assert_eq!(reason, "has not been received");
+    let unknown = decide(DOSSIER, None, &Command::RecordResult, table_at()).unwrap_err();
+    assert_eq!(
+        unknown,
+        Refusal::UnknownDossier {
+            dossier_id: DOSSIER.into(),
+            action: "record its result",
+        }
+    );
+    assert_eq!(
+        unknown.to_string(),
+        format!("cannot record its result: dossier {DOSSIER} has not been received")
+    );
     let refusal = decide(
         DOSSIER,
         given(&history_for(Some(Status::Stopped))).state.as_ref(),

@@ -5,7 +5,11 @@ use domain::{Channel, Command, Procedure, Rating, RatingScale, Timestamp};
 use proto::{events::v1 as ev, intake::v1 as pb};
 use tonic::{Request, Response, Status};
 
-use crate::{error::IntakeError, writer::WriterHandle};
+use crate::{
+    error::IntakeError,
+    fingerprint::of_request,
+    writer::{CommandRequest, WriterHandle},
+};
 
 /// How far in the future a command's `occurred_at` may be (clock skew).
 const MAX_FUTURE_MICROS: i64 = 5 * 60 * 1_000_000;
@@ -31,8 +35,12 @@ impl IntakeService {
         }
     }
 
+    /// Checks the meta and the dossier id, and has the writer decide
+    /// `command`. `fingerprint` is the request's (see
+    /// [`crate::fingerprint::of_request`]), stored with its reply.
     async fn run(
         &self,
+        fingerprint: u64,
         meta: Option<pb::CommandMeta>,
         dossier_id: String,
         command: Result<Command, IntakeError>,
@@ -63,7 +71,14 @@ impl IntakeService {
         crate::catalog::check_dossier_id(&dossier_id, &command)?;
         let reply = self
             .writer
-            .execute(request_id, actor, dossier_id, occurred_at, command)
+            .submit(CommandRequest {
+                request_id,
+                fingerprint: Some(fingerprint),
+                actor,
+                dossier_id,
+                occurred_at,
+                command,
+            })
             .await?;
         Ok(Response::new(reply))
     }
@@ -191,7 +206,13 @@ impl pb::intake_server::Intake for IntakeService {
                 },
             })
         })();
-        self.run(r.meta, r.dossier_id, command).await
+        self.run(
+            of_request("ReceiveDossier", &r),
+            r.meta,
+            r.dossier_id,
+            command,
+        )
+        .await
     }
 
     async fn submit_online(
@@ -207,7 +228,13 @@ impl pb::intake_server::Intake for IntakeService {
                 channel: channel(r.channel)?,
             })
         })();
-        self.run(r.meta, r.dossier_id, command).await
+        self.run(
+            of_request("SubmitOnline", &r),
+            r.meta,
+            r.dossier_id,
+            command,
+        )
+        .await
     }
 
     async fn refuse_at_intake(
@@ -217,7 +244,13 @@ impl pb::intake_server::Intake for IntakeService {
         let r = request.into_inner();
         let command =
             reason(&r.reason, "reason", true).map(|reason| Command::RefuseAtIntake { reason });
-        self.run(r.meta, r.dossier_id, command).await
+        self.run(
+            of_request("RefuseAtIntake", &r),
+            r.meta,
+            r.dossier_id,
+            command,
+        )
+        .await
     }
 
     async fn request_supplement(
@@ -227,7 +260,13 @@ impl pb::intake_server::Intake for IntakeService {
         let r = request.into_inner();
         let command =
             reason(&r.reason, "reason", true).map(|reason| Command::RequestSupplement { reason });
-        self.run(r.meta, r.dossier_id, command).await
+        self.run(
+            of_request("RequestSupplement", &r),
+            r.meta,
+            r.dossier_id,
+            command,
+        )
+        .await
     }
 
     async fn provide_supplement(
@@ -240,7 +279,13 @@ impl pb::intake_server::Intake for IntakeService {
             Some(t) => timestamp(Some(t), "due_at").map(Some),
         }
         .map(|due_at| Command::ProvideSupplement { due_at });
-        self.run(r.meta, r.dossier_id, command).await
+        self.run(
+            of_request("ProvideSupplement", &r),
+            r.meta,
+            r.dossier_id,
+            command,
+        )
+        .await
     }
 
     async fn reschedule(
@@ -254,7 +299,8 @@ impl pb::intake_server::Intake for IntakeService {
                 reason: reason(&r.reason, "reason", true)?,
             })
         })();
-        self.run(r.meta, r.dossier_id, command).await
+        self.run(of_request("Reschedule", &r), r.meta, r.dossier_id, command)
+            .await
     }
 
     async fn record_result(
@@ -262,8 +308,13 @@ impl pb::intake_server::Intake for IntakeService {
         request: Request<pb::RecordResultRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         let r = request.into_inner();
-        self.run(r.meta, r.dossier_id, Ok(Command::RecordResult))
-            .await
+        self.run(
+            of_request("RecordResult", &r),
+            r.meta,
+            r.dossier_id,
+            Ok(Command::RecordResult),
+        )
+        .await
     }
 
     async fn return_result(
@@ -271,8 +322,13 @@ impl pb::intake_server::Intake for IntakeService {
         request: Request<pb::ReturnResultRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         let r = request.into_inner();
-        self.run(r.meta, r.dossier_id, Ok(Command::ReturnResult))
-            .await
+        self.run(
+            of_request("ReturnResult", &r),
+            r.meta,
+            r.dossier_id,
+            Ok(Command::ReturnResult),
+        )
+        .await
     }
 
     async fn withdraw(
@@ -281,7 +337,8 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let r = request.into_inner();
         let command = reason(&r.reason, "reason", false).map(|reason| Command::Withdraw { reason });
-        self.run(r.meta, r.dossier_id, command).await
+        self.run(of_request("Withdraw", &r), r.meta, r.dossier_id, command)
+            .await
     }
 
     async fn stop(
@@ -290,7 +347,8 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let r = request.into_inner();
         let command = reason(&r.reason, "reason", true).map(|reason| Command::Stop { reason });
-        self.run(r.meta, r.dossier_id, command).await
+        self.run(of_request("Stop", &r), r.meta, r.dossier_id, command)
+            .await
     }
 
     async fn record_survey(
@@ -315,7 +373,13 @@ impl pb::intake_server::Intake for IntakeService {
                 comment: reason(&r.comment, "comment", false)?,
             })
         })();
-        self.run(r.meta, r.dossier_id, command).await
+        self.run(
+            of_request("RecordSurvey", &r),
+            r.meta,
+            r.dossier_id,
+            command,
+        )
+        .await
     }
 
     async fn register_procedure(
@@ -324,7 +388,8 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let r = request.into_inner();
         let (stream, command) = crate::catalog::register(&r);
-        self.run(r.meta, stream, command).await
+        self.run(of_request("RegisterProcedure", &r), r.meta, stream, command)
+            .await
     }
 
     async fn change_procedure(
@@ -333,7 +398,8 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let r = request.into_inner();
         let (stream, command) = crate::catalog::change(&r);
-        self.run(r.meta, stream, command).await
+        self.run(of_request("ChangeProcedure", &r), r.meta, stream, command)
+            .await
     }
 
     async fn withdraw_procedure(
@@ -342,6 +408,7 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let r = request.into_inner();
         let (stream, command) = crate::catalog::withdraw(&r);
-        self.run(r.meta, stream, command).await
+        self.run(of_request("WithdrawProcedure", &r), r.meta, stream, command)
+            .await
     }
 }

@@ -20,6 +20,9 @@ use proto::intake::v1 as pb;
 use tokio::sync::oneshot;
 use tonic::Status;
 
+// FNV-1a, 64 bits: stable across builds and platforms (unlike std's
+// hasher), which a stored request id needs.
+use crate::fingerprint::fnv1a as fingerprint;
 use crate::{
     error::IntakeError,
     grpc::{channel, code, procedure, reason, text, timestamp, unit_code},
@@ -101,17 +104,6 @@ fn tally(report: &mut pb::ImportReport, rows: Vec<(u64, String)>, outcomes: Vec<
             }),
         }
     }
-}
-
-/// FNV-1a, 64 bits: stable across builds and platforms (unlike std's
-/// hasher), which a stored request id needs.
-fn fingerprint(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 fn instant(

@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod fingerprint;
 pub mod grpc;
 pub mod import;
 pub mod log;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     error::IntakeError,
     store::{EventStore, PassedDeadline},
-    writer::{Clock, WriterHandle},
+    writer::{Clock, CommandRequest, WriterHandle},
 };
 
 /// Longest the monitor sleeps without looking at the wall clock.
@@ -127,13 +127,16 @@ impl DeadlineMonitor {
             return Ok(Pass::Done);
         }
         let sends = todo.iter().map(|p| {
-            self.writer.execute(
-                format!("late:{}:{}", p.dossier_id, p.due_at),
-                ACTOR.to_owned(),
-                p.dossier_id.clone(),
-                Some(Timestamp::from_micros(p.deadline_at)),
-                Command::MarkLate,
-            )
+            let request_id = format!("late:{}:{}", p.dossier_id, p.due_at);
+            self.writer.submit(CommandRequest {
+                // The id names the command: no desk request takes its reply.
+                fingerprint: Some(crate::fingerprint::of_named(&request_id)),
+                request_id,
+                actor: ACTOR.to_owned(),
+                dossier_id: p.dossier_id.clone(),
+                occurred_at: Some(Timestamp::from_micros(p.deadline_at)),
+                command: Command::MarkLate,
+            })
         });
         let results = futures::future::join_all(sends).await;
         let mut marked = 0u64;

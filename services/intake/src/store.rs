@@ -22,9 +22,10 @@ CREATE TABLE IF NOT EXISTS events (
     CONSTRAINT events_dossier_version UNIQUE (dossier_id, version)
 );
 CREATE TABLE IF NOT EXISTS command_replies (
-    request_id TEXT PRIMARY KEY,
-    position   BIGINT NOT NULL,
-    reply      BYTEA  NOT NULL
+    request_id  TEXT PRIMARY KEY,
+    position    BIGINT NOT NULL,
+    reply       BYTEA  NOT NULL,
+    fingerprint BIGINT
 );
 CREATE TABLE IF NOT EXISTS deadlines (
     dossier_id  TEXT   PRIMARY KEY,
@@ -52,9 +53,10 @@ CREATE TABLE IF NOT EXISTS events (
     CONSTRAINT events_dossier_version UNIQUE (dossier_id, version)
 );
 CREATE TABLE IF NOT EXISTS command_replies (
-    request_id TEXT    PRIMARY KEY,
-    position   INTEGER NOT NULL,
-    reply      BLOB    NOT NULL
+    request_id  TEXT    PRIMARY KEY,
+    position    INTEGER NOT NULL,
+    reply       BLOB    NOT NULL,
+    fingerprint INTEGER
 );
 CREATE TABLE IF NOT EXISTS deadlines (
     dossier_id  TEXT   PRIMARY KEY,
@@ -94,6 +96,9 @@ pub struct NewReply {
     pub request_id: String,
     pub event_index: usize,
     pub reply: Vec<u8>,
+    /// The command's fingerprint (see [`crate::fingerprint`]), `None` when
+    /// its caller gave none.
+    pub fingerprint: Option<u64>,
 }
 
 /// A reply stored earlier, with the position of the event it answered.
@@ -101,6 +106,31 @@ pub struct NewReply {
 pub struct StoredReply {
     pub position: u64,
     pub reply: Vec<u8>,
+    /// The fingerprint of the command it answered; `None` for a reply
+    /// stored before fingerprints were (or by a caller that gave none):
+    /// any command under its request id gets it, as before.
+    pub fingerprint: Option<u64>,
+}
+
+impl StoredReply {
+    /// Whether a command of `fingerprint` may take this reply: a retry of
+    /// the command it answered, or either side unrecorded.
+    pub fn answers(&self, fingerprint: Option<u64>) -> bool {
+        match (self.fingerprint, fingerprint) {
+            (Some(stored), Some(given)) => stored == given,
+            _ => true,
+        }
+    }
+}
+
+/// A fingerprint as stored: the column is a signed BIGINT, so the 64 bits
+/// are kept as they are, not the value.
+fn fingerprint_column(fingerprint: Option<u64>) -> Option<i64> {
+    fingerprint.map(|f| i64::from_ne_bytes(f.to_ne_bytes()))
+}
+
+fn fingerprint_from_column(column: Option<i64>) -> Option<u64> {
+    column.map(|c| u64::from_ne_bytes(c.to_ne_bytes()))
 }
 
 /// One event read back, with its position.
@@ -157,14 +187,15 @@ WITH head AS (
     FROM head, UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bytea[])
         WITH ORDINALITY AS e(event_id, dossier_id, version, kind, recorded_at, payload, n)
 ), replied AS (
-    INSERT INTO command_replies (request_id, position, reply)
-    SELECT r.request_id, head.base + 1 + r.event_index, r.reply
-    FROM head, UNNEST($8::text[], $9::bigint[], $10::bytea[]) AS r(request_id, event_index, reply)
+    INSERT INTO command_replies (request_id, position, reply, fingerprint)
+    SELECT r.request_id, head.base + 1 + r.event_index, r.reply, r.fingerprint
+    FROM head, UNNEST($8::text[], $9::bigint[], $10::bytea[], $11::bigint[])
+        AS r(request_id, event_index, reply, fingerprint)
 ), cleared AS (
-    DELETE FROM deadlines WHERE dossier_id = ANY($11::text[])
+    DELETE FROM deadlines WHERE dossier_id = ANY($12::text[])
 ), deadlines_set AS (
     INSERT INTO deadlines (dossier_id, due_at, deadline_at)
-    SELECT * FROM UNNEST($12::text[], $13::bigint[], $14::bigint[])
+    SELECT * FROM UNNEST($13::text[], $14::bigint[], $15::bigint[])
     ON CONFLICT (dossier_id) DO UPDATE SET due_at = excluded.due_at, deadline_at = excluded.deadline_at
 )
 SELECT base FROM head";
@@ -192,6 +223,7 @@ impl EventStore {
         sqlkit::run_ddl(&pool, schema)
             .await
             .context("create the event store's tables")?;
+        add_fingerprint_column(&pool, backend).await?;
         let pg = match backend {
             Backend::Postgres => {
                 Some(sqlkit::connect_postgres(url, None, 4, sqlkit::Durability::Durable).await?)
@@ -226,7 +258,7 @@ impl EventStore {
         }
         if let Some(pg) = &self.pg {
             let rows = sqlx::query(
-                "SELECT request_id, position, reply FROM command_replies WHERE request_id = ANY($1)",
+                "SELECT request_id, position, reply, fingerprint FROM command_replies WHERE request_id = ANY($1)",
             )
             .bind(request_ids)
             .fetch_all(pg)
@@ -236,6 +268,7 @@ impl EventStore {
                 let reply = StoredReply {
                     position: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
                     reply: row.try_get(2)?,
+                    fingerprint: fingerprint_from_column(row.try_get(3)?),
                 };
                 found.insert(row.try_get::<String, _>(0)?, reply);
             }
@@ -243,7 +276,7 @@ impl EventStore {
         }
         for chunk in request_ids.chunks(2000) {
             let sql = format!(
-                "SELECT request_id, position, reply FROM command_replies WHERE request_id IN ({})",
+                "SELECT request_id, position, reply, fingerprint FROM command_replies WHERE request_id IN ({})",
                 list_placeholders(self.backend, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
@@ -258,6 +291,7 @@ impl EventStore {
                 let reply = StoredReply {
                     position: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
                     reply: row.try_get(2)?,
+                    fingerprint: fingerprint_from_column(row.try_get(3)?),
                 };
                 found.insert(row.try_get::<String, _>(0)?, reply);
             }
@@ -361,14 +395,15 @@ impl EventStore {
 
         for chunk in replies.chunks(1000) {
             let sql = format!(
-                "INSERT INTO command_replies (request_id, position, reply) VALUES {}",
-                values_placeholders(self.backend, chunk.len(), 3)
+                "INSERT INTO command_replies (request_id, position, reply, fingerprint) VALUES {}",
+                values_placeholders(self.backend, chunk.len(), 4)
             );
             let mut args = AnyArguments::default();
             for r in chunk {
                 push(&mut args, r.request_id.as_str())?;
                 push(&mut args, (first + r.event_index as u64) as i64)?;
                 push(&mut args, r.reply.as_slice())?;
+                push(&mut args, fingerprint_column(r.fingerprint))?;
             }
             let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
                 .persistent(false)
@@ -544,6 +579,7 @@ async fn append_postgres(
         .bind(column(replies, |r| r.request_id.as_str()))
         .bind(column(replies, |r| r.event_index as i64))
         .bind(column(replies, |r| r.reply.as_slice()))
+        .bind(column(replies, |r| fingerprint_column(r.fingerprint)))
         .bind(cleared)
         .bind(set_ids)
         .bind(set_due)
@@ -560,6 +596,38 @@ async fn append_postgres(
         Err(e) if is_unique_violation(&e) => Err(AppendError::Conflict),
         Err(e) => Err(anyhow::Error::new(e).context("append events").into()),
     }
+}
+
+/// Adds `command_replies.fingerprint` to a store made before it; its rows
+/// keep NULL, so their request ids answer any command, as before. Looked up
+/// first rather than `ADD COLUMN IF NOT EXISTS` (which SQLite lacks, and
+/// which on PostgreSQL locks the table even when the column is there, while
+/// another instance may be appending).
+async fn add_fingerprint_column(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
+    let (probe, add) = match backend {
+        Backend::Postgres => (
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'command_replies' \
+             AND column_name = 'fingerprint'",
+            "ALTER TABLE command_replies ADD COLUMN IF NOT EXISTS fingerprint BIGINT",
+        ),
+        Backend::Sqlite => (
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM pragma_table_info('command_replies') \
+             WHERE name = 'fingerprint'",
+            "ALTER TABLE command_replies ADD COLUMN fingerprint INTEGER",
+        ),
+    };
+    let present: i64 = sqlx::query(probe)
+        .fetch_one(pool)
+        .await
+        .context("look for the replies' fingerprint column")?
+        .try_get(0)?;
+    if present == 0 {
+        sqlkit::run_ddl(pool, add)
+            .await
+            .context("add the replies' fingerprint column")?;
+    }
+    Ok(())
 }
 
 /// Applies deadline changes inside an append's transaction.

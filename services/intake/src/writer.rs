@@ -47,6 +47,8 @@ async fn relay_room(
 #[derive(Debug)]
 pub struct Submission {
     pub request_id: String,
+    /// See [`CommandRequest::fingerprint`].
+    pub fingerprint: Option<u64>,
     pub actor: String,
     pub dossier_id: String,
     /// When it happened at the desk; `None` means now.
@@ -73,6 +75,22 @@ pub fn offset_clock(offset: i64) -> Clock {
     })
 }
 
+/// A command for the writer, with the request it came in.
+#[derive(Clone, Debug)]
+pub struct CommandRequest {
+    pub request_id: String,
+    /// The command's content (see [`crate::fingerprint`]), stored with its
+    /// reply: a later command under the same request id must carry the
+    /// same fingerprint, or it is refused (`IntakeError::RequestIdReused`).
+    /// `None`: not checked, the stored reply answers whatever comes.
+    pub fingerprint: Option<u64>,
+    pub actor: String,
+    pub dossier_id: String,
+    /// When it happened at the desk; `None` means now.
+    pub occurred_at: Option<Timestamp>,
+    pub command: Command,
+}
+
 /// Handle to submit commands to the writer.
 #[derive(Clone, Debug)]
 pub struct WriterHandle {
@@ -82,6 +100,25 @@ pub struct WriterHandle {
 
 impl WriterHandle {
     /// Sends a command and waits until its event is durable (or refused).
+    pub async fn submit(&self, request: CommandRequest) -> Result<CommandReply, IntakeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Submission {
+                request_id: request.request_id,
+                fingerprint: request.fingerprint,
+                actor: request.actor,
+                dossier_id: request.dossier_id,
+                occurred_at: request.occurred_at,
+                command: request.command,
+                reply,
+            })
+            .await
+            .map_err(|_| IntakeError::ShuttingDown)?;
+        rx.await.map_err(|_| IntakeError::ShuttingDown)?
+    }
+
+    /// [`WriterHandle::submit`] without a fingerprint: the request id alone
+    /// identifies the command.
     pub async fn execute(
         &self,
         request_id: String,
@@ -90,19 +127,15 @@ impl WriterHandle {
         occurred_at: Option<Timestamp>,
         command: Command,
     ) -> Result<CommandReply, IntakeError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Submission {
-                request_id,
-                actor,
-                dossier_id,
-                occurred_at,
-                command,
-                reply,
-            })
-            .await
-            .map_err(|_| IntakeError::ShuttingDown)?;
-        rx.await.map_err(|_| IntakeError::ShuttingDown)?
+        self.submit(CommandRequest {
+            request_id,
+            fingerprint: None,
+            actor,
+            dossier_id,
+            occurred_at,
+            command,
+        })
+        .await
     }
 }
 
@@ -333,24 +366,22 @@ impl Writer {
         let mut deadline_before: HashMap<&str, Option<Timestamp>> = HashMap::new();
         let mut events: Vec<NewEvent> = Vec::new();
         let mut due: Vec<Option<Timestamp>> = Vec::new();
-        // Per submission: a stored reply, an index into `events`, a refusal,
-        // or the index of an earlier submission with the same request id.
-        enum Outcome {
-            Stored(StoredReply),
-            Appended(usize),
-            Refused(IntakeError),
-            SameAs(usize),
-        }
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut first_of_request: HashMap<&str, usize> = HashMap::new();
         for (i, s) in batch.iter().enumerate() {
             if let Some(reply) = answered.get(&s.request_id) {
-                outcomes.push(Outcome::Stored(reply.clone()));
+                outcomes.push(stored_for(reply, s));
                 continue;
             }
             match first_of_request.entry(s.request_id.as_str()) {
                 Entry::Occupied(first) => {
-                    outcomes.push(Outcome::SameAs(*first.get()));
+                    // Within one batch, the first command under an id is
+                    // the one its reply answers.
+                    let first = *first.get();
+                    outcomes.push(match (batch[first].fingerprint, s.fingerprint) {
+                        (Some(a), Some(b)) if a != b => Outcome::Refused(reused(s)),
+                        _ => Outcome::SameAs(first),
+                    });
                     continue;
                 }
                 Entry::Vacant(v) => {
@@ -406,8 +437,10 @@ impl Writer {
         }
         if optimistic {
             // A refused command may be a retry whose first answer changed
-            // the state that refuses it now: the stored answer wins. (A
-            // retry decided again instead hits the replies' unique key.)
+            // the state that refuses it now: the stored answer wins, if it
+            // answered this command. (A retry decided again instead hits
+            // the replies' unique key, and so does an accepted command
+            // under a used id: the next attempt reads and refuses it.)
             let refused: Vec<&str> = outcomes
                 .iter()
                 .zip(batch)
@@ -419,7 +452,7 @@ impl Writer {
                 if matches!(outcome, Outcome::Refused(_))
                     && let Some(reply) = stored.get(&s.request_id)
                 {
-                    *outcome = Outcome::Stored(reply.clone());
+                    *outcome = stored_for(reply, s);
                 }
             }
         }
@@ -434,24 +467,25 @@ impl Writer {
         let mut first_position = 0;
         let (deadline_changes, earliest_deadline) = deadline_changes(&deadline_before, &working);
         if !events.is_empty() {
-            let request_ids: Vec<(usize, &str)> = outcomes
+            let appended: Vec<(usize, &Submission)> = outcomes
                 .iter()
                 .zip(batch)
                 .filter_map(|(o, s)| match o {
-                    Outcome::Appended(index) => Some((*index, s.request_id.as_str())),
+                    Outcome::Appended(index) => Some((*index, s)),
                     _ => None,
                 })
                 .collect();
-            let replies: Vec<NewReply> = request_ids
+            let replies: Vec<NewReply> = appended
                 .iter()
-                .map(|(index, request_id)| NewReply {
-                    request_id: (*request_id).to_owned(),
+                .map(|(index, s)| NewReply {
+                    request_id: s.request_id.clone(),
                     event_index: *index,
                     reply: CommandReply {
                         position: 0,
                         ..reply_for(*index, 0)
                     }
                     .encode_to_vec(),
+                    fingerprint: s.fingerprint,
                 })
                 .collect();
             first_position = self
@@ -545,6 +579,32 @@ impl Writer {
         if earliest_deadline != i64::MAX {
             self.new_deadlines.send_replace(earliest_deadline);
         }
+    }
+}
+
+/// What became of one submission of a batch: a stored reply, an index into
+/// the batch's events, a refusal, or the index of an earlier submission
+/// with the same request id.
+enum Outcome {
+    Stored(StoredReply),
+    Appended(usize),
+    Refused(IntakeError),
+    SameAs(usize),
+}
+
+/// What a command under an answered request id gets: the stored reply when
+/// it answered this command, else a refusal.
+fn stored_for(reply: &StoredReply, s: &Submission) -> Outcome {
+    if reply.answers(s.fingerprint) {
+        Outcome::Stored(reply.clone())
+    } else {
+        Outcome::Refused(reused(s))
+    }
+}
+
+fn reused(s: &Submission) -> IntakeError {
+    IntakeError::RequestIdReused {
+        request_id: s.request_id.clone(),
     }
 }
 

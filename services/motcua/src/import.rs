@@ -3,6 +3,7 @@
 //! progress bar of the rows intake has answered for, a summary, and every
 //! rejected row as `line N: reason`.
 
+mod lines;
 mod row;
 
 use std::{collections::HashMap, path::PathBuf, time::Instant};
@@ -150,11 +151,26 @@ fn read_file(
     path: &std::path::Path,
     actor: &str,
 ) -> anyhow::Result<(Vec<pb::ImportDossier>, Vec<(u64, String)>)> {
+    let open =
+        || std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()));
+    // A second reader of the file counts its lines (see `lines`).
+    let lines = lines::LineCounter::new(std::io::BufReader::new(open()?));
+    read_rows(open()?, lines, path, actor)
+}
+
+/// [`read_file`] on `input`, whose lines `lines` counts; `path` names it in
+/// errors. Each row's number is the line it starts on (the header is line 1).
+#[allow(clippy::type_complexity)] // reason: as read_file
+fn read_rows<R: std::io::Read, L: std::io::BufRead>(
+    input: R,
+    mut lines: lines::LineCounter<L>,
+    path: &std::path::Path,
+    actor: &str,
+) -> anyhow::Result<(Vec<pb::ImportDossier>, Vec<(u64, String)>)> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .from_reader(input);
     let header = reader
         .headers()
         .with_context(|| format!("cannot read the header line of {}", path.display()))?
@@ -166,11 +182,19 @@ fn read_file(
     let mut first_line: HashMap<String, u64> = HashMap::new();
     let mut record = csv::StringRecord::new();
     let mut line = 1;
+    let mut line_at = |position: Option<&csv::Position>, line: u64| -> anyhow::Result<u64> {
+        match position {
+            Some(p) => lines
+                .line_of(p.byte())
+                .with_context(|| format!("cannot read {}", path.display())),
+            None => Ok(line + 1),
+        }
+    };
     loop {
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                line = record.position().map_or(line + 1, |p| p.line());
+                line = line_at(record.position(), line)?;
                 if record.iter().all(|f| f.trim().is_empty()) {
                     continue;
                 }
@@ -199,11 +223,11 @@ fn read_file(
                 }
             }
             Err(e) if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) => {
-                line = e.position().map_or(line + 1, csv::Position::line);
+                line = line_at(e.position(), line)?;
                 rejected.push((line, "is not valid UTF-8".to_owned()));
             }
             Err(e) => {
-                let at = e.position().map_or(line + 1, csv::Position::line);
+                let at = line_at(e.position(), line)?;
                 anyhow::bail!("{}: line {at}: {e}", path.display());
             }
         }
@@ -213,4 +237,76 @@ fn read_file(
 
 fn header_len<R: std::io::Read>(reader: &mut csv::Reader<R>) -> anyhow::Result<usize> {
     Ok(reader.headers()?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str =
+        "dossier_id,office_code,province_code,procedure_code,channel,received_at,withdraw_reason";
+
+    /// The file `lines` joined by `eol`, read as `motcua import` reads it:
+    /// each kept row's (line, dossier) and each rejected (line, reason).
+    #[allow(clippy::type_complexity)] // reason: two plain lists, as read_rows gives them
+    fn read(lines: &[&str], eol: &str) -> (Vec<(u64, String)>, Vec<(u64, String)>) {
+        let text = lines.join(eol) + eol;
+        let counter = lines::LineCounter::new(text.as_bytes());
+        let (rows, rejected) = read_rows(
+            text.as_bytes(),
+            counter,
+            std::path::Path::new("t.csv"),
+            "test",
+        )
+        .expect("a readable file");
+        let rows = rows.into_iter().map(|r| (r.row, r.dossier_id)).collect();
+        (rows, rejected)
+    }
+
+    fn rejected_lines(rejected: &[(u64, String)]) -> Vec<u64> {
+        rejected.iter().map(|r| r.0).collect()
+    }
+
+    #[test]
+    fn rows_are_numbered_by_their_line_with_lf_and_crlf() {
+        let file = [
+            HEADER,
+            "A,TP,BTH,1.001,postal,2020-01-02,",
+            "B,TP,BTH,1.001,by_pigeon,2020-01-02,",
+            "A,TP,BTH,1.001,postal,2020-01-03,",
+            "C,TP,BTH,1.001,postal,2020-01-02,",
+        ];
+        for eol in ["\n", "\r\n"] {
+            let (rows, rejected) = read(&file, eol);
+            assert_eq!(rows, [(2, "A".to_owned()), (5, "C".to_owned())], "{eol:?}");
+            assert_eq!(rejected_lines(&rejected), [3, 4], "{eol:?}");
+            assert!(rejected[0].1.starts_with("channel:"), "{rejected:?}");
+            assert_eq!(
+                rejected[1].1, "dossier_id: A is already on line 2 of this file",
+                "{eol:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_with_a_quoted_line_break_is_numbered_by_its_first_line() {
+        // Line 2 holds a reason over lines 2-3, line 5 is blank.
+        for eol in ["\n", "\r\n"] {
+            let file = [
+                HEADER,
+                &format!("A,TP,BTH,1.001,postal,2020-01-02,\"two{eol}lines\"") as &str,
+                "B,TP,BTH,1.001,postal,2020-13-02,",
+                "",
+                "A,TP,BTH,1.001,postal,2020-01-03,",
+                "C,TP,BTH,1.001,postal,2020-01-02,",
+            ];
+            let (rows, rejected) = read(&file, eol);
+            assert_eq!(rows, [(2, "A".to_owned()), (7, "C".to_owned())], "{eol:?}");
+            assert_eq!(rejected_lines(&rejected), [4, 6], "{eol:?}");
+            assert_eq!(
+                rejected[1].1, "dossier_id: A is already on line 2 of this file",
+                "{eol:?}"
+            );
+        }
+    }
 }

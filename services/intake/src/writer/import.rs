@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use super::{CONFLICT_RETRIES, Writer, WriterHandle, deadline_changes};
 use crate::{
     error::IntakeError,
+    fingerprint::of_named,
     store::{AppendError, NewEvent, NewReply},
 };
 
@@ -158,8 +159,16 @@ impl Writer {
         // Per history: its events' range in `events`, or its outcome.
         let mut decided: Vec<Result<Kept, ImportOutcome>> = Vec::with_capacity(histories.len());
         for h in histories {
-            if answered.contains_key(&h.request_id) {
-                decided.push(Err(ImportOutcome::AlreadyImported));
+            if let Some(reply) = answered.get(&h.request_id) {
+                decided.push(Err(if reply.answers(Some(of_named(&h.request_id))) {
+                    ImportOutcome::AlreadyImported
+                } else {
+                    // A desk command took this id first (a client bug).
+                    ImportOutcome::Rejected(format!(
+                        "request id {} was first used for another command",
+                        h.request_id
+                    ))
+                }));
                 continue;
             }
             let cache = &self.cache;
@@ -250,6 +259,8 @@ impl Writer {
                         ..reply_for(end, due, 0)
                     }
                     .encode_to_vec(),
+                    // The id names the row's content (see `crate::import`).
+                    fingerprint: Some(of_named(&h.request_id)),
                 })
                 .collect();
             first_position = self.store.append(&events, &replies, &deadlines).await?;

@@ -6,6 +6,7 @@
 //!   cargo run --release -p tests --bin loadgen -- e2e         # accepted → visible latency at a fixed rate
 //!   cargo run --release -p tests --bin loadgen -- late        # due date ends → watching client, p99
 //!   cargo run --release -p tests --bin loadgen -- import      # CSV → durable → published, events/s vs raw JetStream publish
+//!   cargo run --release -p tests --bin loadgen -- outage      # backlog after a NATS outage, events/s vs raw JetStream publish
 //!
 //! `import` runs the release `intake` and `motcua` binaries as child
 //! processes: `cargo build --release -p intake -p motcua` first (a `--bin
@@ -13,6 +14,8 @@
 //!
 //! Each mode starts its own nats-server and fresh databases (PostgreSQL at
 //! MOTCUA_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres).
+
+mod outage;
 
 use std::{
     sync::{
@@ -85,6 +88,15 @@ enum Mode {
         #[arg(long, default_value_t = 200_000)]
         dossiers: u64,
     },
+    /// commands at a fixed rate while NATS is down, then the relay's
+    /// backlog once it is back.
+    Outage {
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds NATS is down.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// command accepted → visible in the statistics, at a fixed rate.
     E2e {
         #[arg(long, default_value_t = 1000)]
@@ -122,6 +134,9 @@ async fn main() -> anyhow::Result<()> {
         Mode::Catchup { events, rebuild } => catchup(backend(args.db), events, rebuild).await,
         Mode::Late { open, late } => late_latency(backend(args.db), open, late).await,
         Mode::Import { dossiers } => import(backend(args.db), dossiers).await,
+        Mode::Outage { rate, seconds } => {
+            outage::outage(backend(args.db), rate, Duration::from_secs(seconds)).await
+        }
         Mode::E2e { rate, seconds } => {
             end_to_end(backend(args.db), rate, Duration::from_secs(seconds)).await
         }

@@ -129,15 +129,20 @@ fn replay(run: &RunLocal) -> anyhow::Result<String> {
     Ok(stdout)
 }
 
-/// The yearly rows' year and received count, as the replay printed them.
-fn received_by_year(table: &str) -> Vec<(i32, u64)> {
+/// The yearly rows as the replay printed them: year, received, on time /
+/// resolved, late, surveys.
+fn rows(table: &str) -> Vec<(i32, u64, String, u64, u64)> {
     table
         .lines()
         .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let year = words.next()?.parse().ok()?;
-            let received = words.next()?.parse().ok()?;
-            Some((year, received))
+            let w: Vec<&str> = line.split_whitespace().collect();
+            Some((
+                w.first()?.parse().ok()?,
+                w.get(1)?.parse().ok()?,
+                (*w.get(2)?).to_owned(),
+                w.get(3)?.parse().ok()?,
+                w.get(4)?.parse().ok()?,
+            ))
         })
         .collect()
 }
@@ -147,9 +152,12 @@ fn starting_over_with_rm_rf_data_is_a_true_reset() -> anyhow::Result<()> {
     tests::binary("motcua")?;
     let data = tempfile::tempdir()?;
     let data = data.path().join("data");
-    let expected: Vec<(i32, u64)> = district::figures()?
+    let expected: Vec<_> = district::figures()?
         .iter()
-        .map(|y| (y.year, y.received))
+        .map(|y| {
+            let on_time = format!("{}/{}", y.on_time, y.received);
+            (y.year, y.received, on_time, y.late, y.surveys)
+        })
         .collect();
 
     // An earlier log: the example import, on the first data folder.
@@ -171,9 +179,9 @@ fn starting_over_with_rm_rf_data_is_a_true_reset() -> anyhow::Result<()> {
     let run = RunLocal::start(&data)?;
     let first = replay(&run)?;
     assert!(first.starts_with("sent "), "{first}");
-    assert_eq!(received_by_year(&first), expected, "{first}");
+    assert_eq!(rows(&first), expected, "{first}");
     let second = replay(&run)?;
     assert!(second.starts_with("nothing changed"), "{second}");
-    assert_eq!(received_by_year(&second), expected, "{second}");
+    assert_eq!(rows(&second), expected, "{second}");
     run.stop()
 }

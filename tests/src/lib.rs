@@ -635,8 +635,8 @@ impl Province {
             .clone()
             .get_statistics(rp::StatisticsRequest {
                 scope: office_scope(office),
-                from: date(from),
-                to: date(to),
+                first_day: date(from),
+                last_day: date(to),
                 as_of: None,
             })
             .await?
@@ -654,8 +654,8 @@ impl Province {
             .clone()
             .get_statistics(rp::StatisticsRequest {
                 scope: Some(scope),
-                from: date(from),
-                to: date(to),
+                first_day: date(from),
+                last_day: date(to),
                 as_of: None,
             })
             .await?
@@ -673,12 +673,33 @@ impl Province {
             .clone()
             .get_surveys(rp::StatisticsRequest {
                 scope: office_scope(office),
-                from: date(from),
-                to: date(to),
+                first_day: date(from),
+                last_day: date(to),
                 as_of: None,
             })
             .await?
             .into_inner())
+    }
+
+    /// Any yearly series request, with the service's refusal as it came.
+    pub async fn yearly_with(
+        &self,
+        request: rp::YearlySeriesRequest,
+    ) -> Result<rp::YearlySeries, tonic::Status> {
+        let series = self.client.clone().get_yearly_series(request).await?;
+        Ok(series.into_inner())
+    }
+
+    /// The offices and provinces with events; `province` empty for all.
+    pub async fn units(&self, province: &str) -> Result<rp::ListUnitsResponse, tonic::Status> {
+        let units = self
+            .client
+            .clone()
+            .list_units(rp::ListUnitsRequest {
+                province_code: province.into(),
+            })
+            .await?;
+        Ok(units.into_inner())
     }
 
     pub async fn yearly(&self, office: &str) -> anyhow::Result<rp::YearlySeries> {
@@ -687,6 +708,7 @@ impl Province {
             .clone()
             .get_yearly_series(rp::YearlySeriesRequest {
                 office_code: office.into(),
+                province_code: String::new(),
                 from_year: 0,
                 to_year: 0,
                 as_of: None,

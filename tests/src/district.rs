@@ -165,6 +165,7 @@ async fn run_script(desk: &Desk, s: &Script) -> anyhow::Result<u64> {
         procedure: crate::procedure(),
         channel: ev::Channel::InPerson.into(),
         due_at: crate::ts(s.due_at),
+        due_on: None,
     };
     retry(|| desk.receive_with(receive.clone())).await?;
     let result = proto::intake::v1::RecordResultRequest {

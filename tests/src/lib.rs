@@ -430,6 +430,11 @@ impl Desk {
         })
     }
 
+    /// The gRPC client itself, for a request no helper builds.
+    pub fn client(&self) -> IntakeClient<Channel> {
+        self.client.clone()
+    }
+
     pub async fn receive(
         &self,
         dossier: &str,
@@ -445,6 +450,7 @@ impl Desk {
             procedure: procedure(),
             channel: ev::Channel::InPerson.into(),
             due_at: ts(due),
+            due_on: None,
         })
         .await
     }
@@ -501,6 +507,7 @@ impl Desk {
             meta: meta(at),
             dossier_id: dossier.into(),
             due_at: due.and_then(ts),
+            due_on: None,
         };
         self.client
             .clone()
@@ -514,6 +521,7 @@ impl Desk {
             meta: meta(at),
             dossier_id: dossier.into(),
             due_at: ts(due),
+            due_on: None,
             reason: "xin lỗi, hẹn lại".into(),
         };
         self.client

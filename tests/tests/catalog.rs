@@ -149,6 +149,7 @@ async fn receive_without_due(
         }),
         channel: ev::Channel::InPerson.into(),
         due_at: None,
+        due_on: None,
     })
     .await
 }
@@ -308,6 +309,7 @@ async fn the_catalog_gives_due_dates_and_counts(backend: Backend) -> anyhow::Res
         }),
         channel: ev::Channel::InPerson.into(),
         due_at: ts(slip),
+        due_on: None,
     };
     assert_eq!(due_of(&desk.receive_with(with_slip.clone()).await?), slip);
 

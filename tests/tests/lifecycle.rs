@@ -57,6 +57,7 @@ async fn refusals_append_nothing(backend: Backend) -> anyhow::Result<()> {
             procedure: procedure(),
             channel: ev::Channel::InPerson.into(),
             due_at: ts(due),
+            due_on: None,
         };
         f(&mut r);
         r
@@ -255,6 +256,7 @@ async fn a_retry_with_the_same_request_id_returns_the_first_reply() -> anyhow::R
         procedure: procedure(),
         channel: ev::Channel::Postal.into(),
         due_at: ts(at(2021, 5, 14, 17)),
+        due_on: None,
     };
     let first = desk.receive_with(request.clone()).await?;
     let again = desk.receive_with(request.clone()).await?;
@@ -420,6 +422,7 @@ async fn every_indicator_of_a_period(backend: Backend) -> anyhow::Result<()> {
         procedure: procedure(),
         channel: ev::Channel::OnlinePartial.into(),
         due_at: ts(at(2021, 6, 25, 17)),
+        due_on: None,
     })
     .await?;
     // Another office in the same province.

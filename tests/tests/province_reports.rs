@@ -57,6 +57,7 @@ async fn drive(pair: &Pair) -> anyhow::Result<()> {
         procedure: procedure(),
         channel: ev::Channel::InPerson.into(),
         due_at: ts(far()),
+        due_on: None,
     })
     .await?;
     desk.record_result("D", at(2019, 5, 10, 9)).await?;

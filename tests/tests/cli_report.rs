@@ -188,8 +188,25 @@ async fn report_writes_the_appendix_from_a_running_projection() -> anyhow::Resul
         .collect();
     assert_eq!(years, ["2017", "2018", "2019", "2020"], "{table}");
 
-    // `motcua units`: the office and its province with their dates, as
-    // ListUnits gives them.
+    check_units(&province, &url, dossiers).await?;
+
+    // The service's refusal, on one line.
+    let out = motcua(&["--projection", &url, "report", "--office", "not an office"]).await?;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "motcua: projection at {url} refused the request (InvalidArgument): office_code:"
+        )),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// `motcua units`: the office and its province with their dates, as
+/// ListUnits gives them.
+async fn check_units(province: &tests::Province, url: &str, dossiers: u64) -> anyhow::Result<()> {
     let units = province.units("").await?;
     let [office] = &units.offices[..] else {
         anyhow::bail!("one office: {units:?}");
@@ -206,7 +223,7 @@ async fn report_writes_the_appendix_from_a_running_projection() -> anyhow::Resul
         first.starts_with("2017-") && last.starts_with("2020-"),
         "{office:?}"
     );
-    let table = succeeded(motcua(&["--projection", &url, "units"]).await?)?;
+    let table = succeeded(motcua(&["--projection", url, "units"]).await?)?;
     let words: Vec<Vec<&str>> = table
         .lines()
         .map(|l| l.split_whitespace().collect())
@@ -228,7 +245,7 @@ async fn report_writes_the_appendix_from_a_running_projection() -> anyhow::Resul
         ["BTH", "1", first.as_str(), last.as_str(), received.as_str()],
         "{table}"
     );
-    let json = succeeded(motcua(&["--projection", &url, "units", "--json"]).await?)?;
+    let json = succeeded(motcua(&["--projection", url, "units", "--json"]).await?)?;
     let objects: Vec<serde_json::Value> = json
         .lines()
         .map(serde_json::from_str)
@@ -238,18 +255,6 @@ async fn report_writes_the_appendix_from_a_running_projection() -> anyhow::Resul
     assert_eq!(objects[0]["first_event_day"], first.as_str());
     assert_eq!(objects[1]["kind"], "province");
     assert_eq!(objects[1]["dossiers_received"], dossiers);
-
-    // The service's refusal, on one line.
-    let out = motcua(&["--projection", &url, "report", "--office", "not an office"]).await?;
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.starts_with(&format!(
-            "motcua: projection at {url} refused the request (InvalidArgument): office_code:"
-        )),
-        "{err}"
-    );
     Ok(())
 }
 

@@ -192,6 +192,12 @@ async fn yearly_series_of_a_province(backend: Backend) -> anyhow::Result<()> {
     let kha = province.yearly_with(province_request("KHA")).await?;
     assert_eq!(kha.rows, [row(2019, 1, (1, 0), 0, Some(0.0))]);
 
+    refusals(&province).await?;
+    zero_bases(&province).await
+}
+
+/// Exactly one of the two codes, each a code a subject can hold.
+async fn refusals(province: &Province) -> anyhow::Result<()> {
     // Exactly one of the two codes.
     for (request, says) in [
         (rp::YearlySeriesRequest::default(), "neither is set"),
@@ -221,6 +227,11 @@ async fn yearly_series_of_a_province(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().starts_with("province_code:"), "{status:?}");
 
+    Ok(())
+}
+
+/// Rates whose base is 0 are unset; the others as before, by their new names.
+async fn zero_bases(province: &Province) -> anyhow::Result<()> {
     // Rates with a zero base are absent: PT resolved and received nothing
     // in 2022.
     let stats = province

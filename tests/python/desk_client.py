@@ -245,7 +245,9 @@ def main():
             )
 
             # The projection catches up: one 2021 row with exactly these figures.
-            expected = dict(received=3, resolved=2, on_time=1, late=1, surveys=1)
+            expected = dict(
+                received=3, resolved=2, resolved_in_time=1, resolved_late=1, surveys=1
+            )
             deadline = time.monotonic() + POLL_FOR
             polls = 0
             while True:
@@ -265,7 +267,8 @@ def main():
 
             assert series.office_code == OFFICE, series
             assert [r.year for r in series.rows] == [2021], series
-            assert row.on_time_over_resolved == "1/2", row
+            assert row.in_time_over_resolved == "1/2", row
+            assert row.HasField("survey_coverage"), row
             assert abs(row.survey_coverage - 1 / 3) < 1e-12, row
             scales = [
                 (s.scale, s.count, {r.rating: r.count for r in s.ratings if r.count})
@@ -278,7 +281,7 @@ def main():
     print(
         f"desk_client.py: ok (grpcio {grpc.__version__}): {OFFICE} 2021 "
         f"received={row.received} resolved={row.resolved} surveys={row.surveys} "
-        f"on_time_over_resolved={row.on_time_over_resolved} after {polls} poll(s)"
+        f"in_time_over_resolved={row.in_time_over_resolved} after {polls} poll(s)"
     )
     return 0
 

@@ -19,7 +19,8 @@ pub const OFFICE: &str = "TUY-PHONG";
 pub struct YearFigures {
     pub year: i32,
     pub received: u64,
-    pub on_time: u64,
+    /// Resolved in time (early or on the due date): "đúng hạn".
+    pub in_time: u64,
     pub late: u64,
     pub surveys: u64,
     pub scale: ev::RatingScale,
@@ -68,7 +69,7 @@ pub fn figures() -> anyhow::Result<Vec<YearFigures>> {
             Ok(YearFigures {
                 year: f[year].parse()?,
                 received: n(received)?,
-                on_time: n(on_time)?,
+                in_time: n(on_time)?,
                 late: n(late)?,
                 surveys: n(surveys)?,
                 scale: match f[scale] {
@@ -107,7 +108,7 @@ pub fn scripts(y: &YearFigures) -> Vec<Script> {
             );
             let received_at = Timestamp::at_local(day, 7 + (i % 9) as u8, 30);
             let due_at = Timestamp::at_local(LocalDay::from_days(day.days() + 10), 17, 0);
-            let late = i >= y.on_time;
+            let late = i >= y.in_time;
             let resolved_at = if late {
                 Timestamp::at_local(LocalDay::from_days(day.days() + 12), 9, 0)
             } else {
@@ -205,6 +206,7 @@ async fn run_script(desk: &Desk, s: &Script, head: u64) -> anyhow::Result<Driven
         procedure: crate::procedure(),
         channel: ev::Channel::InPerson.into(),
         due_at: crate::ts(s.due_at),
+        due_on: None,
     };
     count(&retry(|| desk.receive_with(receive.clone())).await?);
     let result = proto::intake::v1::RecordResultRequest {

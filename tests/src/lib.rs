@@ -481,6 +481,11 @@ impl Desk {
         })
     }
 
+    /// The gRPC client itself, for a request no helper builds.
+    pub fn client(&self) -> IntakeClient<Channel> {
+        self.client.clone()
+    }
+
     pub async fn receive(
         &self,
         dossier: &str,
@@ -496,6 +501,7 @@ impl Desk {
             procedure: procedure(),
             channel: ev::Channel::InPerson.into(),
             due_at: ts(due),
+            due_on: None,
         })
         .await
     }
@@ -552,6 +558,7 @@ impl Desk {
             meta: meta(at),
             dossier_id: dossier.into(),
             due_at: due.and_then(ts),
+            due_on: None,
         };
         self.client
             .clone()
@@ -565,6 +572,7 @@ impl Desk {
             meta: meta(at),
             dossier_id: dossier.into(),
             due_at: ts(due),
+            due_on: None,
             reason: "xin lỗi, hẹn lại".into(),
         };
         self.client
@@ -686,8 +694,8 @@ impl Province {
             .clone()
             .get_statistics(rp::StatisticsRequest {
                 scope: office_scope(office),
-                from: date(from),
-                to: date(to),
+                first_day: date(from),
+                last_day: date(to),
                 as_of: None,
             })
             .await?
@@ -705,8 +713,8 @@ impl Province {
             .clone()
             .get_statistics(rp::StatisticsRequest {
                 scope: Some(scope),
-                from: date(from),
-                to: date(to),
+                first_day: date(from),
+                last_day: date(to),
                 as_of: None,
             })
             .await?
@@ -724,12 +732,33 @@ impl Province {
             .clone()
             .get_surveys(rp::StatisticsRequest {
                 scope: office_scope(office),
-                from: date(from),
-                to: date(to),
+                first_day: date(from),
+                last_day: date(to),
                 as_of: None,
             })
             .await?
             .into_inner())
+    }
+
+    /// Any yearly series request, with the service's refusal as it came.
+    pub async fn yearly_with(
+        &self,
+        request: rp::YearlySeriesRequest,
+    ) -> Result<rp::YearlySeries, tonic::Status> {
+        let series = self.client.clone().get_yearly_series(request).await?;
+        Ok(series.into_inner())
+    }
+
+    /// The offices and provinces with events; `province` empty for all.
+    pub async fn units(&self, province: &str) -> Result<rp::ListUnitsResponse, tonic::Status> {
+        let units = self
+            .client
+            .clone()
+            .list_units(rp::ListUnitsRequest {
+                province_code: province.into(),
+            })
+            .await?;
+        Ok(units.into_inner())
     }
 
     pub async fn yearly(&self, office: &str) -> anyhow::Result<rp::YearlySeries> {
@@ -738,6 +767,7 @@ impl Province {
             .clone()
             .get_yearly_series(rp::YearlySeriesRequest {
                 office_code: office.into(),
+                province_code: String::new(),
                 from_year: 0,
                 to_year: 0,
                 as_of: None,

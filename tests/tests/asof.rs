@@ -28,8 +28,8 @@ fn at(y: i32, m: u8, d: u8, h: u8) -> Timestamp {
 fn q1(as_of: Option<rp::AsOf>) -> rp::StatisticsRequest {
     rp::StatisticsRequest {
         scope: office_scope("TP"),
-        from: tests::date(day(2020, 1, 1)),
-        to: tests::date(day(2020, 3, 31)),
+        first_day: tests::date(day(2020, 1, 1)),
+        last_day: tests::date(day(2020, 3, 31)),
         as_of,
     }
 }
@@ -89,6 +89,7 @@ async fn as_of_reports_keep_the_figures_of_their_day(backend: Backend) -> anyhow
     let then_series = reports
         .get_yearly_series(rp::YearlySeriesRequest {
             office_code: "TP".into(),
+            province_code: String::new(),
             from_year: 2020,
             to_year: 2020,
             as_of: None,
@@ -129,6 +130,7 @@ async fn as_of_reports_keep_the_figures_of_their_day(backend: Backend) -> anyhow
     let series = reports
         .get_yearly_series(rp::YearlySeriesRequest {
             office_code: "TP".into(),
+            province_code: String::new(),
             from_year: 2020,
             to_year: 2020,
             as_of: recorded_by(end_of_march),
@@ -136,6 +138,20 @@ async fn as_of_reports_keep_the_figures_of_their_day(backend: Backend) -> anyhow
         .await?
         .into_inner();
     assert_eq!(series, then_series);
+    // The province (TP is its one office) as of the same instant: the
+    // same rows, from the province's subjects.
+    let province_series = reports
+        .get_yearly_series(rp::YearlySeriesRequest {
+            office_code: String::new(),
+            province_code: "BTH".into(),
+            from_year: 2020,
+            to_year: 2020,
+            as_of: recorded_by(end_of_march),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(province_series.province_code, "BTH");
+    assert_eq!(province_series.rows, then_series.rows);
     // By log position: the last event entered on 31/3.
     let by_position = reports
         .get_statistics(q1(position(last_of_march.position)))

@@ -149,6 +149,7 @@ async fn receive_without_due(
         }),
         channel: ev::Channel::InPerson.into(),
         due_at: None,
+        due_on: None,
     })
     .await
 }
@@ -308,6 +309,7 @@ async fn the_catalog_gives_due_dates_and_counts(backend: Backend) -> anyhow::Res
         }),
         channel: ev::Channel::InPerson.into(),
         due_at: ts(slip),
+        due_on: None,
     };
     assert_eq!(due_of(&desk.receive_with(with_slip.clone()).await?), slip);
 
@@ -398,17 +400,25 @@ async fn the_catalog_gives_due_dates_and_counts(backend: Backend) -> anyhow::Res
     assert_eq!(
         (
             stats.resolved_early,
-            stats.resolved_on_time,
+            stats.resolved_on_due_date,
             stats.resolved_late
         ),
         (2, 1, 1)
     );
-    assert_eq!(stats.on_time_over_resolved, "3/4");
+    assert_eq!(stats.in_time_over_resolved, "3/4");
     let series = province.yearly(OFFICE).await?;
     let y2025: Vec<_> = series
         .rows
         .iter()
-        .map(|r| (r.year, r.received, r.resolved, r.on_time, r.late))
+        .map(|r| {
+            (
+                r.year,
+                r.received,
+                r.resolved,
+                r.resolved_in_time,
+                r.resolved_late,
+            )
+        })
         .collect();
     assert_eq!(y2025, vec![(2025, 7, 4, 3, 1)]);
 

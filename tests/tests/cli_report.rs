@@ -149,9 +149,10 @@ async fn report_writes_the_appendix_from_a_running_projection() -> anyhow::Resul
         lines.contains(&format!("-,{SURVEYS},1.468,0,0,350").as_str()),
         "{csv}"
     );
-    // 1,468 / 8,955 = 16.39% (the report printed 18.42%); 350 / 2,717 = 12.88%.
+    // 1,468 / 8,955 = 16.39% (the report printed 18.42%); 350 / 2,717 = 12.88%;
+    // 2018 and 2019 received nothing: no coverage, "/" as the appendix writes it.
     assert!(
-        lines.contains(&format!("-,{COVERAGE},\"16,39%\",\"0,00%\",\"0,00%\",\"12,88%\"").as_str()),
+        lines.contains(&format!("-,{COVERAGE},\"16,39%\",/,/,\"12,88%\"").as_str()),
         "{csv}"
     );
     assert!(
@@ -162,7 +163,7 @@ async fn report_writes_the_appendix_from_a_running_projection() -> anyhow::Resul
     // 3. The terminal table.
     let table = succeeded(motcua(&report("table")).await?)?;
     check_table(&table, "office TUY-PHONG")?;
-    // The same figures for the whole province, through GetStatistics and GetSurveys.
+    // The same figures for the whole province, from its yearly series.
     let table = succeeded(
         motcua(&[
             "--projection",
@@ -178,6 +179,16 @@ async fn report_writes_the_appendix_from_a_running_projection() -> anyhow::Resul
         .await?,
     )?;
     check_table(&table, "province BTH")?;
+    // A province without --from-year/--to-year: every year with events.
+    let table = succeeded(motcua(&["--projection", &url, "report", "--province", "BTH"]).await?)?;
+    let years: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(years, ["2017", "2018", "2019", "2020"], "{table}");
+
+    check_units(&province, &url, dossiers).await?;
 
     // The service's refusal, on one line.
     let out = motcua(&["--projection", &url, "report", "--office", "not an office"]).await?;
@@ -190,6 +201,60 @@ async fn report_writes_the_appendix_from_a_running_projection() -> anyhow::Resul
         )),
         "{err}"
     );
+    Ok(())
+}
+
+/// `motcua units`: the office and its province with their dates, as
+/// ListUnits gives them.
+async fn check_units(province: &tests::Province, url: &str, dossiers: u64) -> anyhow::Result<()> {
+    let units = province.units("").await?;
+    let [office] = &units.offices[..] else {
+        anyhow::bail!("one office: {units:?}");
+    };
+    let date = |d: Option<&proto::reports::v1::LocalDate>| {
+        d.map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+            .unwrap_or_default()
+    };
+    let (first, last) = (
+        date(office.first_event_day.as_ref()),
+        date(office.last_event_day.as_ref()),
+    );
+    assert!(
+        first.starts_with("2017-") && last.starts_with("2020-"),
+        "{office:?}"
+    );
+    let table = succeeded(motcua(&["--projection", url, "units"]).await?)?;
+    let words: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let received = dossiers.to_string();
+    assert_eq!(
+        words[1],
+        [
+            OFFICE,
+            "BTH",
+            first.as_str(),
+            last.as_str(),
+            received.as_str()
+        ],
+        "{table}"
+    );
+    assert_eq!(
+        words[4],
+        ["BTH", "1", first.as_str(), last.as_str(), received.as_str()],
+        "{table}"
+    );
+    let json = succeeded(motcua(&["--projection", url, "units", "--json"]).await?)?;
+    let objects: Vec<serde_json::Value> = json
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(objects.len(), 2, "{json}");
+    assert_eq!(objects[0]["office_code"], OFFICE);
+    assert_eq!(objects[0]["first_event_day"], first.as_str());
+    assert_eq!(objects[1]["kind"], "province");
+    assert_eq!(objects[1]["dossiers_received"], dossiers);
     Ok(())
 }
 
@@ -206,7 +271,7 @@ fn check_table(table: &str, unit: &str) -> anyhow::Result<()> {
         [
             "year",
             "received",
-            "on",
+            "in",
             "time/resolved",
             "late",
             "surveys",
@@ -229,7 +294,7 @@ fn check_table(table: &str, unit: &str) -> anyhow::Result<()> {
         row("2020")?,
         ["2020", "2717", "2700/2717", "17", "350", "12.88%"]
     );
-    assert_eq!(row("2018")?, ["2018", "0", "0/0", "0", "0", "0.00%"]);
+    assert_eq!(row("2018")?, ["2018", "0", "0/0", "0", "0", "/"]);
     // Right-aligned: every line of the table ends in the same column.
     let width = lines[1].chars().count();
     for line in &lines[2..] {
@@ -326,12 +391,12 @@ fn check_workbook(path: &Path, figures: &[YearFigures]) -> anyhow::Result<()> {
     for y in figures {
         assert_eq!(count(RECEIVED, y.year)?, y.received as f64);
         assert_eq!(count(RESOLVED, y.year)?, y.received as f64);
-        assert_eq!(count(ON_TIME, y.year)?, y.on_time as f64);
+        assert_eq!(count(ON_TIME, y.year)?, y.in_time as f64);
         assert_eq!(count(LATE, y.year)?, y.late as f64);
         assert_eq!(count(SURVEYS, y.year)?, y.surveys as f64);
         assert_eq!(
             value(row_of(ON_TIME_DISTRICT)?, year_col(y.year)),
-            Data::String(format!("{}/{}", y.on_time, y.received))
+            Data::String(format!("{}/{}", y.in_time, y.received))
         );
         let (row, col) = (row_of(COVERAGE)?, year_col(y.year));
         assert_eq!(format_of(row, col), PERCENT_FORMAT);
@@ -366,8 +431,13 @@ fn check_workbook(path: &Path, figures: &[YearFigures]) -> anyhow::Result<()> {
         value(row_of(GOOD)?, year_col(2017)),
         Data::String("/".into())
     );
-    // A year without events is zeros, not blanks.
+    // A year without events is zeros, not blanks; its coverage has no
+    // base: "/", as text.
     assert_eq!(count(RECEIVED, 2018)?, 0.0);
+    assert_eq!(
+        value(row_of(COVERAGE)?, year_col(2018)),
+        Data::String("/".into())
+    );
     assert_eq!(
         value(row_of(ON_TIME_DISTRICT)?, year_col(2018)),
         Data::String("0/0".into())

@@ -98,7 +98,7 @@ async fn a_dossier_shows_up_on_a_watch_when_its_due_date_ends(
     assert_eq!(
         (
             stats.resolved_early,
-            stats.resolved_on_time,
+            stats.resolved_on_due_date,
             stats.resolved_late
         ),
         (0, 1, 1)

@@ -292,8 +292,13 @@ async fn intake_killed_under_load_loses_and_duplicates_nothing() -> anyhow::Resu
             .find(|y| y.year == row.year)
             .expect("year in the file");
         assert_eq!(
-            (row.received, row.on_time, row.late, row.surveys),
-            (y.received, y.on_time, y.late, y.surveys)
+            (
+                row.received,
+                row.resolved_in_time,
+                row.resolved_late,
+                row.surveys
+            ),
+            (y.received, y.in_time, y.late, y.surveys)
         );
     }
     projection.shutdown().await?;

@@ -155,8 +155,8 @@ fn starting_over_with_rm_rf_data_is_a_true_reset() -> anyhow::Result<()> {
     let expected: Vec<_> = district::figures()?
         .iter()
         .map(|y| {
-            let on_time = format!("{}/{}", y.on_time, y.received);
-            (y.year, y.received, on_time, y.late, y.surveys)
+            let in_time = format!("{}/{}", y.in_time, y.received);
+            (y.year, y.received, in_time, y.late, y.surveys)
         })
         .collect();
 

@@ -1,7 +1,7 @@
 //! The `motcua.intake.v1.Intake` service: validates each request's fields,
 //! turns it into a domain command and hands it to the writer.
 
-use domain::{Channel, Command, Procedure, Rating, RatingScale, Timestamp};
+use domain::{Channel, Command, LocalDay, Procedure, Rating, RatingScale, Timestamp};
 use proto::{events::v1 as ev, intake::v1 as pb};
 use tonic::{Request, Response, Status};
 
@@ -148,6 +148,39 @@ pub(crate) fn timestamp(
         .ok_or_else(|| IntakeError::invalid(field, "is not a valid timestamp"))
 }
 
+/// The end of office hours, local time: a due date given as a date alone
+/// means then, as the import reads one.
+const DUE_HOUR: u8 = 17;
+
+/// A due date as an instant (`due_at`) or a local date (`due_on`); none
+/// when neither is given, refused when both are.
+fn due(
+    at: Option<&prost_types::Timestamp>,
+    on: Option<&pb::LocalDate>,
+) -> Result<Option<Timestamp>, IntakeError> {
+    match (at, on) {
+        (Some(_), Some(_)) => Err(IntakeError::invalid(
+            "due_on",
+            "and due_at are both set: give the due date once, as an instant or as a local date",
+        )),
+        (Some(t), None) => timestamp(Some(t), "due_at").map(Some),
+        (None, Some(d)) => {
+            let day = u8::try_from(d.month)
+                .ok()
+                .zip(u8::try_from(d.day).ok())
+                .and_then(|(month, day)| LocalDay::from_ymd(d.year, month, day))
+                .ok_or_else(|| {
+                    IntakeError::invalid(
+                        "due_on",
+                        format!("{}-{}-{} is not a date", d.year, d.month, d.day),
+                    )
+                })?;
+            Ok(Some(Timestamp::at_local(day, DUE_HOUR, 0)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 pub(crate) fn procedure(p: Option<&ev::Procedure>) -> Result<Procedure, IntakeError> {
     let p = p.ok_or_else(|| IntakeError::invalid("procedure", "is required (code and field)"))?;
     Ok(Procedure {
@@ -200,10 +233,7 @@ impl pb::intake_server::Intake for IntakeService {
                 province_code: unit_code(&r.province_code, "province_code")?,
                 procedure: procedure(r.procedure.as_ref())?,
                 channel: channel(r.channel)?,
-                due_at: match r.due_at.as_ref() {
-                    None => None,
-                    Some(t) => Some(timestamp(Some(t), "due_at")?),
-                },
+                due_at: due(r.due_at.as_ref(), r.due_on.as_ref())?,
             })
         })();
         self.run(
@@ -274,11 +304,8 @@ impl pb::intake_server::Intake for IntakeService {
         request: Request<pb::ProvideSupplementRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         let r = request.into_inner();
-        let command = match r.due_at.as_ref() {
-            None => Ok(None),
-            Some(t) => timestamp(Some(t), "due_at").map(Some),
-        }
-        .map(|due_at| Command::ProvideSupplement { due_at });
+        let command = due(r.due_at.as_ref(), r.due_on.as_ref())
+            .map(|due_at| Command::ProvideSupplement { due_at });
         self.run(
             of_request("ProvideSupplement", &r),
             r.meta,
@@ -295,7 +322,9 @@ impl pb::intake_server::Intake for IntakeService {
         let r = request.into_inner();
         let command = (|| {
             Ok(Command::Reschedule {
-                due_at: timestamp(r.due_at.as_ref(), "due_at")?,
+                due_at: due(r.due_at.as_ref(), r.due_on.as_ref())?.ok_or_else(|| {
+                    IntakeError::invalid("due_at", "or due_on is required: the new due date")
+                })?,
                 reason: reason(&r.reason, "reason", true)?,
             })
         })();
@@ -410,5 +439,43 @@ impl pb::intake_server::Intake for IntakeService {
         let (stream, command) = crate::catalog::withdraw(&r);
         self.run(of_request("WithdrawProcedure", &r), r.meta, stream, command)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_due_date_alone_means_the_end_of_office_hours_local() {
+        let on = pb::LocalDate {
+            year: 2025,
+            month: 3,
+            day: 12,
+        };
+        let due_at = due(None, Some(&on)).expect("a date").expect("a due date");
+        let day = LocalDay::from_ymd(2025, 3, 12).expect("a date");
+        assert_eq!(due_at, Timestamp::at_local(day, 17, 0));
+        // 17:00 at UTC+7 is 10:00 UTC.
+        assert_eq!(bus::timestamp_to_proto(due_at).seconds % 86_400, 10 * 3600);
+    }
+
+    #[test]
+    fn a_due_date_is_given_once_and_must_be_a_date() {
+        let on = pb::LocalDate {
+            year: 2025,
+            month: 2,
+            day: 30,
+        };
+        let at = prost_types::Timestamp {
+            seconds: 1_741_773_600,
+            nanos: 0,
+        };
+        let both = due(Some(&at), Some(&on)).expect_err("both set");
+        assert!(both.to_string().contains("both set"), "{both}");
+        let bad = due(None, Some(&on)).expect_err("no 30 February");
+        assert!(bad.to_string().contains("2025-2-30 is not a date"), "{bad}");
+        assert!(matches!(due(None, None), Ok(None)));
+        assert!(matches!(due(Some(&at), None), Ok(Some(_))));
     }
 }

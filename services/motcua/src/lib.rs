@@ -19,6 +19,7 @@ pub mod parked;
 pub mod rebuild;
 pub mod report;
 pub mod republish;
+pub mod units;
 pub mod vn;
 pub mod watch;
 
@@ -35,6 +36,7 @@ pub use connect::Services;
 Examples:
   motcua report --office TUY-PHONG --from-year 2015 --to-year 2020
   motcua --projection http://10.0.0.5:50052 report --office TUY-PHONG --format xlsx --output tuy-phong.xlsx
+  motcua units
   motcua parked list
   motcua parked replay --from-intake
   motcua watch-late --office TUY-PHONG
@@ -53,6 +55,9 @@ pub enum Command {
     /// Yearly figures of an office or a province: a table, or the report's
     /// appendix (Phụ lục 03) as CSV or XLSX.
     Report(report::ReportArgs),
+    /// The offices and provinces that have events, with their first and
+    /// last dates of events and the dossiers they received.
+    Units(units::UnitsArgs),
     /// Events the projection could not apply: list them, replay them after
     /// a fix (--from-intake: with intake's copy of each).
     Parked(parked::ParkedArgs),
@@ -71,6 +76,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Report(args) => report::run(&cli.services, args).await,
+        Command::Units(args) => units::run(&cli.services, args).await,
         Command::Parked(args) => parked::run(&cli.services, args).await,
         Command::WatchLate(args) => watch::run(&cli.services, args).await,
         Command::Rebuild(args) => rebuild::run(&cli.services, args).await,

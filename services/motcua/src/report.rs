@@ -34,8 +34,8 @@ pub struct ReportArgs {
     /// Province code, e.g. BTH: all its offices together (instead of --office).
     #[arg(long, value_name = "CODE")]
     pub province: Option<String>,
-    /// First year (local dates, UTC+7). Without --from-year and --to-year an
-    /// office's report covers every year with events.
+    /// First year (local dates, UTC+7). Without --from-year and --to-year
+    /// the report covers every year with events.
     #[arg(long, value_name = "YEAR", requires = "to_year")]
     pub from_year: Option<i32>,
     /// Last year, inclusive.
@@ -139,15 +139,7 @@ pub async fn run(services: &Services, args: ReportArgs) -> anyhow::Result<()> {
     let channel = services.connect(&target).await?;
     let mut client = ReportsClient::new(channel);
     let years = args.from_year.zip(args.to_year);
-    let rows = match &unit {
-        Unit::Office(office) => {
-            office_rows(&mut client, &target, office, years, args.as_of()).await?
-        }
-        Unit::Province(province) => {
-            let (from, to) = years.context("--province needs --from-year and --to-year")?;
-            province_rows(&mut client, &target, province, from, to, args.as_of()).await?
-        }
-    };
+    let rows = yearly_rows(&mut client, &target, &unit, years, args.as_of()).await?;
     let bytes = match args.format {
         Format::Table => table::render(&unit, &rows).into_bytes(),
         Format::Csv => appendix::csv(&rows, &lines(&rows, args.level))?,
@@ -166,18 +158,24 @@ pub async fn run(services: &Services, args: ReportArgs) -> anyhow::Result<()> {
     }
 }
 
-/// One row per year from `GetYearlySeries`.
-async fn office_rows(
+/// One row per year from `GetYearlySeries`, for an office or a province
+/// (the projection sums its offices).
+async fn yearly_rows(
     client: &mut ReportsClient<tonic::transport::Channel>,
     target: &Target,
-    office: &str,
+    unit: &Unit,
     years: Option<(i32, i32)>,
     as_of: Option<pb::AsOf>,
 ) -> anyhow::Result<Vec<pb::YearRow>> {
     let (from_year, to_year) = years.unwrap_or((0, 0));
+    let (office_code, province_code) = match unit {
+        Unit::Office(code) => (code.clone(), String::new()),
+        Unit::Province(code) => (String::new(), code.clone()),
+    };
     let series = client
         .get_yearly_series(pb::YearlySeriesRequest {
-            office_code: office.to_owned(),
+            office_code,
+            province_code,
             from_year,
             to_year,
             as_of,
@@ -186,62 +184,4 @@ async fn office_rows(
         .map_err(|s| target.status(&s))?
         .into_inner();
     Ok(series.rows)
-}
-
-/// The yearly series has no province scope: one `GetStatistics` and one
-/// `GetSurveys` per year, folded into the same rows.
-async fn province_rows(
-    client: &mut ReportsClient<tonic::transport::Channel>,
-    target: &Target,
-    province: &str,
-    from: i32,
-    to: i32,
-    as_of: Option<pb::AsOf>,
-) -> anyhow::Result<Vec<pb::YearRow>> {
-    if from > to || to - from > 200 {
-        anyhow::bail!("{from}..{to} is not a range of years");
-    }
-    let mut rows = Vec::new();
-    for year in from..=to {
-        let request = pb::StatisticsRequest {
-            scope: Some(pb::Scope {
-                unit: Some(pb::scope::Unit::ProvinceCode(province.to_owned())),
-                ..Default::default()
-            }),
-            from: Some(pb::LocalDate {
-                year,
-                month: 1,
-                day: 1,
-            }),
-            to: Some(pb::LocalDate {
-                year,
-                month: 12,
-                day: 31,
-            }),
-            as_of,
-        };
-        let stats = client
-            .get_statistics(request.clone())
-            .await
-            .map_err(|s| target.status(&s))?
-            .into_inner();
-        let surveys = client
-            .get_surveys(request)
-            .await
-            .map_err(|s| target.status(&s))?
-            .into_inner();
-        let on_time = stats.resolved_early + stats.resolved_on_time;
-        rows.push(pb::YearRow {
-            year,
-            received: stats.received,
-            resolved: stats.resolved,
-            on_time,
-            late: stats.resolved_late,
-            on_time_over_resolved: stats.on_time_over_resolved,
-            surveys: surveys.surveys,
-            survey_coverage: surveys.coverage,
-            survey_scales: surveys.scales,
-        });
-    }
-    Ok(rows)
 }

@@ -21,6 +21,7 @@ fn help_names_every_subcommand() {
     let help = String::from_utf8_lossy(&out.stdout);
     for sub in [
         "report",
+        "units",
         "rebuild",
         "parked",
         "watch-late",
@@ -31,6 +32,7 @@ fn help_names_every_subcommand() {
     }
     for sub in [
         "report",
+        "units",
         "rebuild",
         "parked",
         "watch-late",

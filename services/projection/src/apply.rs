@@ -85,7 +85,10 @@ pub struct Pause {
 pub mod metric {
     pub const RECEIVED: &str = "received";
     pub const RESOLVED_EARLY: &str = "resolved_early";
-    pub const RESOLVED_ON_TIME: &str = "resolved_on_time";
+    /// Resolved on the due date itself. The stored name predates the
+    /// reports' renaming (issue 20); changing it would orphan the counters
+    /// of every existing read model.
+    pub const RESOLVED_ON_DUE_DATE: &str = "resolved_on_time";
     pub const RESOLVED_LATE: &str = "resolved_late";
     pub const RETURNED: &str = "returned";
     pub const WITHDRAWN: &str = "withdrawn";
@@ -328,7 +331,7 @@ impl Changes {
                 self.leave_late(&mut row, LateChange::Resolved, at);
                 let metric = match timeliness {
                     Timeliness::Early => metric::RESOLVED_EARLY,
-                    Timeliness::OnTime => metric::RESOLVED_ON_TIME,
+                    Timeliness::OnTime => metric::RESOLVED_ON_DUE_DATE,
                     Timeliness::Late => metric::RESOLVED_LATE,
                 };
                 self.count(&row, day, metric);

@@ -10,6 +10,9 @@ use tonic::{Request, Response, Status};
 
 use crate::{apply::metric, error::ReportError};
 
+mod units;
+mod yearly;
+
 /// Where a report reads: the serving generation (repointed by a rebuild's
 /// swap), or a fixed store (an as-of scratch store).
 #[derive(Clone, Debug)]
@@ -74,12 +77,13 @@ impl Filter {
         Ok(f)
     }
 
-    fn office(office_code: &str) -> Self {
+    /// Rows whose `column` (office_code or province_code) is `code`.
+    fn unit(column: &str, code: &str) -> Self {
         let mut f = Filter {
             sql: String::new(),
             args: Vec::new(),
         };
-        f.push("office_code", Arg::Text(office_code.to_owned()));
+        f.push(column, Arg::Text(code.to_owned()));
         f
     }
 
@@ -178,8 +182,10 @@ fn surveys_of(sums: &BTreeMap<(String, i32), u64>) -> (u64, Vec<pb::ScaleDistrib
     (all, scales)
 }
 
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+/// a / b as a fraction; none when the base is 0 (a report writes "/" there,
+/// not 0.00%).
+fn ratio(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
 }
 
 fn day(d: Option<&pb::LocalDate>, field: &'static str) -> Result<LocalDay, ReportError> {
@@ -200,13 +206,13 @@ fn day(d: Option<&pb::LocalDate>, field: &'static str) -> Result<LocalDay, Repor
 fn period(request: &pb::StatisticsRequest) -> Result<(Filter, LocalDay, LocalDay), ReportError> {
     let filter = Filter::from_scope(request.scope.as_ref())?;
     let (from, to) = (
-        day(request.from.as_ref(), "from")?,
-        day(request.to.as_ref(), "to")?,
+        day(request.first_day.as_ref(), "first_day")?,
+        day(request.last_day.as_ref(), "last_day")?,
     );
     if from > to {
         return Err(ReportError::invalid(
-            "to",
-            format!("{to} is before from {from}"),
+            "last_day",
+            format!("{to} is before first_day {from}"),
         ));
     }
     Ok((filter, from, to))
@@ -345,12 +351,13 @@ impl ReportsService {
                 })
             })
             .collect();
-        let (early, on_time, late) = (
+        let (early, on_due_date, late) = (
             total(&sums, metric::RESOLVED_EARLY),
-            total(&sums, metric::RESOLVED_ON_TIME),
+            total(&sums, metric::RESOLVED_ON_DUE_DATE),
             total(&sums, metric::RESOLVED_LATE),
         );
-        let resolved = early + on_time + late;
+        let in_time = early + on_due_date;
+        let resolved = in_time + late;
         let [carried_over, pending, pending_overdue, pending_paused] = Self::dossier_counts(
             &mut tx,
             &filter,
@@ -365,9 +372,10 @@ impl ReportsService {
             received_by_channel,
             resolved,
             resolved_early: early,
-            resolved_on_time: on_time,
+            resolved_on_due_date: on_due_date,
             resolved_late: late,
-            on_time_rate: ratio(early + on_time, resolved),
+            resolved_in_time: in_time,
+            in_time_rate: ratio(in_time, resolved),
             returned: total(&sums, metric::RETURNED),
             withdrawn: total(&sums, metric::WITHDRAWN),
             refused: total(&sums, metric::REFUSED),
@@ -376,7 +384,7 @@ impl ReportsService {
             pending_not_yet_due: pending.saturating_sub(pending_overdue),
             pending_overdue,
             pending_paused,
-            on_time_over_resolved: format!("{}/{}", early + on_time, resolved),
+            in_time_over_resolved: format!("{in_time}/{resolved}"),
         })
     }
 
@@ -404,102 +412,6 @@ impl ReportsService {
             scales,
         })
     }
-
-    pub async fn yearly(
-        &self,
-        request: &pb::YearlySeriesRequest,
-    ) -> Result<pb::YearlySeries, ReportError> {
-        if !bus::is_subject_token(&request.office_code) {
-            return Err(ReportError::invalid(
-                "office_code",
-                "is required: 1 to 64 letters, digits, '-' or '_'",
-            ));
-        }
-        if let Some(point) = crate::asof::Point::from_proto(request.as_of.as_ref())? {
-            let scope = pb::Scope {
-                unit: Some(pb::scope::Unit::OfficeCode(request.office_code.clone())),
-                ..Default::default()
-            };
-            let scratch = self.scratch(Some(&scope), point).await?;
-            let now = pb::YearlySeriesRequest {
-                as_of: None,
-                ..request.clone()
-            };
-            return Box::pin(Self::scratch_service(&scratch).yearly(&now)).await;
-        }
-        let filter = Filter::office(&request.office_code);
-        let mut tx = self.snapshot().await?;
-        let (from_year, to_year) = if request.from_year == 0 && request.to_year == 0 {
-            let sql = format!(
-                "SELECT MIN(day), MAX(day) FROM daily_counts WHERE {}",
-                filter.sql
-            );
-            let row = sqlx::query_with(sqlx::AssertSqlSafe(sql), filter.arguments(&[])?)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| {
-                    ReportError::Internal(
-                        anyhow::Error::new(e).context("find the years with events"),
-                    )
-                })?;
-            let (min, max): (Option<i64>, Option<i64>) = (
-                row.try_get(0).map_err(internal)?,
-                row.try_get(1).map_err(internal)?,
-            );
-            match min.zip(max) {
-                Some((min, max)) => (
-                    LocalDay::from_days(min as i32).year(),
-                    LocalDay::from_days(max as i32).year(),
-                ),
-                None => {
-                    return Ok(pb::YearlySeries {
-                        office_code: request.office_code.clone(),
-                        rows: Vec::new(),
-                    });
-                }
-            }
-        } else {
-            (request.from_year, request.to_year)
-        };
-        if from_year > to_year || to_year - from_year > 200 {
-            return Err(ReportError::invalid(
-                "to_year",
-                format!("{from_year}..{to_year} is not a range of years"),
-            ));
-        }
-        let mut rows = Vec::new();
-        for year in from_year..=to_year {
-            let (Some(from), Some(to)) =
-                (LocalDay::first_of_year(year), LocalDay::last_of_year(year))
-            else {
-                return Err(ReportError::invalid(
-                    "from_year",
-                    format!("{year} is out of range"),
-                ));
-            };
-            let sums = counter_sums(&mut tx, &filter, from, to).await?;
-            let received = total(&sums, metric::RECEIVED);
-            let on_time =
-                total(&sums, metric::RESOLVED_EARLY) + total(&sums, metric::RESOLVED_ON_TIME);
-            let late = total(&sums, metric::RESOLVED_LATE);
-            let (surveys, survey_scales) = surveys_of(&sums);
-            rows.push(pb::YearRow {
-                year,
-                received,
-                resolved: on_time + late,
-                on_time,
-                late,
-                on_time_over_resolved: format!("{on_time}/{}", on_time + late),
-                surveys,
-                survey_coverage: ratio(surveys, received),
-                survey_scales,
-            });
-        }
-        Ok(pb::YearlySeries {
-            office_code: request.office_code.clone(),
-            rows,
-        })
-    }
 }
 
 #[tonic::async_trait]
@@ -523,6 +435,13 @@ impl pb::reports_server::Reports for ReportsService {
         request: Request<pb::YearlySeriesRequest>,
     ) -> Result<Response<pb::YearlySeries>, Status> {
         Ok(Response::new(self.yearly(request.get_ref()).await?))
+    }
+
+    async fn list_units(
+        &self,
+        request: Request<pb::ListUnitsRequest>,
+    ) -> Result<Response<pb::ListUnitsResponse>, Status> {
+        Ok(Response::new(self.units(request.get_ref()).await?))
     }
 
     async fn get_procedure_counts(

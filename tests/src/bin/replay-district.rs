@@ -100,18 +100,17 @@ async fn replay(args: Args) -> anyhow::Result<()> {
     .await?;
     println!("office {}", series.office_code);
     println!(
-        "{:>4}  {:>8}  {:>13}  {:>4}  {:>7}  {:>8}",
-        "year", "received", "on time/total", "late", "surveys", "coverage"
+        "{:>4}  {:>8}  {:>16}  {:>4}  {:>7}  {:>8}",
+        "year", "received", "in time/resolved", "late", "surveys", "coverage"
     );
     for r in &series.rows {
+        // No receipt in the year: no coverage, "/" as the appendix writes it.
+        let coverage = r
+            .survey_coverage
+            .map_or_else(|| "/".to_owned(), |c| format!("{:.2}%", c * 100.0));
         println!(
-            "{:>4}  {:>8}  {:>13}  {:>4}  {:>7}  {:>7.2}%",
-            r.year,
-            r.received,
-            r.on_time_over_resolved,
-            r.late,
-            r.surveys,
-            r.survey_coverage * 100.0
+            "{:>4}  {:>8}  {:>16}  {:>4}  {:>7}  {:>8}",
+            r.year, r.received, r.in_time_over_resolved, r.resolved_late, r.surveys, coverage
         );
     }
     Ok(())

@@ -122,15 +122,20 @@ pub fn lines(years: &[YearRow], level: Level) -> Vec<Line> {
     let mut lines = vec![
         heading("5", label::RESULTS),
         row(stt, on_time_label, &|y| {
-            Cell::Text(y.on_time_over_resolved.clone())
+            Cell::Text(y.in_time_over_resolved.clone())
         }),
         row("-", label::RECEIVED, &|y| Cell::Count(y.received)),
         row("-", label::RESOLVED, &|y| Cell::Count(y.resolved)),
-        row("-", label::ON_TIME, &|y| Cell::Count(y.on_time)),
-        row("-", label::LATE, &|y| Cell::Count(y.late)),
+        row("-", label::ON_TIME, &|y| Cell::Count(y.resolved_in_time)),
+        row("-", label::LATE, &|y| Cell::Count(y.resolved_late)),
         heading("", label::SURVEYS_HEADING),
         row("-", label::SURVEYS, &|y| Cell::Count(y.surveys)),
-        row("-", label::COVERAGE, &|y| Cell::Percent(y.survey_coverage)),
+        // No receipt in the year: no coverage, written "/" like any figure
+        // that does not apply (never 0,00%).
+        row("-", label::COVERAGE, &|y| {
+            y.survey_coverage
+                .map_or_else(|| Cell::Text(label::NOT_APPLICABLE.into()), Cell::Percent)
+        }),
     ];
     // A rating's row appears when some year has such a rating; a year whose
     // surveys used the other scale shows "/".
@@ -215,11 +220,11 @@ mod tests {
             year,
             received,
             resolved: received,
-            on_time,
-            late: received - on_time,
-            on_time_over_resolved: format!("{on_time}/{received}"),
+            resolved_in_time: on_time,
+            resolved_late: received - on_time,
+            in_time_over_resolved: format!("{on_time}/{received}"),
             surveys: top + middle,
-            survey_coverage: (top + middle) as f64 / received as f64,
+            survey_coverage: (received > 0).then(|| (top + middle) as f64 / received as f64),
             survey_scales: vec![ScaleDistribution {
                 scale: scale.into(),
                 count: top + middle,
@@ -261,6 +266,24 @@ mod tests {
             !text.contains("không hài lòng"),
             "no row for a rating nobody gave"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_year_without_receipts_has_no_coverage_but_a_slash() -> anyhow::Result<()> {
+        let mut empty = year(2021, 0, 0, (RatingScale::Satisfaction, 0, 0));
+        empty.survey_scales.clear();
+        let years = [
+            year(2020, 2717, 2700, (RatingScale::Quality, 300, 50)),
+            empty,
+        ];
+        let text = String::from_utf8(csv(&years, &lines(&years, Level::District))?)?;
+        let rows: Vec<&str> = text.lines().collect();
+        assert!(
+            rows.contains(&"-,Tỷ lệ so với tổng số hồ sơ tiếp nhận,\"12,88%\",/"),
+            "{text}"
+        );
+        assert!(rows.contains(&"-,Số phiếu khảo sát,350,0"), "{text}");
         Ok(())
     }
 }

@@ -7,7 +7,8 @@ use super::Unit;
 const HEADINGS: [&str; 6] = [
     "year",
     "received",
-    "on time/resolved",
+    // Early or on the due date, over resolved: the appendix's "đúng hạn".
+    "in time/resolved",
     "late",
     "surveys",
     "coverage",
@@ -25,10 +26,13 @@ pub fn render(unit: &Unit, rows: &[YearRow]) -> String {
             [
                 r.year.to_string(),
                 r.received.to_string(),
-                r.on_time_over_resolved.clone(),
-                r.late.to_string(),
+                r.in_time_over_resolved.clone(),
+                r.resolved_late.to_string(),
                 r.surveys.to_string(),
-                format!("{:.2}%", r.survey_coverage * 100.0),
+                // A year without receipts has no coverage: "/", as the
+                // appendix writes what does not apply.
+                r.survey_coverage
+                    .map_or_else(|| "/".to_owned(), |c| format!("{:.2}%", c * 100.0)),
             ]
         })
         .collect();
@@ -64,22 +68,22 @@ mod tests {
                 year: 2017,
                 received: 8955,
                 resolved: 8955,
-                on_time: 8953,
-                late: 2,
-                on_time_over_resolved: "8953/8955".into(),
+                resolved_in_time: 8953,
+                resolved_late: 2,
+                in_time_over_resolved: "8953/8955".into(),
                 surveys: 1468,
-                survey_coverage: 1468.0 / 8955.0,
+                survey_coverage: Some(1468.0 / 8955.0),
                 survey_scales: Vec::new(),
             },
             YearRow {
                 year: 2019,
                 received: 12429,
                 resolved: 12429,
-                on_time: 12411,
-                late: 18,
-                on_time_over_resolved: "12411/12429".into(),
+                resolved_in_time: 12411,
+                resolved_late: 18,
+                in_time_over_resolved: "12411/12429".into(),
                 surveys: 150,
-                survey_coverage: 150.0 / 12429.0,
+                survey_coverage: Some(150.0 / 12429.0),
                 survey_scales: Vec::new(),
             },
         ];
@@ -88,7 +92,7 @@ mod tests {
         assert_eq!(lines[0], "office TUY-PHONG");
         assert_eq!(
             lines[1],
-            "year  received  on time/resolved  late  surveys  coverage"
+            "year  received  in time/resolved  late  surveys  coverage"
         );
         assert_eq!(
             lines[2],
@@ -97,6 +101,23 @@ mod tests {
         assert_eq!(
             lines[3],
             "2019     12429       12411/12429    18      150     1.21%"
+        );
+    }
+
+    #[test]
+    fn a_year_without_receipts_shows_a_slash_for_coverage() {
+        let rows = [YearRow {
+            year: 2021,
+            in_time_over_resolved: "0/0".into(),
+            survey_coverage: None,
+            ..Default::default()
+        }];
+        let table = render(&Unit::Province("BTH".into()), &rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "province BTH");
+        assert_eq!(
+            lines[2],
+            "2021         0               0/0     0        0         /"
         );
     }
 }

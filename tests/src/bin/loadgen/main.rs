@@ -652,7 +652,7 @@ async fn catchup(backend: Backend, events: u64, rebuild: bool) -> anyhow::Result
     );
     println!(
         "  check: province P00 received {} resolved {} ({})",
-        stats.received, stats.resolved, stats.on_time_over_resolved
+        stats.received, stats.resolved, stats.in_time_over_resolved
     );
     if rebuild {
         use proto::reports::v1::{self as rp, rebuilds_client::RebuildsClient};

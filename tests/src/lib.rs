@@ -279,6 +279,58 @@ impl TestDb {
     }
 }
 
+impl Desk {
+    /// Receives dossiers `{prefix}-{n:04}` for each `n` of `ids` at `office`
+    /// on `day` at 8:00, due in 2099: no Late event joins them.
+    pub async fn receive_many(
+        &self,
+        prefix: &str,
+        office: &str,
+        day: LocalDay,
+        ids: std::ops::Range<u32>,
+    ) -> anyhow::Result<()> {
+        let due = Timestamp::at_local(LocalDay::from_ymd(2099, 1, 5).context("date")?, 17, 0);
+        for n in ids {
+            let id = format!("{prefix}-{n:04}");
+            self.receive(&id, office, Timestamp::at_local(day, 8, 0), due)
+                .await
+                .with_context(|| format!("receive {id}"))?;
+        }
+        Ok(())
+    }
+
+    /// `motcua republish --from 0`: the events published, or the message
+    /// of the status that stopped it (what an operator reads).
+    pub async fn republish_all(&self) -> anyhow::Result<Result<u64, String>> {
+        let mut progress = self
+            .client
+            .clone()
+            .republish(pb::RepublishRequest { from_position: 0 })
+            .await?
+            .into_inner();
+        let mut published = 0;
+        while let Some(step) = futures::StreamExt::next(&mut progress).await {
+            match step {
+                Ok(step) => published = step.published,
+                Err(status) => return Ok(Err(status.message().to_owned())),
+            }
+        }
+        Ok(Ok(published))
+    }
+}
+
+/// The `grpc.health.v1` status of `service` at `addr`.
+pub async fn health(addr: SocketAddr, service: &str) -> anyhow::Result<i32> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    Ok(HealthClient::new(channel(addr).await?)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await?
+        .into_inner()
+        .status)
+}
+
 /// A stream name of this test's own, so tests may share a NATS server.
 pub fn unique_stream() -> String {
     format!("T{}", uuid::Uuid::new_v4().simple()).to_uppercase()

@@ -8,41 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use domain::{LocalDay, Timestamp};
-use tests::{Backend, Desk, Pair, eventually, start_intake};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use domain::LocalDay;
+use tests::{Backend, Desk, Pair, eventually, health, start_intake};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 const OFFICE: &str = "OUTAGE-1";
 
 async fn receive(desk: &Desk, ids: std::ops::Range<u32>) -> anyhow::Result<()> {
     let day = LocalDay::from_ymd(2024, 5, 6).context("date")?;
-    let due = Timestamp::at_local(LocalDay::from_ymd(2099, 1, 5).context("date")?, 17, 0);
-    for n in ids {
-        desk.receive(
-            &format!("N-{n:04}"),
-            OFFICE,
-            Timestamp::at_local(day, 8, 0),
-            due,
-        )
-        .await
-        .with_context(|| format!("receive N-{n:04}"))?;
-    }
-    Ok(())
-}
-
-async fn health(addr: std::net::SocketAddr, service: &str) -> anyhow::Result<i32> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
-    Ok(HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await?
-        .into_inner()
-        .status)
+    desk.receive_many("N", OFFICE, day, ids).await
 }
 
 async fn outage(backend: Backend) -> anyhow::Result<()> {

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use domain::{LocalDay, Timestamp};
-use futures::StreamExt as _;
-use proto::{intake::v1 as pb, reports::v1 as rp};
+use domain::LocalDay;
+use proto::reports::v1 as rp;
 use tests::{
     Backend, Desk, Pair, Province, TestDb, eventually, start_projection, start_projection_named,
 };
@@ -21,17 +20,7 @@ fn day() -> anyhow::Result<LocalDay> {
 
 /// Receives `ids` at the office; due far ahead, so no Late event joins.
 async fn receive(desk: &Desk, ids: std::ops::Range<u32>) -> anyhow::Result<()> {
-    let due = Timestamp::at_local(LocalDay::from_ymd(2099, 1, 5).context("date")?, 17, 0);
-    for n in ids {
-        desk.receive(
-            &format!("R-{n:04}"),
-            OFFICE,
-            Timestamp::at_local(day()?, 8, 0),
-            due,
-        )
-        .await?;
-    }
-    Ok(())
+    desk.receive_many("R", OFFICE, day()?, ids).await
 }
 
 async fn figures(province: &Province) -> anyhow::Result<(rp::Statistics, rp::YearlySeries)> {
@@ -47,19 +36,11 @@ async fn received(province: &Province) -> anyhow::Result<u64> {
 
 /// Has intake publish its whole log again (`motcua republish --from 0`).
 async fn republish_all(pair: &Pair) -> anyhow::Result<u64> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", pair.intake.addr))?
-        .connect()
-        .await?;
-    let mut client = pb::intake_client::IntakeClient::new(channel);
-    let mut progress = client
-        .republish(pb::RepublishRequest { from_position: 0 })
+    pair.desk()
         .await?
-        .into_inner();
-    let mut published = 0;
-    while let Some(step) = progress.next().await {
-        published = step?.published;
-    }
-    Ok(published)
+        .republish_all()
+        .await?
+        .map_err(|refused| anyhow::anyhow!("republish refused: {refused}"))
 }
 
 /// The figures a projection built from scratch (new database, new

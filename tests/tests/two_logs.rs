@@ -8,15 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use domain::{LocalDay, Timestamp};
-use futures::StreamExt as _;
-use proto::{admin::v1 as admin, intake::v1 as pb};
+use domain::LocalDay;
+use proto::admin::v1 as admin;
 use tests::{
-    Backend, Desk, Pair, Province, TestDb, eventually, start_intake, start_projection_named,
+    Backend, Desk, Pair, Province, TestDb, eventually, health, start_intake, start_projection_named,
 };
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 const OFFICE: &str = "LOGS-1";
 
@@ -25,18 +22,7 @@ fn day() -> anyhow::Result<LocalDay> {
 }
 
 async fn receive(desk: &Desk, prefix: &str, ids: std::ops::Range<u32>) -> anyhow::Result<()> {
-    let due = Timestamp::at_local(LocalDay::from_ymd(2099, 1, 5).context("date")?, 17, 0);
-    for n in ids {
-        desk.receive(
-            &format!("{prefix}-{n:04}"),
-            OFFICE,
-            Timestamp::at_local(day()?, 8, 0),
-            due,
-        )
-        .await
-        .with_context(|| format!("receive {prefix}-{n:04}"))?;
-    }
-    Ok(())
+    desk.receive_many(prefix, OFFICE, day()?, ids).await
 }
 
 async fn received(province: &Province) -> anyhow::Result<u64> {
@@ -60,32 +46,13 @@ async fn channel(addr: std::net::SocketAddr) -> anyhow::Result<tonic::transport:
     )
 }
 
-/// `motcua republish --from 0`: how many were published, or the error the
-/// operator reads.
+/// `motcua republish --from 0` through intake at `addr`.
 async fn republish_all(addr: std::net::SocketAddr) -> anyhow::Result<Result<u64, String>> {
-    let mut client = pb::intake_client::IntakeClient::new(channel(addr).await?);
-    let mut progress = client
-        .republish(pb::RepublishRequest { from_position: 0 })
-        .await?
-        .into_inner();
-    let mut published = 0;
-    while let Some(step) = progress.next().await {
-        match step {
-            Ok(step) => published = step.published,
-            Err(status) => return Ok(Err(status.message().to_owned())),
-        }
-    }
-    Ok(Ok(published))
+    Desk::connect(addr).await?.republish_all().await
 }
 
 async fn relay_health(addr: std::net::SocketAddr) -> anyhow::Result<i32> {
-    Ok(HealthClient::new(channel(addr).await?)
-        .check(HealthCheckRequest {
-            service: intake::RELAY_HEALTH.into(),
-        })
-        .await?
-        .into_inner()
-        .status)
+    health(addr, intake::RELAY_HEALTH).await
 }
 
 async fn stream_messages(js: &jetstream::Context, stream: &str) -> anyhow::Result<u64> {

@@ -17,6 +17,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use async_nats::jetstream::response::Response;
 use domain::{LocalDay, Timestamp};
 use proto::{
     events::v1 as ev,
@@ -103,9 +104,16 @@ impl NatsServer {
         let url = self.url();
         eventually(Duration::from_secs(10), || async {
             let client = async_nats::connect(&url).await?;
-            let info = client.request("$JS.API.INFO", "".into()).await?;
-            let body = String::from_utf8_lossy(&info.payload);
-            anyhow::ensure!(!body.contains("\"error\""), "JetStream not ready: {body}");
+            // Until JetStream is up its account query is answered with an
+            // API error (or not at all), and `eventually` asks again. The
+            // body is left untyped: `query_account` would also require fields
+            // nats-server 2.9 does not send.
+            let info: Response<serde_json::Value> = async_nats::jetstream::new(client)
+                .request("INFO", b"")
+                .await?;
+            if let Response::Err { error } = info {
+                bail!("JetStream not ready: {error}");
+            }
             Ok(())
         })
         .await

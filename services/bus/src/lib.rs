@@ -21,8 +21,8 @@ pub use procedure_codec::{definition_from_proto, definition_to_proto};
 pub const POSITION_HEADER: &str = "Motcua-Position";
 /// The position a message's [`POSITION_HEADER`] carries, if any. The header's
 /// name is built once, at compile time: looked up by `&str`, it was checked,
-/// compared with every standard header's and copied for every message (2.5 %
-/// of the projection's CPU during a rebuild, `perf`).
+/// compared with every standard header's and copied for every message, which
+/// showed in the projection's profile during a rebuild (BENCHMARKS.md).
 pub fn position_of(headers: Option<&async_nats::HeaderMap>) -> Option<u64> {
     const NAME: async_nats::header::HeaderName =
         async_nats::header::HeaderName::from_static(POSITION_HEADER);
@@ -117,9 +117,10 @@ impl StreamSettings {
     /// The filter of a consumer of every event on `stream`: none when the
     /// stream holds only the events' subjects. nats-server 2.9 counts what a
     /// filtered consumer has pending by walking the stream when it creates
-    /// it: with `{prefix}.>` that took 200–400 ms on a 2,000,000-event
-    /// stream, without a filter under 1 ms; every start, restart and
-    /// rebuild of the projection creates one.
+    /// it, even with `{prefix}.>`, which matches every message, so creating
+    /// one takes longer the longer the stream; without a filter there is no
+    /// walk. Every start, restart and rebuild of the projection creates one
+    /// (BENCHMARKS.md).
     pub fn all_events_filter(&self, stream: &stream::Info) -> String {
         if stream.config.subjects == [self.all_subjects()] {
             String::new()

@@ -4,8 +4,8 @@ use clap::Parser as _;
 use intake::{Application, Config};
 
 // Every command allocates in tonic, the writer, sqlx and the NATS client;
-// glibc's malloc was a fifth of the process's CPU under load (`perf`
-// during `loadgen intake`), as it was in the projection's.
+// glibc's malloc took a large share of the process's CPU under load, as it
+// did in the projection's (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -27,9 +27,8 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 const CONFLICT_RETRIES: usize = 3;
 /// Longest an import job waits for room in the relay's feed. Handed over,
 /// its events are published from memory; beyond the feed's limit the relay
-/// reads them back from the store, which cost an import 6-35 % of its rate
-/// (`loadgen import`, eight alternated pairs). A relay that cannot publish
-/// holds each job back this long at most.
+/// reads them back from the store, which slowed imports (BENCHMARKS.md). A
+/// relay that cannot publish holds each job back this long at most.
 const IMPORT_PACE_MAX: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Resolves when the paced import job may be committed: the feed has room

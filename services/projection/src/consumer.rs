@@ -3,8 +3,8 @@
 //! so the database, not the server's ack state, says what was applied; each
 //! batch commits with its checkpoint in one transaction. It acknowledges
 //! nothing (AckNone): acks would only repeat the checkpoint, and tracking
-//! each delivered message until its ack tripled the server's CPU per event
-//! (`loadgen catchup`: 7.1 against 2.8 µs per event).
+//! each delivered message until its ack multiplied the server's CPU per
+//! event (BENCHMARKS.md).
 
 use std::{
     sync::{
@@ -40,10 +40,9 @@ const CHUNK: usize = 5_000;
 /// A batch that keeps finding messages closes after this long.
 const BATCH_MAX_AGE: Duration = Duration::from_secs(1);
 /// Messages asked of the server per pull request; the client asks for the
-/// next while it works through these. Ten times the 5,000 it was: each
-/// request costs nats-server a scan of the stream's state, and with the larger
-/// pull a 2,000,000-event rebuild costs 10.3-12.9 µs of machine CPU per event
-/// instead of 13.3-15.9 (`loadgen catchup --events 2000000 --rebuild`).
+/// next while it works through these. Large, because each request costs
+/// nats-server a scan of the stream's state: fewer, larger pulls cost a
+/// catch-up or a rebuild less of the machine's CPU per event (BENCHMARKS.md).
 /// The client asks for the next pull when half of one is left, so up to one
 /// and a half arrive ahead: the NATS client's buffer (`--nats-buffer`) must
 /// hold that much, or it drops deliveries ([`DeliveryGap`]).
@@ -670,8 +669,8 @@ pub(crate) struct Fold {
 
 /// How many dossier rows and counters a fold gathered: the next one starts
 /// with room for as many instead of growing its maps step by step (their
-/// growth was 4 % of the projection's CPU during a rebuild, `perf`, with
-/// the page faults of the fresh memory on top).
+/// growth showed in the projection's profile during a rebuild, with the
+/// page faults of the fresh memory on top; BENCHMARKS.md).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct FoldSizes {
     rows: usize,

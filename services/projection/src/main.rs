@@ -4,8 +4,8 @@ use clap::Parser as _;
 use projection::{Application, Config};
 
 // A batch allocates and frees hundreds of thousands of small strings and
-// maps; glibc's malloc spent 15 % of the projection's CPU on them
-// (`perf` during `loadgen catchup`; 5.7 → 3.9 µs per event with mimalloc).
+// maps; glibc's malloc spent a large share of the projection's CPU on them
+// while it caught up, mimalloc much less (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -14,11 +14,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// constant for it): how long freed memory stays mapped for reuse.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Long enough that a batch reuses the memory of the one before instead of
-/// faulting fresh pages in (with 0 ms, page faults and `madvise` were 17 %
-/// of the projection's CPU while catching up); short enough that the
-/// resident size falls back soon after. `loadgen catchup`, 2,000,000
-/// events: 0 ms 4.23 µs per event, peak 96 MB (rebuild 139 MB); 100 ms
-/// 3.69 µs, 120 MB (188 MB); 1 s 3.43 µs, 148 MB (217 MB).
+/// faulting fresh pages in (without a delay, page faults and `madvise` took
+/// a large share of the projection's CPU while catching up); short enough
+/// that the resident size falls back soon after. A longer delay saves a
+/// little more CPU for a larger resident peak, not taken (BENCHMARKS.md).
 const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
 #[tokio::main]

@@ -29,8 +29,8 @@ use crate::{
 
 /// Most events a rebuild applies in one transaction: nobody reads the new
 /// generation before it takes over, so its batches are as large as memory
-/// allows comfortably (about 60 MB of folded changes), and each counter row
-/// and dossier row is written once for many events.
+/// allows comfortably (BENCHMARKS.md), and each counter row and dossier row
+/// is written once for many events.
 const REBUILD_MAX_BATCH: usize = 200_000;
 
 /// The durable consumer that fills `generation`.

@@ -111,8 +111,8 @@ pub enum Fill {
     /// row written once (see [`Bulk`]). Its tables are logged as a live
     /// generation's: with its new rows copied, PostgreSQL's CPU per event
     /// was the same as into unlogged tables, whose `SET LOGGED` at the end
-    /// (a rewrite of each table and its keys) took 1.8 of a 2M-event
-    /// rebuild's 12 s.
+    /// (a rewrite of each table and its keys) took a sizeable part of a
+    /// rebuild's time (BENCHMARKS.md).
     Bulk,
 }
 
@@ -247,8 +247,8 @@ SELECT base FROM head"
 /// A batch on PostgreSQL that adds at least this many dossier rows copies
 /// them (`COPY … FROM STDIN (FORMAT binary)`, [`COPY_DOSSIERS`]) before its
 /// statement writes the rest, in one transaction: PostgreSQL adds copied
-/// rows in about a third of the time an `INSERT … SELECT FROM UNNEST(…)`
-/// takes (a catch-up's and a rebuild's batches are mostly new dossiers).
+/// rows much faster than an `INSERT … SELECT FROM UNNEST(…)` (a catch-up's
+/// and a rebuild's batches are mostly new dossiers; BENCHMARKS.md).
 /// Smaller batches, as live traffic makes, stay one statement and one round
 /// trip.
 const COPY_MIN_ROWS: usize = 1_000;
@@ -429,9 +429,9 @@ impl ReadStore {
         let schema = match backend {
             // Text compares byte by byte, as SQLite's does: UTF-8's byte
             // order is its code points' order, the order a `C.UTF-8`
-            // database gives through `strcoll` (2,500,000 rows here: the
-            // primary key built in 0.75 s against 0.85, the index on
-            // office and day in 1.81 s against 2.06).
+            // database gives through `strcoll`, so no answer changes, and
+            // keys compare and indexes build without `strcoll`
+            // (BENCHMARKS.md).
             // Every batch adds to counters already there: half-empty pages
             // let PostgreSQL update them in place (HOT), without new index
             // entries.
@@ -1080,10 +1080,10 @@ impl Bulk {
 /// fill starts from empty tables that nothing else writes until it ends, so
 /// a dossier the filter has never seen has no row, and its lookup is
 /// skipped: a rebuild's batch reads nothing back for the dossiers it meets
-/// first, as most are (a lookup of a batch's 50,000 new ids cost PostgreSQL
-/// 0.1-0.2 s). A false positive costs a lookup; the filter is 16 MB, so 2.5
-/// million dossiers (10 million events) make one in 6,000 ids one, and 25
-/// million still fewer than one in ten.
+/// first, as most are (looking up a batch's new ids cost PostgreSQL time
+/// for nothing; BENCHMARKS.md). A false positive costs a lookup; the filter
+/// is 16 MB, so 2.5 million dossiers (10 million events) make one in 6,000
+/// ids one, and 25 million still fewer than one in ten.
 #[derive(Debug)]
 struct Written {
     bits: Vec<u64>,

@@ -270,8 +270,8 @@ impl Writer {
         // it: a history is mostly closed, the next command for one loads it
         // in the same round trip as any missing state, and a cache grown by
         // an import's hundreds of thousands of dossiers cost the writer its
-        // rehashing and intake 80 MB of its peak (`loadgen import`: 226-229
-        // MB before, 136-153 after).
+        // rehashing and intake a good part of its resident peak
+        // (BENCHMARKS.md).
         for id in working.keys() {
             self.cache.remove(*id);
         }

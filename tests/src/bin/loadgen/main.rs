@@ -123,8 +123,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The services run in this process as their binaries run when
     // deployed: with a tracing subscriber (without one, every span of h2
-    // and sqlx falls back to the `log` crate, ~11 % of the process's
-    // instructions under callgrind) and a Prometheus recorder.
+    // and sqlx falls back to the `log` crate, which showed in its profile:
+    // BENCHMARKS.md) and a Prometheus recorder.
     telemetry::init_tracing_with_default(telemetry::LogFormat::Pretty, "warn");
     telemetry::install_metrics(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
     match args.mode {

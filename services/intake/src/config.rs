@@ -1,6 +1,6 @@
 //! Intake's configuration, from flags or the environment.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use clap::Parser;
 
@@ -24,25 +24,9 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// NATS server with JetStream.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
-
-    /// JetStream stream that carries the events.
-    #[arg(long, env = "MOTCUA_STREAM", default_value = "MOTCUA_EVENTS")]
-    pub stream: String,
-
-    /// Subject prefix of the events.
-    #[arg(long, env = "MOTCUA_SUBJECT_PREFIX", default_value = "motcua.events")]
-    pub subject_prefix: String,
-
     /// Address of the Prometheus metrics endpoint (`/metrics`); off when absent.
     #[arg(long, env = "INTAKE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-
-    /// Log format: pretty or json.
-    #[arg(long, env = "MOTCUA_LOG_FORMAT", default_value = "pretty")]
-    pub log_format: telemetry::LogFormat,
 
     /// Most commands one group commit takes.
     #[arg(long, env = "INTAKE_MAX_BATCH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -68,18 +52,14 @@ pub struct Config {
     #[arg(long, env = "MOTCUA_HOLIDAYS")]
     pub holidays: Option<std::path::PathBuf>,
 
-    /// How long shutdown may take to finish in-flight work, e.g. 10s.
-    #[arg(long, env = "MOTCUA_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = telemetry::parse_duration)]
-    pub shutdown_timeout: Duration,
+    /// NATS, the stream, logs and shutdown: the flags both services share.
+    #[command(flatten)]
+    pub shared: server::SharedArgs,
 }
 
 impl Config {
     pub fn stream_settings(&self) -> bus::StreamSettings {
-        bus::StreamSettings {
-            stream: self.stream.clone(),
-            subject_prefix: self.subject_prefix.clone(),
-            ..Default::default()
-        }
+        self.shared.stream_settings()
     }
 
     /// A configuration for tests and tools: defaults, with these overrides.
@@ -87,9 +67,7 @@ impl Config {
         let mut config = Self::parse_from(["intake"]);
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.database_url = database_url.to_owned();
-        config.nats_url = nats_url.to_owned();
-        config.stream = stream.to_owned();
-        config.subject_prefix = format!("{}.events", stream.to_ascii_lowercase());
+        config.shared.use_stream(nats_url, stream);
         config
     }
 }

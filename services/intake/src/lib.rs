@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod import;
 pub mod log;
 pub mod monitor;
+mod pipeline;
 pub mod relay;
 pub mod store;
 pub mod writer;
@@ -26,21 +27,17 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use proto::intake::v1::{intake_server::IntakeServer, log_server::LogServer};
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::server::NamedService;
 
 pub use config::Config;
+use pipeline::Pipeline;
+pub use pipeline::RELAY_HEALTH;
 use store::EventStore;
-use writer::{Clock, Writer};
+use writer::Clock;
 
 /// How long start-up waits for NATS before serving without it.
 const NATS_START_WAIT: Duration = Duration::from_secs(2);
-
-/// The health service name under which intake reports its relay: SERVING
-/// while it reaches the stream, NOT_SERVING while it does not (commands are
-/// still taken; their events wait in the store).
-pub const RELAY_HEALTH: &str = "motcua.intake.v1.Relay";
 
 /// Whether `nats` is connected within `wait`.
 async fn nats_answers(nats: &async_nats::Client, wait: Duration) -> bool {
@@ -54,27 +51,6 @@ async fn nats_answers(nats: &async_nats::Client, wait: Duration) -> bool {
     true
 }
 
-/// Reports the relay's state as the health of [`RELAY_HEALTH`] until the
-/// relay is gone.
-async fn report_relay_health(
-    health: tonic_health::server::HealthReporter,
-    mut state: watch::Receiver<relay::RelayState>,
-) {
-    loop {
-        let current = state.borrow_and_update().clone();
-        let status = match &current {
-            relay::RelayState::Publishing => tonic_health::ServingStatus::Serving,
-            relay::RelayState::Starting
-            | relay::RelayState::Unreachable(_)
-            | relay::RelayState::Refused(_) => tonic_health::ServingStatus::NotServing,
-        };
-        health.set_service_status(RELAY_HEALTH, status).await;
-        if state.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// A built intake: connected to its store and NATS, its port bound.
 pub struct Application {
     config: Config,
@@ -83,6 +59,27 @@ pub struct Application {
     nats: async_nats::Client,
     clock: Clock,
     calendar: std::sync::Arc<calendar::Calendar>,
+}
+
+impl server::Service for Application {
+    const NAME: &'static str = "intake";
+    type Config = Config;
+
+    fn log_format(config: &Config) -> telemetry::LogFormat {
+        config.shared.log_format
+    }
+
+    fn metrics_listen(config: &Config) -> Option<SocketAddr> {
+        config.metrics_listen
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build(config).await
+    }
+
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.run_until_stopped(shutdown).await
+    }
 }
 
 impl Application {
@@ -101,9 +98,10 @@ impl Application {
         let store = EventStore::open(&config.database_url).await?;
         // The store is the authority and the relay an outbox: intake serves
         // the desk while NATS is away, so it does not wait for NATS long.
-        let nats = telemetry::nats_client(&config.nats_url, "motcua-intake", None).await?;
+        let nats_url = &config.shared.nats_url;
+        let nats = telemetry::nats_client(nats_url, "motcua-intake", None).await?;
         if !nats_answers(&nats, NATS_START_WAIT).await {
-            tracing::warn!(nats = %config.nats_url, "NATS does not answer yet; intake takes commands and its relay publishes them once NATS answers");
+            tracing::warn!(nats = %nats_url, "NATS does not answer yet; intake takes commands and its relay publishes them once NATS answers");
         }
         let listener = TcpListener::bind(config.listen)
             .await
@@ -138,104 +136,33 @@ impl Application {
             clock,
             calendar,
         } = self;
-        let head = store.head().await?;
-        let (head_tx, head_rx) = watch::channel(head);
-        let (writer, handle) = Writer::new(
-            store.clone(),
-            head_tx,
+        let (pipeline, handles) = Pipeline::start(
+            &store,
+            &nats,
+            config.stream_settings(),
             clock.clone(),
+            calendar,
             config.max_batch as usize,
-        );
-        let (feed_tx, feed) = relay::feed(relay::FEED_LIMIT);
-        let writer = writer
-            .with_catalog(catalog::Catalog::load(&store, calendar).await?)
-            .feeding(feed_tx);
-        let new_deadlines = writer.deadline_updates();
-        let writer = tokio::spawn(writer.run());
-        let monitor_stop = CancellationToken::new();
-        let monitor = tokio::spawn(
-            monitor::DeadlineMonitor {
-                store: store.clone(),
-                writer: handle.clone(),
-                clock: clock.clone(),
-                new_deadlines,
-            }
-            .run(monitor_stop.clone()),
-        );
-
-        let js = async_nats::jetstream::ContextBuilder::new()
-            .max_ack_inflight(8_192)
-            .build(nats.clone());
-        let relay_stop = CancellationToken::new();
-        let (relay_handle, republish) = relay::RelayHandle::new();
-        let (relay_state, relay_state_rx) = relay::RelayState::channel();
-        let relay = tokio::spawn(
-            relay::Relay {
-                store: store.clone(),
-                js,
-                settings: config.stream_settings(),
-                head: head_rx,
-                acked: None,
-                republish,
-                feed,
-                state: relay_state,
-            }
-            .run(relay_stop.clone()),
-        );
-
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<IntakeServer<grpc::IntakeService>>()
-            .await;
-        health.set_serving::<LogServer<log::LogService>>().await;
-        tokio::spawn(report_relay_health(health.clone(), relay_state_rx));
-        let served_services = [
-            <IntakeServer<grpc::IntakeService> as NamedService>::NAME,
-            <LogServer<log::LogService> as NamedService>::NAME,
-        ];
-        let reflection = telemetry::reflection_v1(proto::FILE_DESCRIPTOR_SET, &served_services)?;
-        let reflection_alpha =
-            telemetry::reflection_v1alpha(proto::FILE_DESCRIPTOR_SET, &served_services)?;
-        let service = grpc::IntakeService::new(handle, clock, relay_handle);
+        )
+        .await?;
+        let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
+            .add_service(IntakeServer::new(grpc::IntakeService::new(
+                handles.writer,
+                clock,
+                handles.relay,
+            )))
+            .add_service(LogServer::new(log::LogService::new(store.clone())));
+        tokio::spawn(pipeline::report_relay_health(
+            server.health(),
+            handles.relay_state,
+        ));
         let addr = listener.local_addr().context("read the bound address")?;
-        tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %config.nats_url, stream = %config.stream, "intake serving");
+        let shared = &config.shared;
+        tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %shared.nats_url, stream = %shared.stream, "intake serving");
 
-        let server_shutdown = shutdown.clone();
-        let served = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
-            .add_service(IntakeServer::new(service))
-            .add_service(LogServer::new(log::LogService::new(store.clone())))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async move { server_shutdown.cancelled().await },
-            );
-
-        let result = served.await.context("serve gRPC");
-        // The server is down and its handles dropped; the monitor stops (its
-        // Late commands in flight finish or are sent again at next start by
-        // their request ids): the writer drains and exits, then the relay
-        // publishes the rest and stops.
-        monitor_stop.cancel();
-        let drain = async {
-            if let Err(e) = monitor.await {
-                tracing::error!(error = %e, "deadline monitor failed");
-            }
-            if let Err(e) = writer.await {
-                tracing::error!(error = %e, "writer task failed");
-            }
-            relay_stop.cancel();
-            if let Err(e) = relay.await {
-                tracing::error!(error = %e, "relay task failed");
-            }
-        };
-        if tokio::time::timeout(config.shutdown_timeout, drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timed out; unpublished events will be relayed at next start");
-        }
+        let served = server.serve(listener, shutdown).await;
+        // The server is down and its handles are dropped.
+        pipeline.drain(shared.shutdown_timeout).await;
         // Bounded: with NATS away a flush would wait for it.
         match tokio::time::timeout(Duration::from_secs(1), nats.flush()).await {
             Ok(Ok(())) => {}
@@ -244,6 +171,6 @@ impl Application {
         }
         store.close().await;
         tracing::info!("intake stopped");
-        result
+        served
     }
 }

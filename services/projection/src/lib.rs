@@ -35,9 +35,8 @@ use proto::{
         reports_server::ReportsServer,
     },
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tonic::server::NamedService;
 
 pub use config::Config;
 use store::ReadStore;
@@ -49,6 +48,34 @@ pub struct Application {
     generations: generations::Generations,
     generation: u64,
     nats: async_nats::Client,
+}
+
+impl server::Service for Application {
+    const NAME: &'static str = "projection";
+    type Config = Config;
+
+    fn log_format(config: &Config) -> telemetry::LogFormat {
+        config.shared.log_format
+    }
+
+    fn metrics_listen(config: &Config) -> Option<SocketAddr> {
+        config.metrics_listen
+    }
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build(config).await
+    }
+
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.run_until_stopped(shutdown).await
+    }
+}
+
+/// The swaps a rebuild sends to the consumer, and the parked events an
+/// operator replays through it (the consumer is the one writer).
+struct ConsumerChannels {
+    swaps: mpsc::Sender<consumer::Swap>,
+    replays: mpsc::Sender<parked::ReplayJob>,
 }
 
 impl Application {
@@ -63,7 +90,7 @@ impl Application {
             .open_store(generation, None, store::Fill::Live)
             .await?;
         let nats = telemetry::connect_nats(
-            &config.nats_url,
+            &config.shared.nats_url,
             "motcua-projection",
             Duration::from_secs(10),
             Some(config.nats_buffer as usize),
@@ -90,27 +117,19 @@ impl Application {
         &self.store
     }
 
-    /// Consumes and serves until `shutdown` is cancelled; then finishes the
-    /// batch in hand (the rest stays in the stream) within the timeout.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self {
-            config,
-            listener,
-            store,
-            generations,
-            generation,
-            nats,
-        } = self;
-        let serving = generations::Serving::new(generation, store.clone());
-        let (swaps_tx, swaps_rx) = tokio::sync::mpsc::channel(1);
-        // Replays of parked events go to the consumer, the one writer.
-        let (replays, replay_jobs) = tokio::sync::mpsc::channel(8);
+    /// Starts the live consumer, the one writer of the serving read store.
+    fn start_consumer(
+        &self,
+        shutdown: CancellationToken,
+    ) -> (JoinHandle<anyhow::Result<()>>, ConsumerChannels) {
+        let (swaps, swaps_rx) = mpsc::channel(1);
+        let (replays, replay_jobs) = mpsc::channel(8);
         let consumer = consumer::Consumer {
-            store: store.clone(),
-            js: async_nats::jetstream::new(nats.clone()),
-            settings: config.stream_settings(),
-            name: config.consumer.clone(),
-            max_batch: config.max_batch as usize,
+            store: self.store.clone(),
+            js: async_nats::jetstream::new(self.nats.clone()),
+            settings: self.config.stream_settings(),
+            name: self.config.consumer.clone(),
+            max_batch: self.config.max_batch as usize,
             news: true,
             until_caught_up: false,
             progress: None,
@@ -120,52 +139,36 @@ impl Application {
             positions: None,
             log: None,
         };
+        (
+            tokio::spawn(consumer.run(shutdown)),
+            ConsumerChannels { swaps, replays },
+        )
+    }
+
+    /// The reports, deadlines, rebuild and parked-event services.
+    fn grpc_server(
+        &self,
+        serving: &std::sync::Arc<generations::Serving>,
+        channels: ConsumerChannels,
+        shutdown: &CancellationToken,
+    ) -> server::GrpcServer {
+        let settings = self.config.stream_settings();
+        let history = asof::History {
+            js: async_nats::jetstream::new(self.nats.clone()),
+            settings: settings.clone(),
+        };
         let rebuilder = rebuild::Rebuilder::new(
-            generations.clone(),
+            self.generations.clone(),
             serving.clone(),
-            async_nats::jetstream::new(nats.clone()),
-            config.stream_settings(),
-            config.max_batch as usize,
-            swaps_tx,
+            async_nats::jetstream::new(self.nats.clone()),
+            settings,
+            self.config.max_batch as usize,
+            channels.swaps,
             shutdown.clone(),
         );
-        let consumer_stop = shutdown.clone();
-        let consuming = tokio::spawn(consumer.run(consumer_stop));
-
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<ReportsServer<reports::ReportsService>>()
-            .await;
-        health
-            .set_serving::<DeadlinesServer<deadlines::DeadlinesService>>()
-            .await;
-        health
-            .set_serving::<ParkedEventsServer<admin::ParkedService>>()
-            .await;
-        health
-            .set_serving::<RebuildsServer<rebuild::Rebuilder>>()
-            .await;
-        let served_services = [
-            <ReportsServer<reports::ReportsService> as NamedService>::NAME,
-            <DeadlinesServer<deadlines::DeadlinesService> as NamedService>::NAME,
-            <RebuildsServer<rebuild::Rebuilder> as NamedService>::NAME,
-            <ParkedEventsServer<admin::ParkedService> as NamedService>::NAME,
-        ];
-        let reflection = telemetry::reflection_v1(proto::FILE_DESCRIPTOR_SET, &served_services)?;
-        let reflection_alpha =
-            telemetry::reflection_v1alpha(proto::FILE_DESCRIPTOR_SET, &served_services)?;
-        let addr = listener.local_addr().context("read the bound address")?;
-        tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %config.nats_url, stream = %config.stream, consumer = %config.consumer, "projection serving");
-        let server_shutdown = shutdown.clone();
-        let served = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
+        server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
             .add_service(ReportsServer::new(
-                reports::ReportsService::serving(serving.clone()).with_history(asof::History {
-                    js: async_nats::jetstream::new(nats.clone()),
-                    settings: config.stream_settings(),
-                }),
+                reports::ReportsService::serving(serving.clone()).with_history(history),
             ))
             .add_service(DeadlinesServer::new(deadlines::DeadlinesService::new(
                 serving.clone(),
@@ -174,24 +177,40 @@ impl Application {
             .add_service(RebuildsServer::new(rebuilder))
             .add_service(ParkedEventsServer::new(admin::ParkedService::new(
                 serving.clone(),
-                replays,
+                channels.replays,
             )))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async move { server_shutdown.cancelled().await },
-            )
-            .await
-            .context("serve gRPC");
-        match tokio::time::timeout(config.shutdown_timeout, consuming).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(error = %format!("{e:#}"), "consumer failed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "consumer task failed"),
-            Err(_) => {
-                tracing::warn!(
-                    "shutdown timed out; events after the checkpoint will be delivered again"
-                )
+    }
+
+    /// Consumes and serves until `shutdown` is cancelled; then finishes the
+    /// batch in hand (the rest stays in the stream) within the timeout.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let serving = generations::Serving::new(self.generation, self.store.clone());
+        let (consuming, channels) = self.start_consumer(shutdown.clone());
+        let server = self.grpc_server(&serving, channels, &shutdown);
+        let Self {
+            config,
+            listener,
+            store,
+            generations,
+            ..
+        } = self;
+        let addr = listener.local_addr().context("read the bound address")?;
+        let shared = &config.shared;
+        tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %shared.nats_url, stream = %shared.stream, consumer = %config.consumer, "projection serving");
+        let served = server.serve(listener, shutdown).await;
+        let finish_batch = async {
+            match consuming.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "consumer failed"),
+                Err(e) => tracing::error!(error = %e, "consumer task failed"),
             }
-        }
+        };
+        server::drain(
+            shared.shutdown_timeout,
+            "events after the checkpoint will be delivered again",
+            finish_batch,
+        )
+        .await;
         serving.store().close().await;
         store.close().await;
         generations.close().await;

@@ -1,7 +1,5 @@
-//! The projection binary: telemetry, configuration, build, run until a signal.
-
-use clap::Parser as _;
-use projection::{Application, Config};
+//! The projection binary: its allocator's settings; everything else is in
+//! `server::run` and the library.
 
 // A batch allocates and frees hundreds of thousands of small strings and
 // maps; glibc's malloc spent a large share of the projection's CPU on them
@@ -30,30 +28,5 @@ async fn main() -> std::process::ExitCode {
             libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
         }
     }
-    let config = match Config::try_parse() {
-        Ok(config) => config,
-        Err(e) => e.exit(),
-    };
-    telemetry::init_tracing(config.log_format);
-    if let Some(addr) = config.metrics_listen
-        && let Err(e) = telemetry::install_metrics(addr)
-    {
-        eprintln!("projection: {e:#}");
-        return std::process::ExitCode::FAILURE;
-    }
-    let shutdown = telemetry::shutdown_on_signals();
-    let app = match Application::build(config).await {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("projection: {e:#}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match app.run_until_stopped(shutdown).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("projection: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    server::run::<projection::Application>().await
 }

@@ -1,8 +1,9 @@
 //! The binary's edge: bad configuration exits at once with a clear reason.
+//! (The flags both services share are tested in the `server` crate.)
 
-use std::process::Command;
+use std::process::{Command, Output};
 
-fn projection(args: &[&str]) -> std::process::Output {
+fn projection(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_projection"))
         .args(args)
         .env_remove("PROJECTION_DATABASE_URL")
@@ -11,38 +12,49 @@ fn projection(args: &[&str]) -> std::process::Output {
         .expect("run the projection binary")
 }
 
-#[test]
-fn an_unsupported_database_url_is_refused_with_the_expected_forms() {
-    let out = projection(&[
-        "--database-url",
-        "mysql://localhost/x",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("unsupported database URL"), "{stderr}");
-    assert!(stderr.contains("postgres://"), "{stderr}");
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
-fn out_of_range_values_name_the_flag() {
-    let out = projection(&["--max-batch", "0"]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--max-batch"), "{stderr}");
-    let out = projection(&["--shutdown-timeout", "soon"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
+fn an_unusable_read_store_is_one_line_naming_the_binary() {
+    let out = projection(&["--database-url", "mysql://localhost/x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert_eq!(said.trim_end().lines().count(), 1, "{said}");
+    assert!(said.starts_with("projection: "), "{said}");
+    assert!(said.contains("unsupported database URL"), "{said}");
 }
 
 #[test]
-fn help_shows_an_example() {
+fn the_nats_buffer_and_batch_limits_name_their_flag() {
+    let buffer = projection(&["--nats-buffer", "0"]);
+    assert!(
+        stderr(&buffer).contains("--nats-buffer"),
+        "{}",
+        stderr(&buffer)
+    );
+    let batch = projection(&["--max-batch", "200001"]);
+    assert!(stderr(&batch).contains("--max-batch"), "{}", stderr(&batch));
+    assert_eq!(
+        (buffer.status.code(), batch.status.code()),
+        (Some(2), Some(2))
+    );
+}
+
+#[test]
+fn help_names_the_consumer_and_the_stream() {
     let out = projection(&["--help"]);
     assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("Example:") && stdout.contains("PROJECTION_DATABASE_URL"),
-        "{stdout}"
-    );
+    let help = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<_> = [
+        "Example:",
+        "PROJECTION_CONSUMER",
+        "MOTCUA_STREAM",
+        "MOTCUA_LOG_FORMAT",
+    ]
+    .into_iter()
+    .filter(|name| !help.contains(name))
+    .collect();
+    assert!(missing.is_empty(), "{missing:?} missing from {help}");
 }

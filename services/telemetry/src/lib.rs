@@ -1,16 +1,10 @@
 //! What every Motcua service process shares at its edges: tracing set-up
 //! (readable in a terminal, JSON on request), the Prometheus exporter, the
 //! shutdown signal (SIGTERM or Ctrl-C), connecting to NATS with a clear
-//! error, and the standard gRPC reflection every server offers.
+//! error, and reading durations from flags. The `server` crate builds a
+//! service's start-up on these; the test harness and loadgen use them alone.
 //!
-//! This crate knows nothing of dossiers, events, databases or Motcua's own
-//! gRPC services: a server names the services it serves.
-
-mod reflection;
-
-pub use reflection::{
-    HEALTH_SERVICE, REFLECTION_SERVICES, listed_services, reflection_v1, reflection_v1alpha,
-};
+//! This crate knows nothing of dossiers, events, databases or gRPC.
 
 use std::{net::SocketAddr, time::Duration};
 

@@ -3,7 +3,7 @@
 //! Built from every descriptor set the workspace has, tonic's reflection
 //! lists every service those files declare: intake listed the projection's
 //! reports and the projection intake's desk, which answer `UNIMPLEMENTED`
-//! there. Each service names what it serves instead; the standard health
+//! there. [`crate::GrpcServer`] lists what was added to it instead; the standard health
 //! and reflection services are added here. Both reflection versions are
 //! served: grpcurl and most tools speak `v1`, while many clients (grpcio's
 //! Python reflection client among them) speak only `v1alpha`.
@@ -46,7 +46,7 @@ fn builder(descriptor_set: &'static [u8], services: &[&str]) -> Builder<'static>
 
 /// Reflection `v1` listing `services` (fully qualified names, described in
 /// `descriptor_set`), health and reflection.
-pub fn reflection_v1(
+pub(crate) fn reflection_v1(
     descriptor_set: &'static [u8],
     services: &[&str],
 ) -> anyhow::Result<v1::ServerReflectionServer<impl v1::ServerReflection>> {
@@ -56,7 +56,7 @@ pub fn reflection_v1(
 }
 
 /// Reflection `v1alpha`, listing the same as [`reflection_v1`].
-pub fn reflection_v1alpha(
+pub(crate) fn reflection_v1alpha(
     descriptor_set: &'static [u8],
     services: &[&str],
 ) -> anyhow::Result<v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>> {

@@ -1,0 +1,111 @@
+//! The gRPC server both services run: their services, the standard health
+//! service reporting each as serving, reflection (`v1` and `v1alpha`)
+//! listing exactly what was added, and a graceful stop on a token.
+
+use std::convert::Infallible;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    body::Body,
+    codegen::{Service, http::Request},
+    server::NamedService,
+    service::Routes,
+};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::reflection;
+
+/// A gRPC server being assembled. Each service added is served, reported
+/// `SERVING` by the health service and listed by reflection; nothing else
+/// is listed.
+pub struct GrpcServer {
+    descriptor_set: &'static [u8],
+    routes: Routes,
+    served: Vec<&'static str>,
+    health: HealthReporter,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServer")
+            .field("served", &self.served)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcServer {
+    /// A server whose services are described in `descriptor_set` (an
+    /// encoded `FileDescriptorSet`, for reflection).
+    pub fn new(descriptor_set: &'static [u8]) -> Self {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        Self {
+            descriptor_set,
+            routes: Routes::new(health_service),
+            served: Vec::new(),
+            health,
+        }
+    }
+
+    /// The health reporter, for a service that reports more than
+    /// `SERVING` (intake's relay).
+    pub fn health(&self) -> HealthReporter {
+        self.health.clone()
+    }
+
+    /// Adds a service.
+    #[must_use]
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: Service<Request<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.served.push(S::NAME);
+        self.routes = self.routes.add_service(service);
+        self
+    }
+
+    /// The fully qualified names of the services added.
+    pub fn served(&self) -> &[&'static str] {
+        &self.served
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled, then stops
+    /// taking calls and finishes those in flight.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        for name in &self.served {
+            self.health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let routes = self
+            .routes
+            .add_service(reflection::reflection_v1(
+                self.descriptor_set,
+                &self.served,
+            )?)
+            .add_service(reflection::reflection_v1alpha(
+                self.descriptor_set,
+                &self.served,
+            )?);
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown.cancelled_owned(),
+            )
+            .await
+            .context("serve gRPC")
+    }
+}

@@ -1,0 +1,20 @@
+//! How a Motcua service process starts, serves and stops, written once for
+//! both services: the flags they share ([`SharedArgs`]), the binary's
+//! `main` ([`run`]: configuration, telemetry, signals, build, run, one
+//! clear line and a failing exit code on error), the gRPC server
+//! ([`GrpcServer`]: health and reflection for exactly the services added,
+//! graceful stop) and draining background work under a time limit
+//! ([`drain`]).
+//!
+//! This crate must not know about dossiers, events, databases or any of
+//! Motcua's own gRPC services: a service hands it what it serves.
+
+mod args;
+mod grpc;
+mod reflection;
+mod run;
+
+pub use args::SharedArgs;
+pub use grpc::GrpcServer;
+pub use reflection::{HEALTH_SERVICE, REFLECTION_SERVICES, listed_services};
+pub use run::{Service, drain, run};

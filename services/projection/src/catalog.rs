@@ -30,38 +30,6 @@ use crate::{
     error::ReportError,
 };
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS procedures (
-    stream_id     TEXT PRIMARY KEY,
-    code          TEXT NOT NULL,
-    province_code TEXT NOT NULL,
-    version       BIGINT NOT NULL,
-    withdrawn     BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS procedure_periods (
-    code              TEXT NOT NULL,
-    seq               BIGINT NOT NULL,
-    province_code     TEXT NOT NULL,
-    from_day          BIGINT NOT NULL,
-    until_day         BIGINT,
-    name              TEXT NOT NULL,
-    field             TEXT NOT NULL,
-    level             BIGINT NOT NULL,
-    online_level      BIGINT NOT NULL,
-    working_days      BIGINT NOT NULL,
-    working_hours     BIGINT NOT NULL,
-    supplement_pauses BIGINT NOT NULL,
-    PRIMARY KEY (code, seq)
-);
-CREATE INDEX IF NOT EXISTS procedure_periods_province ON procedure_periods (province_code, from_day)";
-
-/// Creates the catalog's tables when absent.
-pub async fn create_schema(pool: &AnyPool) -> anyhow::Result<()> {
-    sqlkit::run_ddl(pool, SCHEMA)
-        .await
-        .context("create the procedure catalog's tables")
-}
-
 /// One procedure stream's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcedureRow {

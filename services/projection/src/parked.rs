@@ -14,8 +14,8 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use prost::Message as _;
-use sqlkit::{Backend, list_placeholders};
-use sqlx::{AnyPool, Row as _};
+use sqlkit::list_placeholders;
+use sqlx::Row as _;
 use tokio::sync::oneshot;
 
 use crate::{
@@ -23,42 +23,6 @@ use crate::{
     consumer::release,
     store::{BatchWrite, Parked, ReadStore},
 };
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS parked_events (
-    stream_seq BIGINT PRIMARY KEY,
-    subject    TEXT NOT NULL,
-    reason     TEXT NOT NULL,
-    payload    BYTEA NOT NULL,
-    position   BIGINT,
-    dossier_id TEXT,
-    version    BIGINT,
-    parked_at  BIGINT NOT NULL DEFAULT 0
-)";
-
-/// Columns added after the first version of `parked_events`.
-const ADDED_COLUMNS: [(&str, &str); 4] = [
-    ("position", "BIGINT"),
-    ("dossier_id", "TEXT"),
-    ("version", "BIGINT"),
-    ("parked_at", "BIGINT NOT NULL DEFAULT 0"),
-];
-
-/// Creates `parked_events`, and adds the columns a database made by an
-/// earlier version lacks.
-pub async fn create_schema(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
-    let schema = match backend {
-        Backend::Postgres => SCHEMA.to_owned(),
-        Backend::Sqlite => SCHEMA.replace("BYTEA", "BLOB"),
-    };
-    sqlkit::run_ddl(pool, &schema)
-        .await
-        .context("create the parked events' table")?;
-    sqlkit::add_missing_columns(pool, "parked_events", &ADDED_COLUMNS)
-        .await
-        .context("add columns to the parked events' table")?;
-    Ok(())
-}
 
 fn now_micros() -> i64 {
     std::time::SystemTime::now()
@@ -402,6 +366,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
+    use crate::store::schema::create_parked;
 
     #[test]
     fn a_payload_that_parses_only_as_protobuf_still_names_its_dossier() {
@@ -433,8 +398,8 @@ mod tests {
              INSERT INTO parked_events VALUES (1, 's', 'old', x'00')",
         )
         .await?;
-        create_schema(&pool, backend).await?;
-        create_schema(&pool, backend).await?;
+        create_parked(&pool, backend).await?;
+        create_parked(&pool, backend).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PARKED_COLUMNS} FROM parked_events"
         )))

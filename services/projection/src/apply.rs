@@ -3,9 +3,13 @@
 //! version order only: an older version is a duplicate and changes nothing, a
 //! version past the next one waits (is held) until the gap is filled.
 
+pub(crate) mod held;
+
 use hashbrown::HashMap;
 
 use domain::{Event, Payload, Timeliness};
+
+pub(crate) use held::release;
 
 /// What the read model keeps of one dossier.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

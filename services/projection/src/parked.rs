@@ -19,8 +19,7 @@ use sqlx::Row as _;
 use tokio::sync::oneshot;
 
 use crate::{
-    apply::{Applied, Changes},
-    consumer::release,
+    apply::{Applied, Changes, release},
     store::{BatchWrite, Parked, ReadStore},
 };
 

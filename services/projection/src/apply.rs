@@ -3,11 +3,12 @@
 //! version order only: an older version is a duplicate and changes nothing, a
 //! version past the next one waits (is held) until the gap is filled.
 
+pub(crate) mod catalog;
 pub(crate) mod held;
 
 use hashbrown::HashMap;
 
-use domain::{Event, Payload, Timeliness};
+use domain::{Event, Payload, Timeliness, procedure::PROCEDURE_STREAM_PREFIX};
 
 pub(crate) use held::release;
 
@@ -180,10 +181,20 @@ pub struct Changes {
     /// Late-feed notices, in the order their events applied.
     pub late_feed: Vec<LateNotice>,
     /// Procedure streams (`procedure/<code>`): see `crate::catalog`.
-    pub catalog: crate::catalog::CatalogChanges,
+    pub catalog: catalog::CatalogChanges,
 }
 
 impl Changes {
+    /// The version a dossier or a procedure stream has reached in this batch
+    /// (0: unknown), for releasing held events.
+    pub fn version_of(&self, id: &str) -> i64 {
+        if id.starts_with(PROCEDURE_STREAM_PREFIX) {
+            self.catalog.version(id)
+        } else {
+            self.rows.get(id).map_or(0, |r| r.version)
+        }
+    }
+
     fn count(&mut self, row: &DossierRow, day: i32, metric: &str) {
         let probe = CounterProbe {
             office_code: &row.office_code,

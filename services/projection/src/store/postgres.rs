@@ -4,13 +4,14 @@
 
 use anyhow::Context as _;
 use sqlkit::column;
+use sqlx::{postgres::PgArguments, query::QueryScalar};
 
 use super::{
     BatchWrite, ReadStore,
     rows::dossier_fields,
     sql::{ADD_COUNTER, DOSSIER_JSON, RECORD_PAUSE, UPSERT_DOSSIER},
 };
-use crate::apply::{CounterDelta, CounterKey, DossierRow};
+use crate::apply::{CounterDelta, CounterKey, DossierRow, Pause};
 
 /// A batch of dossier events on PostgreSQL, in one statement: late-feed
 /// notices numbered after the feed's head, dossier rows, counters, pauses
@@ -143,59 +144,9 @@ impl ReadStore {
             .collect();
         let counters: Vec<_> = counters.iter().collect();
         let pauses: Vec<_> = changes.pauses.iter().collect();
-        let day = |d: Option<i32>| d.map(i64::from);
-        let statement = sqlx::query_scalar(sqlx::AssertSqlSafe(COMMIT_POSTGRES.as_str()))
-            .bind(column(feed, |n| i64::from(n.change.code())))
-            .bind(column(feed, |n| n.dossier_id.as_str()))
-            .bind(column(feed, |n| n.office_code.as_str()))
-            .bind(column(feed, |n| n.province_code.as_str()))
-            .bind(column(feed, |n| n.procedure_code.as_str()))
-            .bind(column(feed, |n| n.field.as_str()))
-            .bind(column(feed, |n| i64::from(n.channel)))
-            .bind(column(feed, |n| n.due_at))
-            .bind(column(feed, |n| n.occurred_at))
-            .bind(column(&rows, |r| r.dossier_id.as_str()))
-            .bind(column(&rows, |r| r.office_code.as_str()))
-            .bind(column(&rows, |r| r.province_code.as_str()))
-            .bind(column(&rows, |r| r.procedure_code.as_str()))
-            .bind(column(&rows, |r| r.field.as_str()))
-            .bind(column(&rows, |r| i64::from(r.channel)))
-            .bind(column(&rows, |r| r.version))
-            .bind(column(&rows, |r| r.status.as_str()))
-            .bind(column(&rows, |r| day(r.received_day)))
-            .bind(column(&rows, |r| r.due_at))
-            .bind(column(&rows, |r| day(r.due_day)))
-            .bind(column(&rows, |r| day(r.closed_day)))
-            .bind(column(&rows, |r| day(r.resolved_day)))
-            .bind(column(&rows, |r| day(r.timeliness)))
-            .bind(column(&rows, |r| r.late_at))
-            .bind(column(&rows, |r| i64::from(r.pauses)))
-            .bind(column(&counters, |(k, _)| k.office_code.as_str()))
-            .bind(column(&counters, |(k, _)| i64::from(k.day)))
-            .bind(column(&counters, |(k, _)| k.procedure_code.as_str()))
-            .bind(column(&counters, |(k, _)| i64::from(k.channel)))
-            .bind(column(&counters, |(k, _)| k.metric.as_str()))
-            .bind(column(&counters, |(_, d)| d.province_code.as_str()))
-            .bind(column(&counters, |(_, d)| d.field.as_str()))
-            .bind(column(&counters, |(_, d)| d.n))
-            .bind(column(&pauses, |((id, _), _)| id.as_str()))
-            .bind(column(&pauses, |((_, seq), _)| i64::from(*seq)))
-            .bind(column(&pauses, |(_, p)| i64::from(p.from_day)))
-            .bind(column(&pauses, |(_, p)| day(p.until_day)))
-            .bind(consumer)
-            .bind(batch.checkpoint as i64)
-            .bind(column(&rows, |r| r.stored || !trust_stored))
-            .bind(batch.stream_created)
-            .bind(batch.log_position.and_then(|p| i64::try_from(p).ok()))
-            .bind(batch.log.map(|l| l.to_string()));
+        let statement = commit_statement(batch, consumer, &rows, &counters, &pauses, trust_stored);
         let base: i64 = if copy {
-            let mut tx = pg.begin().await?;
-            let mut copy_in = tx.copy_in_raw(&COPY_DOSSIERS).await?;
-            copy_in.send(dossier_copy_rows(new_rows())).await?;
-            copy_in.finish().await?;
-            let base = statement.fetch_one(&mut *tx).await?;
-            tx.commit().await?;
-            base
+            copy_then_run(pg, new_rows(), statement).await?
         } else {
             statement.fetch_one(pg).await?
         };
@@ -205,6 +156,81 @@ impl ReadStore {
         }
         Ok(())
     }
+}
+
+/// [`COMMIT_POSTGRES`] with a batch's columns bound: its late-feed notices,
+/// `rows` (the dossier rows the statement writes), `counters`, `pauses` and
+/// `consumer`'s checkpoint.
+fn commit_statement<'q>(
+    batch: &'q BatchWrite,
+    consumer: &'q str,
+    rows: &'q [&'q DossierRow],
+    counters: &'q [(&'q CounterKey, &'q CounterDelta)],
+    pauses: &'q [(&'q (String, i32), &'q Pause)],
+    trust_stored: bool,
+) -> QueryScalar<'q, sqlx::Postgres, i64, PgArguments> {
+    let feed = &batch.changes.late_feed;
+    let day = |d: Option<i32>| d.map(i64::from);
+    sqlx::query_scalar(sqlx::AssertSqlSafe(COMMIT_POSTGRES.as_str()))
+        .bind(column(feed, |n| i64::from(n.change.code())))
+        .bind(column(feed, |n| n.dossier_id.as_str()))
+        .bind(column(feed, |n| n.office_code.as_str()))
+        .bind(column(feed, |n| n.province_code.as_str()))
+        .bind(column(feed, |n| n.procedure_code.as_str()))
+        .bind(column(feed, |n| n.field.as_str()))
+        .bind(column(feed, |n| i64::from(n.channel)))
+        .bind(column(feed, |n| n.due_at))
+        .bind(column(feed, |n| n.occurred_at))
+        .bind(column(rows, |r| r.dossier_id.as_str()))
+        .bind(column(rows, |r| r.office_code.as_str()))
+        .bind(column(rows, |r| r.province_code.as_str()))
+        .bind(column(rows, |r| r.procedure_code.as_str()))
+        .bind(column(rows, |r| r.field.as_str()))
+        .bind(column(rows, |r| i64::from(r.channel)))
+        .bind(column(rows, |r| r.version))
+        .bind(column(rows, |r| r.status.as_str()))
+        .bind(column(rows, |r| day(r.received_day)))
+        .bind(column(rows, |r| r.due_at))
+        .bind(column(rows, |r| day(r.due_day)))
+        .bind(column(rows, |r| day(r.closed_day)))
+        .bind(column(rows, |r| day(r.resolved_day)))
+        .bind(column(rows, |r| day(r.timeliness)))
+        .bind(column(rows, |r| r.late_at))
+        .bind(column(rows, |r| i64::from(r.pauses)))
+        .bind(column(counters, |(k, _)| k.office_code.as_str()))
+        .bind(column(counters, |(k, _)| i64::from(k.day)))
+        .bind(column(counters, |(k, _)| k.procedure_code.as_str()))
+        .bind(column(counters, |(k, _)| i64::from(k.channel)))
+        .bind(column(counters, |(k, _)| k.metric.as_str()))
+        .bind(column(counters, |(_, d)| d.province_code.as_str()))
+        .bind(column(counters, |(_, d)| d.field.as_str()))
+        .bind(column(counters, |(_, d)| d.n))
+        .bind(column(pauses, |((id, _), _)| id.as_str()))
+        .bind(column(pauses, |((_, seq), _)| i64::from(*seq)))
+        .bind(column(pauses, |(_, p)| i64::from(p.from_day)))
+        .bind(column(pauses, |(_, p)| day(p.until_day)))
+        .bind(consumer)
+        .bind(batch.checkpoint as i64)
+        .bind(column(rows, |r| r.stored || !trust_stored))
+        .bind(batch.stream_created)
+        .bind(batch.log_position.and_then(|p| i64::try_from(p).ok()))
+        .bind(batch.log.map(|l| l.to_string()))
+}
+
+/// Copies `new_rows` into `dossiers`, then runs the batch's statement, in
+/// one transaction; returns what the statement returns.
+async fn copy_then_run<'a>(
+    pg: &sqlx::PgPool,
+    new_rows: impl Iterator<Item = &'a DossierRow>,
+    statement: QueryScalar<'_, sqlx::Postgres, i64, PgArguments>,
+) -> Result<i64, sqlx::Error> {
+    let mut tx = pg.begin().await?;
+    let mut copy_in = tx.copy_in_raw(&COPY_DOSSIERS).await?;
+    copy_in.send(dossier_copy_rows(new_rows)).await?;
+    copy_in.finish().await?;
+    let base = statement.fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(base)
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -23,22 +23,18 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
-use async_nats::jetstream::{
-    self,
-    consumer::{AckPolicy, DeliverPolicy, pull},
-};
+use async_nats::jetstream;
 use bus::StreamSettings;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use fold::{Fold, FoldSizes, apply_messages};
+pub(crate) use fold::apply_messages;
 pub(crate) use receive::Incoming;
 pub use swap::Swap;
 
 use crate::{parked::ReplayJob, resume::Positions, store::ReadStore};
-use batch::{BATCH_GAP, BATCH_MAX_AGE, BATCH_MAX_WAIT, CHUNK, catching_up};
-use receive::{DeliveryGap, PULL_BATCH, RECEIVE_AHEAD, consumer_not_found, spawn_receiver};
+use fold::FoldSizes;
+use receive::DeliveryGap;
 use swap::next_swap;
 use write::{Writing, written};
 
@@ -176,54 +172,7 @@ impl Consumer {
         replays: &mut Option<mpsc::Receiver<ReplayJob>>,
         writing: &mut Option<Writing>,
     ) -> anyhow::Result<()> {
-        let stream = self
-            .settings
-            .ensure_stream(&self.js)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))
-            .context("get or create the event stream")?;
-        let resume = self.resume_point(&stream).await?;
-        let checkpoint = resume.start_seq - 1;
-        // The checkpoint decides where delivery starts, whatever the
-        // server remembers of earlier acks.
-        match stream.delete_consumer(&self.name).await {
-            Ok(_) => {}
-            Err(e) if consumer_not_found(&e) => {}
-            Err(e) => tracing::debug!(error = %e, "delete the old durable consumer"),
-        }
-        let consumer: jetstream::consumer::PullConsumer = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(self.name.clone()),
-                description: Some("Motcua projection (delivery starts at its checkpoint)".into()),
-                deliver_policy: if checkpoint == 0 {
-                    DeliverPolicy::All
-                } else {
-                    DeliverPolicy::ByStartSequence {
-                        start_sequence: checkpoint + 1,
-                    }
-                },
-                ack_policy: AckPolicy::None,
-                filter_subject: self.settings.all_events_filter(stream.cached_info()),
-                ..Default::default()
-            })
-            .await
-            .context("create the durable consumer")?;
-        tracing::info!(consumer = %self.name, checkpoint, "consuming events");
-        let delivered = consumer.cached_info().delivered.consumer_sequence;
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(self.max_batch.min(PULL_BATCH))
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-            .context("start pulling messages")?;
-        // Messages are received and taken apart on their own task, so the
-        // next batch arrives while this one is written; what it received
-        // beyond the checkpoint is delivered again at the next start.
-        let mut incoming_rx =
-            spawn_receiver(messages, delivered, self.max_batch.min(RECEIVE_AHEAD));
-
+        let (mut incoming_rx, checkpoint) = self.start_receiving().await?;
         let mut last_seq = checkpoint;
         let mut pending_swap: Option<Swap> = None;
         let mut sizes = FoldSizes::default();
@@ -265,90 +214,19 @@ impl Consumer {
             let Some(first) = first else {
                 return Err(incoming_rx.ended());
             };
-            // Fold chunks of what has arrived into one transaction while
-            // messages keep coming: stop at the size limit, after a short
-            // gap with nothing to take (caught up), or when the batch is old
-            // enough that taking more would delay the reports.
             // The batch being written, if any, lends its rows to this one,
             // unless it changed what only its commit makes readable.
             if writing.as_ref().is_some_and(|w| !w.overlay) {
                 self.land(writing, &mut last_seq, held).await?;
             }
-            let started = tokio::time::Instant::now();
-            let mut fold = Fold::new(*held, sizes);
-            fold.overlay = writing.as_ref().map(|w| w.write.clone());
-            fold.positions = self.positions;
-            fold.log = self.log;
-            let mut chunk = vec![first];
-            let mut last: Option<Incoming> = None;
-            loop {
-                let room = CHUNK.min(self.max_batch - fold.events());
-                while chunk.len() < room {
-                    match incoming_rx.try_recv() {
-                        Some(next) => chunk.push(next),
-                        None => break,
-                    }
-                }
-                if chunk.is_empty() {
-                    let catching_up = catching_up(last.as_ref(), &incoming_rx);
-                    let age = started.elapsed();
-                    if fold.events() >= self.max_batch
-                        || age >= BATCH_MAX_AGE
-                        || (age >= BATCH_MAX_WAIT && !catching_up)
-                    {
-                        break;
-                    }
-                    let wait = if catching_up {
-                        BATCH_MAX_AGE - age
-                    } else {
-                        BATCH_GAP
-                    };
-                    match tokio::time::timeout(wait, incoming_rx.recv()).await {
-                        Ok(Some(next)) => {
-                            chunk.push(next);
-                            continue;
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-                let taken = fold.add(&self.store, &chunk).await?;
-                chunk.truncate(taken);
-                last = chunk.pop();
-                chunk.clear();
-                if fold.foreign.is_some() {
-                    break;
-                }
-                // Past the short wait, go on only while catching up: steady
-                // traffic commits promptly, a backlog in large batches.
-                let age = started.elapsed();
-                if fold.events() >= self.max_batch
-                    || age >= BATCH_MAX_AGE
-                    || (age >= BATCH_MAX_WAIT && !catching_up(last.as_ref(), &incoming_rx))
-                {
-                    break;
-                }
-            }
+            let overlay = writing.as_ref().map(|w| w.write.clone());
+            let (fold, last) = self
+                .fold_batch(first, &mut incoming_rx, *held, sizes, overlay)
+                .await?;
             let Some(last) = last else { continue };
-            self.positions = fold.positions;
-            self.log = fold.log;
-            let foreign = fold.foreign;
-            self.report_missing(&fold.missing);
-            // Batches commit in order: the one before lands first.
-            self.land(writing, &mut last_seq, held).await?;
-            sizes = fold.sizes();
-            *writing = Some(self.start_write(fold, &last));
-            if let Some(other) = foreign {
-                // The batch up to and with the parked event is written;
-                // nothing after it is applied.
-                self.land(writing, &mut last_seq, held).await?;
-                return Err(ForeignLog {
-                    stream: self.settings.stream.clone(),
-                    ours: self.log,
-                    other,
-                    stream_seq: last.stream_seq,
-                }
-                .into());
-            }
+            sizes = self
+                .write_folded(fold, &last, writing, &mut last_seq, held)
+                .await?;
         }
     }
 

@@ -117,25 +117,36 @@ impl Fold {
         chunk: &[Incoming],
     ) -> anyhow::Result<usize> {
         let chunk = &chunk[..self.take_log(chunk)];
+        let decoded = self.decode(chunk);
+        let mut ids: Vec<&str> = decoded
+            .iter()
+            .map(|(e, _)| e.dossier_id.as_str())
+            .filter(|id| !self.known.contains(*id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if !ids.is_empty() {
+            self.read_stored(store, &ids).await?;
+        }
+        self.apply_decoded(&decoded)?;
+        self.events += chunk.len();
+        if let Some(last) = chunk.last() {
+            self.write.checkpoint = last.stream_seq;
+        }
+        Ok(chunk.len())
+    }
+
+    /// The events of `chunk`, in order, each with its message: what belongs
+    /// to another log or does not decode is parked, and a log position
+    /// already held is passed over.
+    fn decode<'m>(&mut self, chunk: &'m [Incoming]) -> Vec<(domain::Event, &'m Incoming)> {
         let mut decoded = Vec::with_capacity(chunk.len());
         for m in chunk {
             if let Some(other) = m
                 .log
                 .filter(|_| self.foreign.is_some() && m.log == self.foreign)
             {
-                let ours = self
-                    .log
-                    .map_or_else(|| "none".to_owned(), |l| l.to_string());
-                self.write.parked.push(Parked::new(
-                    m.stream_seq,
-                    &m.subject,
-                    m.position,
-                    &m.payload,
-                    None,
-                    format!(
-                        "an event of log {other}, while this read store holds log {ours}: it never applies another log's events; build a projection (new database) on the stream of that log"
-                    ),
-                ));
+                self.park_foreign(m, other);
                 continue;
             }
             if let (Some(positions), Some(position)) = (&mut self.positions, m.position) {
@@ -157,56 +168,84 @@ impl Fold {
                 )),
             }
         }
-        let mut ids: Vec<&str> = decoded
-            .iter()
-            .map(|(e, _)| e.dossier_id.as_str())
-            .filter(|id| !self.known.contains(*id))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if !ids.is_empty() {
-            // Rows the batch before wrote come from it, the rest from the
-            // database.
-            let mut unread = ids.clone();
-            if let Some(before) = &self.overlay {
-                let rows = &before.changes.rows;
-                unread.retain(|id| match rows.get(*id) {
-                    Some(row) => {
-                        // Written by the time this batch is.
-                        let row = crate::apply::DossierRow {
-                            stored: true,
-                            ..row.clone()
-                        };
-                        self.loaded.insert((*id).to_owned(), row);
-                        false
-                    }
-                    None => true,
-                });
-            }
-            if !unread.is_empty() {
-                self.loaded.extend(store.load_rows(&unread).await?);
-            }
-            if self.held_count > 0 {
-                for (dossier_id, version, payload) in store.load_held(&ids).await? {
-                    self.waiting
-                        .entry(dossier_id)
-                        .or_default()
-                        .push((version, payload, true));
-                }
-            }
-            let catalog = crate::catalog::load(store.pool(), store.backend(), &ids).await?;
-            for (id, row) in catalog.procedures {
-                self.write
-                    .changes
-                    .catalog
-                    .procedures
-                    .entry(id)
-                    .or_insert(row);
-            }
-            self.known.extend(ids.iter().map(|id| (*id).to_owned()));
+        decoded
+    }
+
+    /// Parks an event of log `other`, not the read store's.
+    fn park_foreign(&mut self, m: &Incoming, other: uuid::Uuid) {
+        let ours = self
+            .log
+            .map_or_else(|| "none".to_owned(), |l| l.to_string());
+        self.write.parked.push(Parked::new(
+            m.stream_seq,
+            &m.subject,
+            m.position,
+            &m.payload,
+            None,
+            format!(
+                "an event of log {other}, while this read store holds log {ours}: it never applies another log's events; build a projection (new database) on the stream of that log"
+            ),
+        ));
+    }
+
+    /// Reads the stored state of streams seen for the first time: their
+    /// dossier rows, held events and procedure streams.
+    async fn read_stored(&mut self, store: &ReadStore, ids: &[&str]) -> anyhow::Result<()> {
+        // Rows the batch before wrote come from it, the rest from the
+        // database.
+        let unread = self.take_overlay_rows(ids);
+        if !unread.is_empty() {
+            self.loaded.extend(store.load_rows(&unread).await?);
         }
+        if self.held_count > 0 {
+            for (dossier_id, version, payload) in store.load_held(ids).await? {
+                self.waiting
+                    .entry(dossier_id)
+                    .or_default()
+                    .push((version, payload, true));
+            }
+        }
+        let catalog = crate::catalog::load(store.pool(), store.backend(), ids).await?;
+        for (id, row) in catalog.procedures {
+            self.write
+                .changes
+                .catalog
+                .procedures
+                .entry(id)
+                .or_insert(row);
+        }
+        self.known.extend(ids.iter().map(|id| (*id).to_owned()));
+        Ok(())
+    }
+
+    /// Takes the rows among `ids` that the batch before wrote from it;
+    /// returns the ids left to read from the database.
+    fn take_overlay_rows<'a>(&mut self, ids: &[&'a str]) -> Vec<&'a str> {
+        let mut unread = ids.to_vec();
+        if let Some(before) = &self.overlay {
+            let rows = &before.changes.rows;
+            unread.retain(|id| match rows.get(*id) {
+                Some(row) => {
+                    // Written by the time this batch is.
+                    let row = crate::apply::DossierRow {
+                        stored: true,
+                        ..row.clone()
+                    };
+                    self.loaded.insert((*id).to_owned(), row);
+                    false
+                }
+                None => true,
+            });
+        }
+        unread
+    }
+
+    /// Applies the decoded events in order: one after a gap is held, the
+    /// held ones that then follow are released, and one that can never
+    /// apply is parked.
+    fn apply_decoded(&mut self, decoded: &[(domain::Event, &Incoming)]) -> anyhow::Result<()> {
         let changes = &mut self.write.changes;
-        for (event, m) in &decoded {
+        for (event, m) in decoded {
             let row = changes
                 .rows
                 .remove(&event.dossier_id)
@@ -237,11 +276,7 @@ impl Fold {
                 )),
             }
         }
-        self.events += chunk.len();
-        if let Some(last) = chunk.last() {
-            self.write.checkpoint = last.stream_seq;
-        }
-        Ok(chunk.len())
+        Ok(())
     }
 
     /// Learns the read store's log from the first event that names one,

@@ -2,8 +2,13 @@
 //! checkpoint, and a task of its own that receives messages, takes them
 //! apart and checks that none was lost on the way.
 
+use std::time::Duration;
+
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, pull},
+};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
 
@@ -11,7 +16,7 @@ use super::Consumer;
 use crate::resume::{Positions, Resume, StreamNow};
 
 /// Messages received ahead of the batch being folded or written.
-pub(super) const RECEIVE_AHEAD: usize = 20_000;
+const RECEIVE_AHEAD: usize = 20_000;
 /// Messages asked of the server per pull request; the client asks for the
 /// next while it works through these. Large, because each request costs
 /// nats-server a scan of the stream's state: fewer, larger pulls cost a
@@ -19,7 +24,7 @@ pub(super) const RECEIVE_AHEAD: usize = 20_000;
 /// The client asks for the next pull when half of one is left, so up to one
 /// and a half arrive ahead: the NATS client's buffer (`--nats-buffer`) must
 /// hold that much, or it drops deliveries ([`DeliveryGap`]).
-pub(super) const PULL_BATCH: usize = 50_000;
+const PULL_BATCH: usize = 50_000;
 
 /// One message, taken apart.
 pub(crate) struct Incoming {
@@ -39,12 +44,62 @@ pub(crate) struct Incoming {
 }
 
 impl Consumer {
+    /// Recreates the durable consumer to deliver from the checkpoint on and
+    /// starts receiving on a task of its own; returns the receiver and the
+    /// checkpoint.
+    pub(super) async fn start_receiving(&mut self) -> anyhow::Result<(ReceiverGuard, u64)> {
+        let stream = self
+            .settings
+            .ensure_stream(&self.js)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("get or create the event stream")?;
+        let resume = self.resume_point(&stream).await?;
+        let checkpoint = resume.start_seq - 1;
+        // The checkpoint decides where delivery starts, whatever the
+        // server remembers of earlier acks.
+        match stream.delete_consumer(&self.name).await {
+            Ok(_) => {}
+            Err(e) if consumer_not_found(&e) => {}
+            Err(e) => tracing::debug!(error = %e, "delete the old durable consumer"),
+        }
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(self.name.clone()),
+                description: Some("Motcua projection (delivery starts at its checkpoint)".into()),
+                deliver_policy: if checkpoint == 0 {
+                    DeliverPolicy::All
+                } else {
+                    DeliverPolicy::ByStartSequence {
+                        start_sequence: checkpoint + 1,
+                    }
+                },
+                ack_policy: AckPolicy::None,
+                filter_subject: self.settings.all_events_filter(stream.cached_info()),
+                ..Default::default()
+            })
+            .await
+            .context("create the durable consumer")?;
+        tracing::info!(consumer = %self.name, checkpoint, "consuming events");
+        let delivered = consumer.cached_info().delivered.consumer_sequence;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.max_batch.min(PULL_BATCH))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .context("start pulling messages")?;
+        // Messages are received and taken apart on their own task, so the
+        // next batch arrives while this one is written; what it received
+        // beyond the checkpoint is delivered again at the next start.
+        let incoming_rx = spawn_receiver(messages, delivered, self.max_batch.min(RECEIVE_AHEAD));
+        Ok((incoming_rx, checkpoint))
+    }
+
     /// Where this consumer resumes on `stream` ([`Resume::decide`]); says
     /// so loudly when the stream is not the one its checkpoint was taken on.
-    pub(super) async fn resume_point(
-        &mut self,
-        stream: &jetstream::stream::Stream,
-    ) -> anyhow::Result<Resume> {
+    async fn resume_point(&mut self, stream: &jetstream::stream::Stream) -> anyhow::Result<Resume> {
         let info = stream.cached_info();
         let now = StreamNow {
             created: i64::try_from(info.created.unix_timestamp_nanos()).unwrap_or(i64::MAX),
@@ -73,11 +128,7 @@ impl Consumer {
 /// Receives messages on a task of its own into a channel of `capacity`,
 /// checking that none was lost on the way: `delivered` is the consumer
 /// sequence of the last message the server had delivered before.
-pub(super) fn spawn_receiver(
-    mut messages: pull::Stream,
-    delivered: u64,
-    capacity: usize,
-) -> ReceiverGuard {
+fn spawn_receiver(mut messages: pull::Stream, delivered: u64, capacity: usize) -> ReceiverGuard {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let task = tokio::spawn(async move {
         let mut deliveries = Deliveries::after(delivered);
@@ -196,7 +247,7 @@ impl Drop for ReceiverGuard {
 }
 
 /// Whether deleting a consumer failed only because there was none.
-pub(super) fn consumer_not_found(e: &jetstream::stream::ConsumerError) -> bool {
+fn consumer_not_found(e: &jetstream::stream::ConsumerError) -> bool {
     matches!(
         e.kind(),
         jetstream::stream::ConsumerErrorKind::JetStream(js)

@@ -7,15 +7,54 @@ use std::{
     time::Duration,
 };
 
-use super::{Consumer, fold::Fold, receive::Incoming};
+use super::{
+    Consumer, ForeignLog,
+    fold::{Fold, FoldSizes},
+    receive::Incoming,
+};
 use crate::store::BatchWrite;
 
 impl Consumer {
+    /// Hands a folded batch to a writing task of its own once the one
+    /// before has landed (batches commit in order); returns its sizes, for
+    /// the next fold. A batch that met another log's event is written at
+    /// once, and consuming stops there with [`ForeignLog`].
+    pub(super) async fn write_folded(
+        &mut self,
+        fold: Fold,
+        last: &Incoming,
+        writing: &mut Option<Writing>,
+        last_seq: &mut u64,
+        held: &mut u64,
+    ) -> anyhow::Result<FoldSizes> {
+        self.positions = fold.positions;
+        self.log = fold.log;
+        let foreign = fold.foreign;
+        self.report_missing(&fold.missing);
+        // Batches commit in order: the one before lands first.
+        self.land(writing, last_seq, held).await?;
+        let sizes = fold.sizes();
+        *writing = Some(self.start_write(fold, last));
+        if let Some(other) = foreign {
+            // The batch up to and with the parked event is written;
+            // nothing after it is applied.
+            self.land(writing, last_seq, held).await?;
+            return Err(ForeignLog {
+                stream: self.settings.stream.clone(),
+                ours: self.log,
+                other,
+                stream_seq: last.stream_seq,
+            }
+            .into());
+        }
+        Ok(sizes)
+    }
+
     /// Starts writing a folded batch in one transaction with its checkpoint,
     /// on a task of its own, so the next batch folds meanwhile. The task
     /// retries the same write while the database fails, so nothing is
     /// skipped; see [`Consumer::finish_write`].
-    pub(super) fn start_write(&self, fold: Fold, last: &Incoming) -> Writing {
+    fn start_write(&self, fold: Fold, last: &Incoming) -> Writing {
         let events = fold.events();
         let (mut write, applied) = fold.into_write(self.news);
         write.stream_created = self.stream_created;

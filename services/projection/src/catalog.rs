@@ -161,23 +161,9 @@ pub async fn procedure_counts(
         .await
         .map_err(|e| internal(e, "connect for a report"))?;
     let (from_year, to_year) = if r.from_year == 0 && r.to_year == 0 {
-        let row = sqlx::query(
-            "SELECT CAST(MIN(from_day) AS BIGINT), CAST(MAX(from_day) AS BIGINT), CAST(MAX(until_day) AS BIGINT) \
-             FROM procedure_periods WHERE province_code = $1",
-        )
-        .bind(r.province_code.as_str())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| internal(e, "read the catalog's years"))?;
-        let day = |i: usize| -> Result<Option<i32>, ReportError> {
-            Ok(row
-                .try_get::<Option<i64>, _>(i)
-                .map_err(|e| internal(e, "read the catalog's years"))?
-                .map(|d| LocalDay::from_days(d as i32).year()))
-        };
-        match (day(0)?, day(1)?, day(2)?) {
-            (Some(first), Some(last), until) => (first, last.max(until.unwrap_or(last))),
-            _ => {
+        match catalog_years(&mut conn, &r.province_code).await? {
+            Some(years) => years,
+            None => {
                 return Ok(pb::ProcedureCounts {
                     province_code: r.province_code.clone(),
                     years: Vec::new(),
@@ -187,6 +173,51 @@ pub async fn procedure_counts(
     } else {
         (r.from_year, r.to_year)
     };
+    check_years(from_year, to_year)?;
+    let mut years = Vec::new();
+    for year in from_year..=to_year {
+        let (Some(start), Some(end)) =
+            (LocalDay::first_of_year(year), LocalDay::last_of_year(year))
+        else {
+            continue;
+        };
+        years.push(year_counts(&mut conn, &r.province_code, year, start, end).await?);
+    }
+    Ok(pb::ProcedureCounts {
+        province_code: r.province_code.clone(),
+        years,
+    })
+}
+
+/// The years a province's catalog spans, when none are asked for: from its
+/// first period's to its last one's start or end; `None` when it has none.
+async fn catalog_years(
+    conn: &mut sqlx::AnyConnection,
+    province_code: &str,
+) -> Result<Option<(i32, i32)>, ReportError> {
+    let row = sqlx::query(
+        "SELECT CAST(MIN(from_day) AS BIGINT), CAST(MAX(from_day) AS BIGINT), CAST(MAX(until_day) AS BIGINT) \
+         FROM procedure_periods WHERE province_code = $1",
+    )
+    .bind(province_code)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| internal(e, "read the catalog's years"))?;
+    let day = |i: usize| -> Result<Option<i32>, ReportError> {
+        Ok(row
+            .try_get::<Option<i64>, _>(i)
+            .map_err(|e| internal(e, "read the catalog's years"))?
+            .map(|d| LocalDay::from_days(d as i32).year()))
+    };
+    Ok(match (day(0)?, day(1)?, day(2)?) {
+        (Some(first), Some(last), until) => Some((first, last.max(until.unwrap_or(last)))),
+        _ => None,
+    })
+}
+
+/// Refuses years the calendar does not cover, and a span that runs
+/// backwards or over 200 years.
+fn check_years(from_year: i32, to_year: i32) -> Result<(), ReportError> {
     LocalDay::first_of_year(from_year)
         .ok_or_else(|| ReportError::invalid("from_year", "is not a supported year"))?;
     LocalDay::last_of_year(to_year)
@@ -197,60 +228,67 @@ pub async fn procedure_counts(
             format!("must be from {from_year} to {}", from_year + 200),
         ));
     }
-    let mut years = Vec::new();
-    for year in from_year..=to_year {
-        let (Some(start), Some(end)) =
-            (LocalDay::first_of_year(year), LocalDay::last_of_year(year))
-        else {
-            continue;
+    Ok(())
+}
+
+/// One year's counts: the procedures in force at the end of its last day
+/// (`end`), and of the online ones those without a dossier received from
+/// `start` on.
+async fn year_counts(
+    conn: &mut sqlx::AnyConnection,
+    province_code: &str,
+    year: i32,
+    start: LocalDay,
+    end: LocalDay,
+) -> Result<pb::ProcedureYear, ReportError> {
+    let rows = sqlx::query(
+        "SELECT level, online_level, CAST(COUNT(*) AS BIGINT), \
+         CAST(SUM(CASE WHEN EXISTS (SELECT 1 FROM daily_counts c WHERE c.province_code = p.province_code \
+             AND c.procedure_code = p.code AND c.metric = 'received' AND c.day >= $3 AND c.day <= $2) \
+             THEN 0 ELSE 1 END) AS BIGINT) \
+         FROM procedure_periods p \
+         WHERE p.province_code = $1 AND p.from_day <= $2 AND (p.until_day IS NULL OR p.until_day > $2) \
+         GROUP BY level, online_level",
+    )
+    .bind(province_code)
+    .bind(i64::from(end.days()))
+    .bind(i64::from(start.days()))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| internal(e, "count procedures in force"))?;
+    let mut y = pb::ProcedureYear {
+        year,
+        ..Default::default()
+    };
+    for row in rows {
+        let get = |i: usize| -> Result<i64, ReportError> {
+            row.try_get::<i64, _>(i)
+                .map_err(|e| internal(e, "count procedures in force"))
         };
-        let rows = sqlx::query(
-            "SELECT level, online_level, CAST(COUNT(*) AS BIGINT), \
-             CAST(SUM(CASE WHEN EXISTS (SELECT 1 FROM daily_counts c WHERE c.province_code = p.province_code \
-                 AND c.procedure_code = p.code AND c.metric = 'received' AND c.day >= $3 AND c.day <= $2) \
-                 THEN 0 ELSE 1 END) AS BIGINT) \
-             FROM procedure_periods p \
-             WHERE p.province_code = $1 AND p.from_day <= $2 AND (p.until_day IS NULL OR p.until_day > $2) \
-             GROUP BY level, online_level",
-        )
-        .bind(r.province_code.as_str())
-        .bind(i64::from(end.days()))
-        .bind(i64::from(start.days()))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| internal(e, "count procedures in force"))?;
-        let mut y = pb::ProcedureYear {
-            year,
-            ..Default::default()
-        };
-        for row in rows {
-            let get = |i: usize| -> Result<i64, ReportError> {
-                row.try_get::<i64, _>(i)
-                    .map_err(|e| internal(e, "count procedures in force"))
-            };
-            let (level, online, n, without) = (get(0)?, get(1)?, get(2)?, get(3)?);
-            let n = u64::try_from(n).unwrap_or(0);
-            let without = u64::try_from(without).unwrap_or(0);
-            match domain::Level::from_code(level as i32) {
-                Some(domain::Level::District) => y.district += n,
-                Some(domain::Level::Commune) => y.commune += n,
-                None => {}
-            }
-            y.total += n;
-            match OnlineLevel::from_code(online as i32) {
-                Some(OnlineLevel::Partial) => y.online_level_3 += n,
-                Some(OnlineLevel::Full) => y.online_level_4 += n,
-                _ => {}
-            }
-            if OnlineLevel::from_code(online as i32).is_some_and(OnlineLevel::is_online) {
-                y.online += n;
-                y.online_without_dossiers += without;
-            }
-        }
-        years.push(y);
+        let (level, online, n, without) = (get(0)?, get(1)?, get(2)?, get(3)?);
+        let n = u64::try_from(n).unwrap_or(0);
+        let without = u64::try_from(without).unwrap_or(0);
+        add_group(&mut y, level, online, n, without);
     }
-    Ok(pb::ProcedureCounts {
-        province_code: r.province_code.clone(),
-        years,
-    })
+    Ok(y)
+}
+
+/// Adds `n` procedures of one level and online level to a year's counts,
+/// `without` of them without a dossier.
+fn add_group(y: &mut pb::ProcedureYear, level: i64, online: i64, n: u64, without: u64) {
+    match domain::Level::from_code(level as i32) {
+        Some(domain::Level::District) => y.district += n,
+        Some(domain::Level::Commune) => y.commune += n,
+        None => {}
+    }
+    y.total += n;
+    match OnlineLevel::from_code(online as i32) {
+        Some(OnlineLevel::Partial) => y.online_level_3 += n,
+        Some(OnlineLevel::Full) => y.online_level_4 += n,
+        _ => {}
+    }
+    if OnlineLevel::from_code(online as i32).is_some_and(OnlineLevel::is_online) {
+        y.online += n;
+        y.online_without_dossiers += without;
+    }
 }

@@ -3,9 +3,16 @@
 //! version order only: an older version is a duplicate and changes nothing, a
 //! version past the next one waits (is held) until the gap is filled.
 
+pub(crate) mod catalog;
+pub(crate) mod held;
+
 use hashbrown::HashMap;
 
-use domain::{Event, Payload, Timeliness};
+use domain::{
+    Channel, Event, Payload, Procedure, Timeliness, Timestamp, procedure::PROCEDURE_STREAM_PREFIX,
+};
+
+pub(crate) use held::release;
 
 /// What the read model keeps of one dossier.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -176,10 +183,20 @@ pub struct Changes {
     /// Late-feed notices, in the order their events applied.
     pub late_feed: Vec<LateNotice>,
     /// Procedure streams (`procedure/<code>`): see `crate::catalog`.
-    pub catalog: crate::catalog::CatalogChanges,
+    pub catalog: catalog::CatalogChanges,
 }
 
 impl Changes {
+    /// The version a dossier or a procedure stream has reached in this batch
+    /// (0: unknown), for releasing held events.
+    pub fn version_of(&self, id: &str) -> i64 {
+        if id.starts_with(PROCEDURE_STREAM_PREFIX) {
+            self.catalog.version(id)
+        } else {
+            self.rows.get(id).map_or(0, |r| r.version)
+        }
+    }
+
     fn count(&mut self, row: &DossierRow, day: i32, metric: &str) {
         let probe = CounterProbe {
             office_code: &row.office_code,
@@ -239,139 +256,170 @@ impl Changes {
         let current = row.as_ref().map_or(0, |r| r.version);
         let version = i64::try_from(event.version).unwrap_or(i64::MAX);
         if version <= current {
-            if let Some(row) = row {
-                self.rows.insert(row.dossier_id.clone(), row);
-            }
+            self.keep(row);
             return Applied::Duplicate;
         }
         if version > current + 1 {
-            if let Some(row) = row {
-                self.rows.insert(row.dossier_id.clone(), row);
-            }
+            self.keep(row);
             return Applied::Held;
         }
+        let mut row = match row_to_apply(row, event) {
+            Ok(row) => row,
+            Err(rejected) => return rejected,
+        };
+        self.fold(&mut row, event);
+        row.version = version;
+        self.rows.insert(row.dossier_id.clone(), row);
+        Applied::Applied
+    }
+
+    /// Keeps the row of a dossier the event leaves as it is.
+    fn keep(&mut self, row: Option<DossierRow>) {
+        if let Some(row) = row {
+            self.rows.insert(row.dossier_id.clone(), row);
+        }
+    }
+
+    /// What the event's payload changes: the row, and the pauses, counters
+    /// and late-feed notices it makes.
+    fn fold(&mut self, row: &mut DossierRow, event: &Event) {
         let day = event.occurred_at.local_day().days();
         let at = event.occurred_at.micros();
-        let mut row = match (row, &event.payload) {
-            (Some(row), _) => row,
-            (
-                None,
-                Payload::Submitted { procedure, channel }
-                | Payload::Received {
-                    procedure, channel, ..
-                },
-            ) => DossierRow {
-                dossier_id: event.dossier_id.clone(),
-                office_code: event.office_code.clone(),
-                province_code: event.province_code.clone(),
-                procedure_code: procedure.code.clone(),
-                field: procedure.field.clone(),
-                channel: channel.code(),
-                ..Default::default()
-            },
-            (None, other) => {
-                return Applied::Rejected(format!(
-                    "the first event of dossier {} is {}, not submitted or received",
-                    event.dossier_id,
-                    other.kind()
-                ));
-            }
-        };
         match &event.payload {
             Payload::Submitted { .. } => row.status = "submitted".into(),
             Payload::Received {
                 procedure,
                 channel,
                 due_at,
-            } => {
-                row.procedure_code = procedure.code.clone();
-                row.field = procedure.field.clone();
-                row.channel = channel.code();
-                row.status = "received".into();
-                row.received_day = Some(day);
-                row.due_at = Some(due_at.micros());
-                row.due_day = Some(due_at.local_day().days());
-                self.count(&row, day, metric::RECEIVED);
-            }
+            } => self.receive(row, procedure, *channel, *due_at, day),
             Payload::RefusedAtIntake { .. } => {
                 row.status = "refused".into();
                 row.closed_day.get_or_insert(day);
-                self.count(&row, day, metric::REFUSED);
+                self.count(row, day, metric::REFUSED);
             }
-            Payload::SupplementRequested { .. } => {
-                self.leave_late(&mut row, LateChange::Paused, at);
-                row.status = "paused".into();
-                row.pauses += 1;
-                self.pauses.insert(
-                    (row.dossier_id.clone(), row.pauses),
-                    Pause {
-                        from_day: day,
-                        until_day: None,
-                    },
-                );
-            }
-            Payload::SupplementProvided { due_at } => {
-                row.status = "received".into();
-                row.due_at = Some(due_at.micros());
-                self.leave_late(&mut row, LateChange::Rescheduled, at);
-                row.due_day = Some(due_at.local_day().days());
-                self.end_pause(&row, day);
-            }
+            Payload::SupplementRequested { .. } => self.pause(row, day, at),
+            Payload::SupplementProvided { due_at } => self.end_supplement(row, *due_at, day, at),
             Payload::Rescheduled { due_at, .. } => {
                 row.due_at = Some(due_at.micros());
-                self.leave_late(&mut row, LateChange::Rescheduled, at);
+                self.leave_late(row, LateChange::Rescheduled, at);
                 row.due_at = Some(due_at.micros());
                 row.due_day = Some(due_at.local_day().days());
             }
-            Payload::Processed { timeliness, .. } => {
-                row.status = "processed".into();
-                row.resolved_day = Some(day);
-                row.closed_day.get_or_insert(day);
-                row.timeliness = Some(timeliness.code());
-                self.leave_late(&mut row, LateChange::Resolved, at);
-                let metric = match timeliness {
-                    Timeliness::Early => metric::RESOLVED_EARLY,
-                    Timeliness::OnTime => metric::RESOLVED_ON_DUE_DATE,
-                    Timeliness::Late => metric::RESOLVED_LATE,
-                };
-                self.count(&row, day, metric);
-            }
+            Payload::Processed { timeliness, .. } => self.resolve(row, *timeliness, day, at),
             Payload::Returned => {
                 row.status = "returned".into();
-                self.count(&row, day, metric::RETURNED);
+                self.count(row, day, metric::RETURNED);
             }
             Payload::Withdrawn { .. } => {
-                if row.status == "paused" {
-                    self.end_pause(&row, day);
-                }
-                row.status = "withdrawn".into();
-                self.leave_late(&mut row, LateChange::Withdrawn, at);
-                row.closed_day.get_or_insert(day);
-                self.count(&row, day, metric::WITHDRAWN);
+                self.close(
+                    row,
+                    "withdrawn",
+                    LateChange::Withdrawn,
+                    metric::WITHDRAWN,
+                    day,
+                    at,
+                );
             }
             Payload::Stopped { .. } => {
-                if row.status == "paused" {
-                    self.end_pause(&row, day);
-                }
-                row.status = "stopped".into();
-                self.leave_late(&mut row, LateChange::Stopped, at);
-                row.closed_day.get_or_insert(day);
-                self.count(&row, day, metric::STOPPED);
+                self.close(
+                    row,
+                    "stopped",
+                    LateChange::Stopped,
+                    metric::STOPPED,
+                    day,
+                    at,
+                );
             }
             Payload::Late { due_at } => {
                 row.late_at = Some(at);
-                self.count(&row, day, metric::BECAME_LATE);
-                self.notice(&row, LateChange::BecameLate, Some(due_at.micros()), at);
+                self.count(row, day, metric::BECAME_LATE);
+                self.notice(row, LateChange::BecameLate, Some(due_at.micros()), at);
             }
             Payload::SurveyRecorded { scale, rating, .. } => {
-                self.count(&row, day, &metric::survey(*scale, *rating));
+                self.count(row, day, &metric::survey(*scale, *rating));
             }
             // Catalog events were applied above, by the catalog.
             Payload::Procedure(_) => {}
         }
-        row.version = version;
-        self.rows.insert(row.dossier_id.clone(), row);
-        Applied::Applied
+    }
+
+    /// Received: the receipt's procedure, channel and due date, counted on
+    /// its day.
+    fn receive(
+        &mut self,
+        row: &mut DossierRow,
+        procedure: &Procedure,
+        channel: Channel,
+        due_at: Timestamp,
+        day: i32,
+    ) {
+        row.procedure_code = procedure.code.clone();
+        row.field = procedure.field.clone();
+        row.channel = channel.code();
+        row.status = "received".into();
+        row.received_day = Some(day);
+        row.due_at = Some(due_at.micros());
+        row.due_day = Some(due_at.local_day().days());
+        self.count(row, day, metric::RECEIVED);
+    }
+
+    /// A supplement requested: a pause opens, and the clock of a late
+    /// dossier with it.
+    fn pause(&mut self, row: &mut DossierRow, day: i32, at: i64) {
+        self.leave_late(row, LateChange::Paused, at);
+        row.status = "paused".into();
+        row.pauses += 1;
+        self.pauses.insert(
+            (row.dossier_id.clone(), row.pauses),
+            Pause {
+                from_day: day,
+                until_day: None,
+            },
+        );
+    }
+
+    /// A supplement provided: the pause ends with a new due date.
+    fn end_supplement(&mut self, row: &mut DossierRow, due_at: Timestamp, day: i32, at: i64) {
+        row.status = "received".into();
+        row.due_at = Some(due_at.micros());
+        self.leave_late(row, LateChange::Rescheduled, at);
+        row.due_day = Some(due_at.local_day().days());
+        self.end_pause(row, day);
+    }
+
+    /// Processed: resolved on the day, counted by how it met its due date.
+    fn resolve(&mut self, row: &mut DossierRow, timeliness: Timeliness, day: i32, at: i64) {
+        row.status = "processed".into();
+        row.resolved_day = Some(day);
+        row.closed_day.get_or_insert(day);
+        row.timeliness = Some(timeliness.code());
+        self.leave_late(row, LateChange::Resolved, at);
+        let metric = match timeliness {
+            Timeliness::Early => metric::RESOLVED_EARLY,
+            Timeliness::OnTime => metric::RESOLVED_ON_DUE_DATE,
+            Timeliness::Late => metric::RESOLVED_LATE,
+        };
+        self.count(row, day, metric);
+    }
+
+    /// Withdrawn or stopped: closed without a result, ending a pause in
+    /// progress and the late state.
+    fn close(
+        &mut self,
+        row: &mut DossierRow,
+        status: &str,
+        change: LateChange,
+        metric: &str,
+        day: i32,
+        at: i64,
+    ) {
+        if row.status == "paused" {
+            self.end_pause(row, day);
+        }
+        row.status = status.into();
+        self.leave_late(row, change, at);
+        row.closed_day.get_or_insert(day);
+        self.count(row, day, metric);
     }
 
     fn end_pause(&mut self, row: &DossierRow, day: i32) {
@@ -389,5 +437,34 @@ impl Changes {
                 );
             }
         }
+    }
+}
+
+/// The row an event applies to: the dossier's, or a new one when the event
+/// opens the dossier (submitted or received); any other first event is
+/// rejected.
+fn row_to_apply(row: Option<DossierRow>, event: &Event) -> Result<DossierRow, Applied> {
+    match (row, &event.payload) {
+        (Some(row), _) => Ok(row),
+        (
+            None,
+            Payload::Submitted { procedure, channel }
+            | Payload::Received {
+                procedure, channel, ..
+            },
+        ) => Ok(DossierRow {
+            dossier_id: event.dossier_id.clone(),
+            office_code: event.office_code.clone(),
+            province_code: event.province_code.clone(),
+            procedure_code: procedure.code.clone(),
+            field: procedure.field.clone(),
+            channel: channel.code(),
+            ..Default::default()
+        }),
+        (None, other) => Err(Applied::Rejected(format!(
+            "the first event of dossier {} is {}, not submitted or received",
+            event.dossier_id,
+            other.kind()
+        ))),
     }
 }

@@ -9,176 +9,25 @@
 //! definition: in force from the local day of its event until the local day
 //! of the next event of the stream, exclusive; open while it is current).
 //! A procedure is in force at the end of day E when a period has
-//! `from_day <= E < until_day`.
+//! `from_day <= E < until_day`. Their DDL is with the read models' other
+//! tables (`store::schema`).
 //!
-//! The fold is pure ([`CatalogChanges::apply`]); [`write`] runs inside the
-//! batch's transaction (`store::ReadStore::commit`), with the checkpoint.
-
-use std::collections::HashMap;
+//! The fold is pure ([`CatalogChanges::apply`], in `apply::catalog`, beside
+//! the dossiers'); [`load`] reads what a batch folds on, and [`write`] runs
+//! inside the batch's transaction (`store::ReadStore::commit`), with the
+//! checkpoint.
 
 use anyhow::Context as _;
 use domain::{
-    Event, LocalDay, OnlineLevel, ProcedureChange, ProcedureDefinition,
-    procedure::{PROCEDURE_STREAM_PREFIX, ProcessingTime, procedure_code_of},
+    LocalDay, OnlineLevel,
+    procedure::{PROCEDURE_STREAM_PREFIX, ProcessingTime},
 };
 use proto::reports::v1 as pb;
 use sqlkit::{Backend, list_placeholders, push, values_placeholders};
 use sqlx::{AnyPool, Row as _, any::AnyArguments};
 
-use crate::{
-    apply::{Applied, Changes},
-    error::ReportError,
-};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS procedures (
-    stream_id     TEXT PRIMARY KEY,
-    code          TEXT NOT NULL,
-    province_code TEXT NOT NULL,
-    version       BIGINT NOT NULL,
-    withdrawn     BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS procedure_periods (
-    code              TEXT NOT NULL,
-    seq               BIGINT NOT NULL,
-    province_code     TEXT NOT NULL,
-    from_day          BIGINT NOT NULL,
-    until_day         BIGINT,
-    name              TEXT NOT NULL,
-    field             TEXT NOT NULL,
-    level             BIGINT NOT NULL,
-    online_level      BIGINT NOT NULL,
-    working_days      BIGINT NOT NULL,
-    working_hours     BIGINT NOT NULL,
-    supplement_pauses BIGINT NOT NULL,
-    PRIMARY KEY (code, seq)
-);
-CREATE INDEX IF NOT EXISTS procedure_periods_province ON procedure_periods (province_code, from_day)";
-
-/// Creates the catalog's tables when absent.
-pub async fn create_schema(pool: &AnyPool) -> anyhow::Result<()> {
-    sqlkit::run_ddl(pool, SCHEMA)
-        .await
-        .context("create the procedure catalog's tables")
-}
-
-/// One procedure stream's state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProcedureRow {
-    pub stream_id: String,
-    pub code: String,
-    pub province_code: String,
-    pub version: i64,
-    pub withdrawn: bool,
-}
-
-/// One definition and the days it was in force.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Period {
-    pub province_code: String,
-    pub from_day: i32,
-    pub until_day: Option<i32>,
-    pub definition: ProcedureDefinition,
-}
-
-/// The catalog changes of a batch, with the state of the procedures it
-/// touches (loaded before the batch by [`load`]).
-#[derive(Clone, Debug, Default)]
-pub struct CatalogChanges {
-    /// Procedure streams by stream id: loaded rows, then as changed.
-    pub procedures: HashMap<String, ProcedureRow>,
-    /// Stream ids changed by the batch.
-    pub changed: Vec<String>,
-    /// New periods by (code, seq = the version of the event that began it).
-    pub periods: HashMap<(String, i64), Period>,
-    /// Periods of earlier batches that ended: (code, seq, until_day).
-    pub closed: Vec<(String, i64, i32)>,
-}
-
-impl CatalogChanges {
-    /// Whether the batch writes nothing to the catalog's tables.
-    pub fn writes_nothing(&self) -> bool {
-        self.changed.is_empty() && self.periods.is_empty() && self.closed.is_empty()
-    }
-
-    /// The version a procedure stream has reached (0: unknown).
-    pub fn version(&self, stream_id: &str) -> i64 {
-        self.procedures.get(stream_id).map_or(0, |r| r.version)
-    }
-
-    /// Applies a catalog event if it is its stream's next version.
-    pub fn apply(&mut self, event: &Event, change: &ProcedureChange) -> Applied {
-        let Some(code) = procedure_code_of(&event.dossier_id) else {
-            return Applied::Rejected(format!(
-                "{} is a catalog event on {}, not on a procedure stream ({PROCEDURE_STREAM_PREFIX}<code>)",
-                change.kind(),
-                event.dossier_id
-            ));
-        };
-        let current = self.version(&event.dossier_id);
-        let version = i64::try_from(event.version).unwrap_or(i64::MAX);
-        if version <= current {
-            return Applied::Duplicate;
-        }
-        if version > current + 1 {
-            return Applied::Held;
-        }
-        let day = event.occurred_at.local_day().days();
-        let mut row = match (self.procedures.remove(&event.dossier_id), change) {
-            (Some(row), _) => row,
-            (None, ProcedureChange::Registered(_)) => ProcedureRow {
-                stream_id: event.dossier_id.clone(),
-                code: code.to_owned(),
-                province_code: event.province_code.clone(),
-                version: 0,
-                withdrawn: false,
-            },
-            (None, other) => {
-                return Applied::Rejected(format!(
-                    "the first event of procedure {code} is {}, not procedure_registered",
-                    other.kind()
-                ));
-            }
-        };
-        if current > 0 {
-            let key = (code.to_owned(), current);
-            match self.periods.get_mut(&key) {
-                Some(period) => period.until_day = Some(day),
-                None => self.closed.push((key.0, key.1, day)),
-            }
-        }
-        match change {
-            ProcedureChange::Registered(d) | ProcedureChange::Changed(d) => {
-                self.periods.insert(
-                    (code.to_owned(), version),
-                    Period {
-                        province_code: row.province_code.clone(),
-                        from_day: day,
-                        until_day: None,
-                        definition: d.clone(),
-                    },
-                );
-            }
-            ProcedureChange::Withdrawn { .. } => row.withdrawn = true,
-        }
-        row.version = version;
-        self.changed.push(row.stream_id.clone());
-        self.procedures.insert(row.stream_id.clone(), row);
-        Applied::Applied
-    }
-}
-
-impl Changes {
-    /// The version a dossier or a procedure stream has reached in this batch
-    /// (0: unknown), for releasing held events.
-    pub fn version_of(&self, id: &str) -> i64 {
-        if id.starts_with(PROCEDURE_STREAM_PREFIX) {
-            self.catalog.version(id)
-        } else {
-            self.rows.get(id).map_or(0, |r| r.version)
-        }
-    }
-}
+pub use crate::apply::catalog::{CatalogChanges, Period, ProcedureRow};
+use crate::error::ReportError;
 
 /// The catalog state of the procedure streams among `ids`.
 pub async fn load(
@@ -312,23 +161,9 @@ pub async fn procedure_counts(
         .await
         .map_err(|e| internal(e, "connect for a report"))?;
     let (from_year, to_year) = if r.from_year == 0 && r.to_year == 0 {
-        let row = sqlx::query(
-            "SELECT CAST(MIN(from_day) AS BIGINT), CAST(MAX(from_day) AS BIGINT), CAST(MAX(until_day) AS BIGINT) \
-             FROM procedure_periods WHERE province_code = $1",
-        )
-        .bind(r.province_code.as_str())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| internal(e, "read the catalog's years"))?;
-        let day = |i: usize| -> Result<Option<i32>, ReportError> {
-            Ok(row
-                .try_get::<Option<i64>, _>(i)
-                .map_err(|e| internal(e, "read the catalog's years"))?
-                .map(|d| LocalDay::from_days(d as i32).year()))
-        };
-        match (day(0)?, day(1)?, day(2)?) {
-            (Some(first), Some(last), until) => (first, last.max(until.unwrap_or(last))),
-            _ => {
+        match catalog_years(&mut conn, &r.province_code).await? {
+            Some(years) => years,
+            None => {
                 return Ok(pb::ProcedureCounts {
                     province_code: r.province_code.clone(),
                     years: Vec::new(),
@@ -338,6 +173,51 @@ pub async fn procedure_counts(
     } else {
         (r.from_year, r.to_year)
     };
+    check_years(from_year, to_year)?;
+    let mut years = Vec::new();
+    for year in from_year..=to_year {
+        let (Some(start), Some(end)) =
+            (LocalDay::first_of_year(year), LocalDay::last_of_year(year))
+        else {
+            continue;
+        };
+        years.push(year_counts(&mut conn, &r.province_code, year, start, end).await?);
+    }
+    Ok(pb::ProcedureCounts {
+        province_code: r.province_code.clone(),
+        years,
+    })
+}
+
+/// The years a province's catalog spans, when none are asked for: from its
+/// first period's to its last one's start or end; `None` when it has none.
+async fn catalog_years(
+    conn: &mut sqlx::AnyConnection,
+    province_code: &str,
+) -> Result<Option<(i32, i32)>, ReportError> {
+    let row = sqlx::query(
+        "SELECT CAST(MIN(from_day) AS BIGINT), CAST(MAX(from_day) AS BIGINT), CAST(MAX(until_day) AS BIGINT) \
+         FROM procedure_periods WHERE province_code = $1",
+    )
+    .bind(province_code)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| internal(e, "read the catalog's years"))?;
+    let day = |i: usize| -> Result<Option<i32>, ReportError> {
+        Ok(row
+            .try_get::<Option<i64>, _>(i)
+            .map_err(|e| internal(e, "read the catalog's years"))?
+            .map(|d| LocalDay::from_days(d as i32).year()))
+    };
+    Ok(match (day(0)?, day(1)?, day(2)?) {
+        (Some(first), Some(last), until) => Some((first, last.max(until.unwrap_or(last)))),
+        _ => None,
+    })
+}
+
+/// Refuses years the calendar does not cover, and a span that runs
+/// backwards or over 200 years.
+fn check_years(from_year: i32, to_year: i32) -> Result<(), ReportError> {
     LocalDay::first_of_year(from_year)
         .ok_or_else(|| ReportError::invalid("from_year", "is not a supported year"))?;
     LocalDay::last_of_year(to_year)
@@ -348,60 +228,67 @@ pub async fn procedure_counts(
             format!("must be from {from_year} to {}", from_year + 200),
         ));
     }
-    let mut years = Vec::new();
-    for year in from_year..=to_year {
-        let (Some(start), Some(end)) =
-            (LocalDay::first_of_year(year), LocalDay::last_of_year(year))
-        else {
-            continue;
+    Ok(())
+}
+
+/// One year's counts: the procedures in force at the end of its last day
+/// (`end`), and of the online ones those without a dossier received from
+/// `start` on.
+async fn year_counts(
+    conn: &mut sqlx::AnyConnection,
+    province_code: &str,
+    year: i32,
+    start: LocalDay,
+    end: LocalDay,
+) -> Result<pb::ProcedureYear, ReportError> {
+    let rows = sqlx::query(
+        "SELECT level, online_level, CAST(COUNT(*) AS BIGINT), \
+         CAST(SUM(CASE WHEN EXISTS (SELECT 1 FROM daily_counts c WHERE c.province_code = p.province_code \
+             AND c.procedure_code = p.code AND c.metric = 'received' AND c.day >= $3 AND c.day <= $2) \
+             THEN 0 ELSE 1 END) AS BIGINT) \
+         FROM procedure_periods p \
+         WHERE p.province_code = $1 AND p.from_day <= $2 AND (p.until_day IS NULL OR p.until_day > $2) \
+         GROUP BY level, online_level",
+    )
+    .bind(province_code)
+    .bind(i64::from(end.days()))
+    .bind(i64::from(start.days()))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| internal(e, "count procedures in force"))?;
+    let mut y = pb::ProcedureYear {
+        year,
+        ..Default::default()
+    };
+    for row in rows {
+        let get = |i: usize| -> Result<i64, ReportError> {
+            row.try_get::<i64, _>(i)
+                .map_err(|e| internal(e, "count procedures in force"))
         };
-        let rows = sqlx::query(
-            "SELECT level, online_level, CAST(COUNT(*) AS BIGINT), \
-             CAST(SUM(CASE WHEN EXISTS (SELECT 1 FROM daily_counts c WHERE c.province_code = p.province_code \
-                 AND c.procedure_code = p.code AND c.metric = 'received' AND c.day >= $3 AND c.day <= $2) \
-                 THEN 0 ELSE 1 END) AS BIGINT) \
-             FROM procedure_periods p \
-             WHERE p.province_code = $1 AND p.from_day <= $2 AND (p.until_day IS NULL OR p.until_day > $2) \
-             GROUP BY level, online_level",
-        )
-        .bind(r.province_code.as_str())
-        .bind(i64::from(end.days()))
-        .bind(i64::from(start.days()))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| internal(e, "count procedures in force"))?;
-        let mut y = pb::ProcedureYear {
-            year,
-            ..Default::default()
-        };
-        for row in rows {
-            let get = |i: usize| -> Result<i64, ReportError> {
-                row.try_get::<i64, _>(i)
-                    .map_err(|e| internal(e, "count procedures in force"))
-            };
-            let (level, online, n, without) = (get(0)?, get(1)?, get(2)?, get(3)?);
-            let n = u64::try_from(n).unwrap_or(0);
-            let without = u64::try_from(without).unwrap_or(0);
-            match domain::Level::from_code(level as i32) {
-                Some(domain::Level::District) => y.district += n,
-                Some(domain::Level::Commune) => y.commune += n,
-                None => {}
-            }
-            y.total += n;
-            match OnlineLevel::from_code(online as i32) {
-                Some(OnlineLevel::Partial) => y.online_level_3 += n,
-                Some(OnlineLevel::Full) => y.online_level_4 += n,
-                _ => {}
-            }
-            if OnlineLevel::from_code(online as i32).is_some_and(OnlineLevel::is_online) {
-                y.online += n;
-                y.online_without_dossiers += without;
-            }
-        }
-        years.push(y);
+        let (level, online, n, without) = (get(0)?, get(1)?, get(2)?, get(3)?);
+        let n = u64::try_from(n).unwrap_or(0);
+        let without = u64::try_from(without).unwrap_or(0);
+        add_group(&mut y, level, online, n, without);
     }
-    Ok(pb::ProcedureCounts {
-        province_code: r.province_code.clone(),
-        years,
-    })
+    Ok(y)
+}
+
+/// Adds `n` procedures of one level and online level to a year's counts,
+/// `without` of them without a dossier.
+fn add_group(y: &mut pb::ProcedureYear, level: i64, online: i64, n: u64, without: u64) {
+    match domain::Level::from_code(level as i32) {
+        Some(domain::Level::District) => y.district += n,
+        Some(domain::Level::Commune) => y.commune += n,
+        None => {}
+    }
+    y.total += n;
+    match OnlineLevel::from_code(online as i32) {
+        Some(OnlineLevel::Partial) => y.online_level_3 += n,
+        Some(OnlineLevel::Full) => y.online_level_4 += n,
+        _ => {}
+    }
+    if OnlineLevel::from_code(online as i32).is_some_and(OnlineLevel::is_online) {
+        y.online += n;
+        y.online_without_dossiers += without;
+    }
 }

@@ -1,64 +1,20 @@
 //! Parked events: what the consumer could not apply, kept with everything an
 //! operator needs (stream sequence, subject, log position, dossier and
-//! version when the payload says, reason, when), and their replay.
-//!
-//! A replay is a small batch of its own, run by the consumer task between
-//! two batches (it is the read models' one writer): each parked event is
-//! decoded (from its replacement payload when the operator gave one) and
-//! applied with the same version rules as the stream's events; one that
-//! applies leaves `parked_events` and releases the events held behind it in
-//! the same transaction, one that still fails stays parked with the new
-//! reason.
+//! version when the payload says, reason, when), listed for operators, and
+//! their replay (`replay`).
+
+pub(crate) mod replay;
 
 use std::collections::HashMap;
 
 use anyhow::Context as _;
 use prost::Message as _;
-use sqlkit::{Backend, list_placeholders};
-use sqlx::{AnyPool, Row as _};
-use tokio::sync::oneshot;
+use sqlkit::list_placeholders;
+use sqlx::Row as _;
 
-use crate::{
-    apply::{Applied, Changes},
-    consumer::release,
-    store::{BatchWrite, Parked, ReadStore},
-};
+pub use replay::{Outcome, ReplayJob, ReplayReport, ReplayRequest, Replayed, replay};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS parked_events (
-    stream_seq BIGINT PRIMARY KEY,
-    subject    TEXT NOT NULL,
-    reason     TEXT NOT NULL,
-    payload    BYTEA NOT NULL,
-    position   BIGINT,
-    dossier_id TEXT,
-    version    BIGINT,
-    parked_at  BIGINT NOT NULL DEFAULT 0
-)";
-
-/// Columns added after the first version of `parked_events`.
-const ADDED_COLUMNS: [(&str, &str); 4] = [
-    ("position", "BIGINT"),
-    ("dossier_id", "TEXT"),
-    ("version", "BIGINT"),
-    ("parked_at", "BIGINT NOT NULL DEFAULT 0"),
-];
-
-/// Creates `parked_events`, and adds the columns a database made by an
-/// earlier version lacks.
-pub async fn create_schema(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
-    let schema = match backend {
-        Backend::Postgres => SCHEMA.to_owned(),
-        Backend::Sqlite => SCHEMA.replace("BYTEA", "BLOB"),
-    };
-    sqlkit::run_ddl(pool, &schema)
-        .await
-        .context("create the parked events' table")?;
-    sqlkit::add_missing_columns(pool, "parked_events", &ADDED_COLUMNS)
-        .await
-        .context("add columns to the parked events' table")?;
-    Ok(())
-}
+use crate::store::{Parked, ReadStore};
 
 fn now_micros() -> i64 {
     std::time::SystemTime::now()
@@ -231,177 +187,12 @@ impl ReadStore {
     }
 }
 
-/// What an operator asks to replay.
-#[derive(Clone, Debug, Default)]
-pub struct ReplayRequest {
-    /// Stream sequences; empty means every parked event.
-    pub stream_seqs: Vec<u64>,
-    /// Payloads to apply instead of the parked ones, by stream sequence.
-    pub replacements: HashMap<u64, Vec<u8>>,
-}
-
-/// A replay for the consumer to run, and where its answer goes.
-#[derive(Debug)]
-pub struct ReplayJob {
-    pub request: ReplayRequest,
-    pub reply: oneshot::Sender<anyhow::Result<ReplayReport>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Applied,
-    AlreadyApplied,
-    StillParked,
-}
-
-/// What became of one replayed event.
-#[derive(Clone, Debug)]
-pub struct Replayed {
-    pub stream_seq: u64,
-    pub position: Option<u64>,
-    pub dossier_id: Option<String>,
-    pub version: Option<u64>,
-    pub outcome: Outcome,
-    /// Why it is still parked.
-    pub reason: String,
-    /// Held events of its dossier applied after it.
-    pub released: u64,
-    pub replaced: bool,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct ReplayReport {
-    pub events: Vec<Replayed>,
-    /// Events that left `held_events`.
-    pub released_rows: u64,
-    /// Events applied in all (replayed and released).
-    pub applied: u64,
-    /// Parked events left after the replay.
-    pub still_parked: u64,
-}
-
-/// Replays parked events in one transaction. Only the consumer task calls
-/// this, between two batches: `checkpoint` is its committed checkpoint,
-/// which the transaction writes back unchanged.
-pub async fn replay(
-    store: &ReadStore,
-    consumer: &str,
-    request: &ReplayRequest,
-) -> anyhow::Result<ReplayReport> {
-    let parked = store.load_parked(&request.stream_seqs).await?;
-    let mut report = ReplayReport::default();
-    let mut write = BatchWrite::default();
-    // Decode each; what does not decode stays parked.
-    let mut decoded = Vec::with_capacity(parked.len());
-    for p in &parked {
-        let replacement = request.replacements.get(&p.stream_seq);
-        let mut entry = Replayed {
-            stream_seq: p.stream_seq,
-            position: p.position,
-            dossier_id: p.dossier_id.clone(),
-            version: p.version,
-            outcome: Outcome::StillParked,
-            reason: String::new(),
-            released: 0,
-            replaced: replacement.is_some(),
-        };
-        let payload = replacement.unwrap_or(&p.payload);
-        match bus::decode_event(payload) {
-            Ok(event) => {
-                // A replacement must be the same event: same dossier and
-                // version, when the parked copy says which.
-                let same_dossier = p.dossier_id.as_ref().is_none_or(|d| *d == event.dossier_id);
-                let same_version = p.version.is_none_or(|v| v == event.version);
-                if same_dossier && same_version {
-                    entry.dossier_id = Some(event.dossier_id.clone());
-                    entry.version = Some(event.version);
-                    decoded.push((event, report.events.len()));
-                } else {
-                    entry.reason = format!(
-                        "the replacement is version {} of {}, the parked event version {} of {}",
-                        event.version,
-                        event.dossier_id,
-                        p.version.map_or_else(|| "?".to_owned(), |v| v.to_string()),
-                        p.dossier_id.as_deref().unwrap_or("?"),
-                    );
-                }
-            }
-            Err(e) => entry.reason = e.to_string(),
-        }
-        report.events.push(entry);
-    }
-
-    let mut ids: Vec<&str> = decoded.iter().map(|(e, _)| e.dossier_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut rows = store.load_rows(&ids).await?;
-    let mut waiting: HashMap<String, Vec<(i64, Vec<u8>, bool)>> = HashMap::new();
-    for (dossier_id, version, payload) in store.load_held(&ids).await? {
-        waiting
-            .entry(dossier_id)
-            .or_default()
-            .push((version, payload, true));
-    }
-    let mut changes = Changes {
-        catalog: crate::catalog::load(store.pool(), store.backend(), &ids).await?,
-        ..Changes::default()
-    };
-    for (event, i) in &decoded {
-        let entry = &mut report.events[*i];
-        let row = changes
-            .rows
-            .remove(&event.dossier_id)
-            .or_else(|| rows.remove(&event.dossier_id));
-        let current = row
-            .as_ref()
-            .map_or_else(|| changes.version_of(&event.dossier_id), |r| r.version);
-        match changes.apply(row, event) {
-            Applied::Applied => {
-                report.applied += 1;
-                entry.outcome = Outcome::Applied;
-                if let Some(queue) = waiting.get_mut(&event.dossier_id) {
-                    entry.released =
-                        release(&mut changes, &event.dossier_id, queue, &mut write.released)?;
-                    report.applied += entry.released;
-                }
-            }
-            Applied::Duplicate => entry.outcome = Outcome::AlreadyApplied,
-            Applied::Held => {
-                entry.reason = format!(
-                    "version {} of {} waits for version {}, which has not arrived",
-                    event.version,
-                    event.dossier_id,
-                    current + 1
-                );
-            }
-            Applied::Rejected(reason) => entry.reason = reason,
-        }
-    }
-    for entry in &mut report.events {
-        if entry.outcome == Outcome::StillParked {
-            if entry.replaced {
-                entry.reason = format!("with the replacement payload: {}", entry.reason);
-            }
-            write
-                .reparked
-                .push((entry.stream_seq, entry.reason.clone()));
-        } else {
-            write.unparked.push(entry.stream_seq);
-        }
-    }
-    report.released_rows = write.released.len() as u64;
-    write.changes = changes;
-    write.checkpoint = store.checkpoint(consumer).await?;
-    store.commit(consumer, &write).await?;
-    report.still_parked = store.parked_count().await?;
-    Ok(report)
-}
-
 #[cfg(test)]
 mod tests {
     use prost::Message as _;
 
     use super::*;
+    use crate::store::schema::create_parked;
 
     #[test]
     fn a_payload_that_parses_only_as_protobuf_still_names_its_dossier() {
@@ -433,8 +224,8 @@ mod tests {
              INSERT INTO parked_events VALUES (1, 's', 'old', x'00')",
         )
         .await?;
-        create_schema(&pool, backend).await?;
-        create_schema(&pool, backend).await?;
+        create_parked(&pool, backend).await?;
+        create_parked(&pool, backend).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PARKED_COLUMNS} FROM parked_events"
         )))

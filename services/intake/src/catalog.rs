@@ -28,16 +28,12 @@ use domain::{
 use proto::{events::v1 as ev, intake::v1 as pb};
 use sqlx::Row as _;
 
+pub use crate::validate::{check_dossier_id, is_procedure_stream};
 use crate::{
     error::IntakeError,
     store::{EventStore, NewEvent},
     writer::Submission,
 };
-
-/// Whether `id` is a procedure's stream id rather than a dossier's.
-pub fn is_procedure_stream(id: &str) -> bool {
-    id.starts_with(PROCEDURE_STREAM_PREFIX)
-}
 
 /// The calendar from the configuration: `office_hours` as
 /// `HH:MM-HH:MM,HH:MM-HH:MM` and the overrides file, if any.
@@ -397,17 +393,4 @@ pub fn withdraw(r: &pb::WithdrawProcedureRequest) -> (String, Result<Command, In
         }))
     });
     (stream_for(&r.code), command)
-}
-
-/// Refuses a dossier command whose dossier id would be a procedure's stream.
-pub fn check_dossier_id(dossier_id: &str, command: &Command) -> Result<(), IntakeError> {
-    if !matches!(command, Command::Procedure(_)) && is_procedure_stream(dossier_id) {
-        return Err(IntakeError::invalid(
-            "dossier_id",
-            format!(
-                "{dossier_id:?}: ids starting with {PROCEDURE_STREAM_PREFIX:?} name catalog procedures, not dossiers"
-            ),
-        ));
-    }
-    Ok(())
 }

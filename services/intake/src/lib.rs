@@ -20,6 +20,7 @@ pub mod log;
 pub mod monitor;
 pub mod relay;
 pub mod store;
+pub(crate) mod validate;
 pub mod writer;
 
 use std::{net::SocketAddr, time::Duration};

@@ -322,7 +322,12 @@ impl Writer {
     ) -> Result<Vec<Result<CommandReply, IntakeError>>, AppendError> {
         // A failed earlier attempt's catalog changes never committed.
         self.catalog.rollback();
-        self.catalog.refresh_for(&self.store, batch).await?;
+        self.catalog
+            .refresh_for(
+                &self.store,
+                batch.iter().map(|s| (s.dossier_id.as_str(), &s.command)),
+            )
+            .await?;
         // Replies already given to these request ids (client retries).
         let ids: Vec<&str> = if optimistic {
             Vec::new()
@@ -389,7 +394,10 @@ impl Writer {
             }
             if let Command::Procedure(command) = &s.command {
                 let at = s.occurred_at.unwrap_or(now);
-                match self.catalog.decide(s, command, at, now) {
+                match self
+                    .catalog
+                    .decide(&s.dossier_id, command, at, now, &s.actor, &s.request_id)
+                {
                     Ok(event) => {
                         events.push(crate::catalog::new_event(&event));
                         due.push(None);

@@ -12,7 +12,7 @@
 //! 4 days of Tết.) Every year also has 1 January, 30 April and 1 May.
 //!
 //! These defaults apply where no decision is known: years the shipped
-//! decided schedule ([`crate::decided`], 2015–2026) does not cover and the
+//! decided schedule (`decided`, 2015–2026) does not cover and the
 //! operators' overrides do not list. The government's actual choices often
 //! differ (e.g. 2021 took 29 Chạp to mùng 3, the rule the eve to mùng 4).
 //!
@@ -45,7 +45,7 @@ use std::collections::BTreeMap;
 
 use crate::date::LocalDate;
 use crate::lunar;
-use crate::overrides::YearOverrides;
+use crate::year_overrides::YearOverrides;
 
 /// A statutory public holiday.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

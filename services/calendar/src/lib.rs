@@ -42,6 +42,7 @@ pub mod decided;
 pub mod holidays;
 pub mod lunar;
 pub mod overrides;
+mod year_overrides;
 
 pub use calendar::{
     Calendar, CalendarError, FIRST_YEAR, LAST_YEAR, OfficeHours, ProcessingTime, is_late,

@@ -1,13 +1,18 @@
 //! The dossier state machine: [`decide`] says which event a command produces
-//! in a state, [`Dossier::apply`] folds an event into the state.
+//! in a state (one function per command, in `decide`), [`Dossier::apply`]
+//! folds an event into the state.
+
+mod decide;
 
 use std::{fmt, sync::LazyLock};
 
 use calendar::Calendar;
 
+pub use decide::{decide, decide_with, moved_by_pause};
+
 use crate::{
     Channel, Event, Payload, Procedure, Rating, RatingScale, Timeliness, Timestamp,
-    procedure::{Catalog, InForce, ProcedureCommand, ProcedureDefinition},
+    procedure::{Catalog, ProcedureCommand, ProcedureDefinition},
 };
 
 /// Where a dossier stands in its lifecycle.
@@ -135,39 +140,6 @@ impl Command {
     }
 }
 
-/// Why a command was refused; nothing was appended.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// The command needs a dossier, and none was ever received (or
-    /// submitted) under this id: a wrong id, not a wrong moment, so a client
-    /// tells it apart from a dossier in the wrong state.
-    #[error("cannot {action}: dossier {dossier_id} has not been received")]
-    UnknownDossier {
-        dossier_id: String,
-        action: &'static str,
-    },
-    /// The command does not fit the dossier's state.
-    #[error("cannot {action}: dossier {dossier_id} {reason}")]
-    InvalidTransition {
-        dossier_id: String,
-        action: &'static str,
-        reason: String,
-    },
-    /// A field's value is wrong whatever the state.
-    #[error("{field}: {reason}")]
-    InvalidField { field: &'static str, reason: String },
-    /// Something the command relies on is missing or not in force (e.g. the
-    /// procedure a due date would come from).
-    #[error("cannot {action}: {reason}")]
-    Precondition {
-        action: &'static str,
-        /// What is missing or not in force: a procedure's stream id,
-        /// `procedure/<code>`.
-        subject: String,
-        reason: String,
-    },
-}
-
 /// What a decision consults besides the dossier: the working-time calendar
 /// and the procedure catalog. Both are plain values: the domain stays pure.
 #[derive(Clone, Copy, Debug)]
@@ -248,14 +220,22 @@ impl Dossier {
                 expected - 1
             ));
         }
-        let mut d = match (state, &event.payload) {
-            (None, Payload::Submitted { procedure, channel })
-            | (
-                None,
-                Payload::Received {
-                    procedure, channel, ..
-                },
-            ) => Dossier {
+        let mut d = match state {
+            Some(d) => d,
+            None => Dossier::opened_by(event)?,
+        };
+        d.apply_change(event)?;
+        Ok(d)
+    }
+
+    /// The state a dossier's first event starts from (version 0, before the
+    /// event is taken): only a submission or a receipt opens a dossier.
+    fn opened_by(event: &Event) -> Result<Dossier, String> {
+        match &event.payload {
+            Payload::Submitted { procedure, channel }
+            | Payload::Received {
+                procedure, channel, ..
+            } => Ok(Dossier {
                 dossier_id: event.dossier_id.clone(),
                 office_code: event.office_code.clone(),
                 province_code: event.province_code.clone(),
@@ -271,16 +251,18 @@ impl Dossier {
                 late_for: None,
                 timeliness: None,
                 surveyed: false,
-            },
-            (None, other) => {
-                return Err(format!(
-                    "dossier {}: first event is {}, not submitted or received",
-                    event.dossier_id,
-                    other.kind()
-                ));
-            }
-            (Some(d), _) => d,
-        };
+            }),
+            other => Err(format!(
+                "dossier {}: first event is {}, not submitted or received",
+                event.dossier_id,
+                other.kind()
+            )),
+        }
+    }
+
+    /// Takes the event's change into the state, and its version.
+    fn apply_change(&mut self, event: &Event) -> Result<(), String> {
+        let d = self;
         let at = event.occurred_at;
         match &event.payload {
             Payload::Submitted { .. } => d.status = Status::Submitted,
@@ -334,313 +316,8 @@ impl Dossier {
         if !matches!(event.payload, Payload::Late { .. }) {
             d.last_occurred_at = d.last_occurred_at.max(at);
         }
-        Ok(d)
+        Ok(())
     }
-}
-
-/// [`decide_with`] under [`Terms::statutory`]: the statutory calendar and an
-/// empty catalog (a receipt then needs its due date from the slip).
-pub fn decide(
-    dossier_id: &str,
-    dossier: Option<&Dossier>,
-    command: &Command,
-    at: Timestamp,
-) -> Result<Payload, Refusal> {
-    decide_with(dossier_id, dossier, command, at, &Terms::statutory())
-}
-
-/// Decides what `command`, issued at `at`, does to `dossier` (None: the id is
-/// unknown) under `terms`. Returns the payload of the one event to append, or
-/// why not. Every date it computes is in the payload, so a replay never
-/// needs the calendar or the catalog again.
-pub fn decide_with(
-    dossier_id: &str,
-    dossier: Option<&Dossier>,
-    command: &Command,
-    at: Timestamp,
-    terms: &Terms<'_>,
-) -> Result<Payload, Refusal> {
-    let refuse = |reason: String| Refusal::InvalidTransition {
-        dossier_id: dossier_id.to_owned(),
-        action: command.action(),
-        reason,
-    };
-    let Some(d) = dossier else {
-        return match command {
-            Command::SubmitOnline {
-                procedure, channel, ..
-            } => {
-                if !channel.is_online() {
-                    return Err(Refusal::InvalidField {
-                        field: "channel",
-                        reason: "an online submission comes through CHANNEL_ONLINE_PARTIAL or CHANNEL_ONLINE_FULL".into(),
-                    });
-                }
-                Ok(Payload::Submitted {
-                    procedure: procedure.clone(),
-                    channel: *channel,
-                })
-            }
-            Command::Receive {
-                procedure,
-                province_code,
-                channel,
-                due_at,
-                ..
-            } => received(procedure, province_code, *channel, *due_at, at, terms),
-            Command::Procedure(_) => Err(refuse("is not a catalog procedure".into())),
-            _ => Err(Refusal::UnknownDossier {
-                dossier_id: dossier_id.to_owned(),
-                action: command.action(),
-            }),
-        };
-    };
-
-    if at < d.last_occurred_at {
-        return Err(Refusal::InvalidField {
-            field: "meta.occurred_at",
-            reason: format!(
-                "{at} is before the dossier's previous event at {}",
-                d.last_occurred_at
-            ),
-        });
-    }
-    let wrong_state = || refuse(format!("is {}", d.status));
-    match command {
-        Command::Procedure(_) => Err(refuse("is a dossier, not a catalog procedure".into())),
-        Command::SubmitOnline { .. } => Err(refuse("already exists".into())),
-        Command::Receive {
-            office_code,
-            province_code,
-            procedure,
-            channel,
-            due_at,
-        } => {
-            if d.status != Status::Submitted {
-                return Err(refuse(format!("already exists and is {}", d.status)));
-            }
-            if *office_code != d.office_code {
-                return Err(refuse(format!(
-                    "was submitted to office {}, not {office_code}",
-                    d.office_code
-                )));
-            }
-            received(procedure, province_code, *channel, *due_at, at, terms)
-        }
-        Command::RefuseAtIntake { reason } => match d.status {
-            Status::Submitted => Ok(Payload::RefusedAtIntake {
-                reason: reason.clone(),
-            }),
-            _ => Err(wrong_state()),
-        },
-        Command::RequestSupplement { reason } => match d.status {
-            Status::Received => Ok(Payload::SupplementRequested {
-                reason: reason.clone(),
-            }),
-            _ => Err(wrong_state()),
-        },
-        Command::ProvideSupplement { due_at } => match (d.status, d.paused_at, d.due_at) {
-            (Status::Paused, Some(paused_at), Some(old_due)) => {
-                let due_at = match due_at {
-                    Some(due_at) => *due_at,
-                    None => {
-                        let received_at = d.received_at.unwrap_or(paused_at);
-                        let pauses = terms
-                            .procedure_at(&d.procedure.code, received_at)
-                            .is_none_or(|p| p.supplement_pauses);
-                        moved_by_pause(terms.calendar, old_due, paused_at, at, pauses)
-                    }
-                };
-                if due_at < old_due {
-                    return Err(Refusal::InvalidField {
-                        field: "due_at",
-                        reason: format!("{due_at} is before the current due date {old_due}"),
-                    });
-                }
-                Ok(Payload::SupplementProvided { due_at })
-            }
-            _ => Err(wrong_state()),
-        },
-        Command::Reschedule { due_at, reason } => match (d.status, d.due_at) {
-            (Status::Received | Status::Paused, _) if d.rescheduled => Err(refuse(
-                "was already rescheduled once; a dossier may be rescheduled only once".into(),
-            )),
-            (Status::Received | Status::Paused, Some(old_due)) => {
-                if *due_at <= old_due {
-                    return Err(Refusal::InvalidField {
-                        field: "due_at",
-                        reason: format!(
-                            "the new date {due_at} must be after the current due date {old_due}"
-                        ),
-                    });
-                }
-                Ok(Payload::Rescheduled {
-                    due_at: *due_at,
-                    reason: reason.clone(),
-                })
-            }
-            _ => Err(wrong_state()),
-        },
-        Command::RecordResult => match (d.status, d.due_at) {
-            (Status::Received, Some(due_at)) => Ok(Payload::Processed {
-                timeliness: Timeliness::judge(at, due_at),
-                due_at,
-            }),
-            (Status::Paused, _) => Err(refuse(
-                "is waiting for the citizen's supplement; record the supplement first".into(),
-            )),
-            _ => Err(wrong_state()),
-        },
-        Command::ReturnResult => match d.status {
-            Status::Processed => Ok(Payload::Returned),
-            Status::Received | Status::Paused => {
-                Err(refuse("has no result yet; record the result first".into()))
-            }
-            _ => Err(wrong_state()),
-        },
-        Command::Withdraw { reason } => match d.status {
-            Status::Submitted | Status::Received | Status::Paused => Ok(Payload::Withdrawn {
-                reason: reason.clone(),
-            }),
-            _ => Err(wrong_state()),
-        },
-        Command::Stop { reason } => match d.status {
-            Status::Received | Status::Paused => Ok(Payload::Stopped {
-                reason: reason.clone(),
-            }),
-            _ => Err(wrong_state()),
-        },
-        Command::RecordSurvey {
-            scale,
-            rating,
-            comment,
-        } => match d.status {
-            _ if d.surveyed => Err(refuse("already has a survey".into())),
-            Status::Received | Status::Paused | Status::Processed | Status::Returned => {
-                Ok(Payload::SurveyRecorded {
-                    scale: *scale,
-                    rating: *rating,
-                    comment: comment.clone(),
-                })
-            }
-            _ => Err(wrong_state()),
-        },
-        Command::MarkLate => match (d.status, d.due_at) {
-            (Status::Received, Some(due_at)) if d.late_for == Some(due_at) => Err(refuse(format!(
-                "is already marked late for its due date {due_at}"
-            ))),
-            (Status::Received, Some(due_at)) if at.local_day() > due_at.local_day() => {
-                Ok(Payload::Late { due_at })
-            }
-            (Status::Received, Some(due_at)) => {
-                Err(refuse(format!("is not late: it is due {due_at}")))
-            }
-            _ => Err(wrong_state()),
-        },
-    }
-}
-
-/// The due date after a supplement requested at `paused_at` and provided at
-/// `provided_at`: `due` moved by the paused working time when the
-/// procedure's supplements pause the clock (a procedure the catalog does not
-/// know pauses it, as the law's default), else `due` unchanged.
-pub fn moved_by_pause(
-    calendar: &Calendar,
-    due: Timestamp,
-    paused_at: Timestamp,
-    provided_at: Timestamp,
-    pauses: bool,
-) -> Timestamp {
-    let paused = calendar.working_time_between(paused_at.micros(), provided_at.micros());
-    if !pauses || paused <= 0 {
-        // No working time passed (or none counts): the same instant, not
-        // the next working morning `add_working(due, 0)` would give.
-        return due;
-    }
-    Timestamp::from_micros(calendar.add_working(due.micros(), paused))
-}
-
-/// The due date of a dossier received at `at` under procedure `code`, from
-/// the definition in force at `at`.
-fn due_from_catalog(
-    code: &str,
-    province_code: &str,
-    at: Timestamp,
-    terms: &Terms<'_>,
-) -> Result<Timestamp, Refusal> {
-    let refuse = |reason: String| Refusal::Precondition {
-        action: "receive it without a due date",
-        subject: crate::procedure::procedure_stream(code),
-        reason: format!("{reason}; give the due date from the appointment slip"),
-    };
-    let Some(record) = terms.catalog.get(code) else {
-        return Err(refuse(format!(
-            "procedure {code} is not in the catalog (register it with RegisterProcedure)"
-        )));
-    };
-    if record.province_code != province_code {
-        return Err(refuse(format!(
-            "procedure {code} is in the catalog of province {}, not {province_code}",
-            record.province_code
-        )));
-    }
-    let definition = match record.in_force_at(at) {
-        InForce::Yes(d) => d,
-        InForce::NotYet { from } => {
-            return Err(refuse(format!(
-                "procedure {code} is in force only from {from}, after the receipt at {at}"
-            )));
-        }
-        InForce::Withdrawn { at: withdrawn } => {
-            return Err(refuse(format!(
-                "procedure {code} was withdrawn from the catalog at {withdrawn}"
-            )));
-        }
-    };
-    let due = terms
-        .calendar
-        .checked_due(at.micros(), definition.processing_time)
-        .ok_or_else(|| Refusal::InvalidField {
-            field: "meta.occurred_at",
-            reason: format!(
-                "{at} or its due date lies outside the working-time calendar's years {}–{}",
-                calendar::FIRST_YEAR,
-                calendar::LAST_YEAR
-            ),
-        })?;
-    Ok(Timestamp::from_micros(due))
-}
-
-fn received(
-    procedure: &Procedure,
-    province_code: &str,
-    channel: Channel,
-    due_at: Option<Timestamp>,
-    at: Timestamp,
-    terms: &Terms<'_>,
-) -> Result<Payload, Refusal> {
-    let mut procedure = procedure.clone();
-    let due_at = match due_at {
-        Some(due_at) => due_at,
-        None => due_from_catalog(&procedure.code, province_code, at, terms)?,
-    };
-    // A slip without the field takes the catalog's.
-    if procedure.field.is_empty()
-        && let Some(definition) = terms.procedure_at(&procedure.code, at)
-    {
-        procedure.field = definition.field.clone();
-    }
-    if due_at <= at {
-        return Err(Refusal::InvalidField {
-            field: "due_at",
-            reason: format!("the due date {due_at} must be after the receipt at {at}"),
-        });
-    }
-    Ok(Payload::Received {
-        procedure,
-        channel,
-        due_at,
-    })
 }
 
 /// The first instant after the local date of `due_at`: a dossier not

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{Timestamp, procedure::ProcedureChange};
+use crate::{Timestamp, definition::ProcedureChange};
 
 /// How a dossier reached the desk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -257,6 +257,18 @@ impl Payload {
             Payload::Late { .. } => EventKind::Late,
             Payload::SurveyRecorded { .. } => EventKind::SurveyRecorded,
             Payload::Procedure(change) => change.kind(),
+        }
+    }
+}
+
+// Here, not beside the type: the event kinds are this module's, and the
+// definitions do not depend on the events that carry them.
+impl ProcedureChange {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            ProcedureChange::Registered(_) => EventKind::ProcedureRegistered,
+            ProcedureChange::Changed(_) => EventKind::ProcedureChanged,
+            ProcedureChange::Withdrawn { .. } => EventKind::ProcedureWithdrawn,
         }
     }
 }

@@ -10,13 +10,15 @@
 //! `proto` crate knows how these types travel. This crate must not know about
 //! gRPC, NATS or SQL.
 
+mod definition;
 mod dossier;
 mod event;
 mod localtime;
 pub mod procedure;
+mod refusal;
 
 pub use dossier::{
-    Command, Dossier, Refusal, Status, Terms, decide, decide_with, end_of_due_date, moved_by_pause,
+    Command, Dossier, Status, Terms, decide, decide_with, end_of_due_date, moved_by_pause,
 };
 pub use event::{Channel, Event, EventKind, Payload, Procedure, Rating, RatingScale, Timeliness};
 pub use localtime::{LocalDay, Timestamp, VN_OFFSET_SECONDS};
@@ -24,3 +26,4 @@ pub use procedure::{
     Catalog, Level, OnlineLevel, ProcedureChange, ProcedureCommand, ProcedureDefinition,
     ProcedureRecord, decide_procedure,
 };
+pub use refusal::Refusal;

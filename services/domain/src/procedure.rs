@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 pub use calendar::ProcessingTime;
 
+pub use crate::definition::{Level, OnlineLevel, ProcedureChange, ProcedureDefinition};
 use crate::{Event, Payload, Refusal, Timestamp};
 
 /// Prefix of a procedure's stream id.
@@ -38,98 +39,6 @@ pub fn procedure_code_of(stream_id: &str) -> Option<&str> {
 
 /// Every procedure known, by code: what a decision may consult.
 pub type Catalog = HashMap<String, ProcedureRecord>;
-
-/// Which level of government handles the procedure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Level {
-    /// Cấp huyện.
-    District,
-    /// Cấp xã.
-    Commune,
-}
-
-impl Level {
-    pub const ALL: [Level; 2] = [Level::District, Level::Commune];
-
-    pub fn code(self) -> i32 {
-        match self {
-            Level::District => 1,
-            Level::Commune => 2,
-        }
-    }
-
-    pub fn from_code(code: i32) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.code() == code)
-    }
-}
-
-/// The online public service level the procedure is offered at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum OnlineLevel {
-    /// Mức độ 1: information only.
-    Level1,
-    /// Mức độ 2: forms to download.
-    Level2,
-    /// Mức độ 3, now "một phần" (partial): submitted online.
-    Partial,
-    /// Mức độ 4, now "toàn trình" (full): submitted, paid and returned online.
-    Full,
-}
-
-impl OnlineLevel {
-    pub const ALL: [OnlineLevel; 4] = [
-        OnlineLevel::Level1,
-        OnlineLevel::Level2,
-        OnlineLevel::Partial,
-        OnlineLevel::Full,
-    ];
-
-    pub fn code(self) -> i32 {
-        match self {
-            OnlineLevel::Level1 => 1,
-            OnlineLevel::Level2 => 2,
-            OnlineLevel::Partial => 3,
-            OnlineLevel::Full => 4,
-        }
-    }
-
-    pub fn from_code(code: i32) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.code() == code)
-    }
-
-    /// Offered online in the sense of the reports (levels 3 and 4).
-    pub fn is_online(self) -> bool {
-        matches!(self, OnlineLevel::Partial | OnlineLevel::Full)
-    }
-}
-
-/// A procedure as the catalog defines it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProcedureDefinition {
-    /// Mã TTHC.
-    pub code: String,
-    pub name: String,
-    /// Lĩnh vực, e.g. "dat-dai".
-    pub field: String,
-    pub level: Level,
-    /// The legal processing time, in working days or hours.
-    pub processing_time: ProcessingTime,
-    pub online: OnlineLevel,
-    /// Whether a supplement request pauses the clock (the due date then
-    /// moves by the paused working time when the supplement is provided).
-    pub supplement_pauses: bool,
-}
-
-/// What happened to a procedure.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProcedureChange {
-    Registered(ProcedureDefinition),
-    /// The whole new definition, in force from the event's instant.
-    Changed(ProcedureDefinition),
-    Withdrawn {
-        reason: String,
-    },
-}
 
 /// A catalog command, validated field by field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -262,16 +171,6 @@ impl ProcedureRecord {
         record.version = event.version;
         record.last_occurred_at = record.last_occurred_at.max(at);
         Ok(record)
-    }
-}
-
-impl ProcedureChange {
-    pub fn kind(&self) -> crate::EventKind {
-        match self {
-            ProcedureChange::Registered(_) => crate::EventKind::ProcedureRegistered,
-            ProcedureChange::Changed(_) => crate::EventKind::ProcedureChanged,
-            ProcedureChange::Withdrawn { .. } => crate::EventKind::ProcedureWithdrawn,
-        }
     }
 }
 

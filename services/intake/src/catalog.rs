@@ -28,16 +28,11 @@ use domain::{
 use proto::{events::v1 as ev, intake::v1 as pb};
 use sqlx::Row as _;
 
+pub use crate::validate::{check_dossier_id, is_procedure_stream};
 use crate::{
     error::IntakeError,
     store::{EventStore, NewEvent},
-    writer::Submission,
 };
-
-/// Whether `id` is a procedure's stream id rather than a dossier's.
-pub fn is_procedure_stream(id: &str) -> bool {
-    id.starts_with(PROCEDURE_STREAM_PREFIX)
-}
 
 /// The calendar from the configuration: `office_hours` as
 /// `HH:MM-HH:MM,HH:MM-HH:MM` and the overrides file, if any.
@@ -160,16 +155,15 @@ impl Catalog {
     /// Before deciding a batch: reloads from the store the procedures the
     /// batch's catalog commands touch (another instance may have changed
     /// them) and those that receipts without a due date name but this copy
-    /// does not know.
-    pub async fn refresh_for(
+    /// does not know. `commands` are the batch's, each with its stream id.
+    pub async fn refresh_for<'a>(
         &mut self,
         store: &EventStore,
-        batch: &[Submission],
+        commands: impl Iterator<Item = (&'a str, &'a Command)>,
     ) -> anyhow::Result<()> {
-        let streams: Vec<String> = batch
-            .iter()
-            .filter_map(|s| match &s.command {
-                Command::Procedure(_) => Some(s.dossier_id.clone()),
+        let streams: Vec<String> = commands
+            .filter_map(|(stream_id, command)| match command {
+                Command::Procedure(_) => Some(stream_id.to_owned()),
                 Command::Receive {
                     procedure,
                     due_at: None,
@@ -215,16 +209,20 @@ impl Catalog {
         self.fold(payloads)
     }
 
-    /// Decides a catalog command of the batch and applies the event to the
-    /// catalog (undone by [`Self::rollback`]). Returns the event to append.
+    /// Decides a catalog command of the batch for the procedure of
+    /// `stream_id`, issued by `actor` under `request_id`, and applies the
+    /// event to the catalog (undone by [`Self::rollback`]). Returns the
+    /// event to append.
     pub fn decide(
         &mut self,
-        s: &Submission,
+        stream_id: &str,
         command: &ProcedureCommand,
         at: Timestamp,
         now: Timestamp,
+        actor: &str,
+        request_id: &str,
     ) -> Result<Event, IntakeError> {
-        let code = procedure_code_of(&s.dossier_id)
+        let code = procedure_code_of(stream_id)
             .ok_or_else(|| IntakeError::invalid("code", "is not a procedure's"))?;
         let record = self.procedures.get(code);
         let payload = domain::decide_procedure(code, record, command, at)?;
@@ -235,14 +233,14 @@ impl Catalog {
         };
         let event = Event {
             event_id: uuid::Uuid::now_v7().to_string(),
-            dossier_id: s.dossier_id.clone(),
+            dossier_id: stream_id.to_owned(),
             office_code: CATALOG_OFFICE.to_owned(),
             province_code,
             version: record.map_or(1, |r| r.version + 1),
             occurred_at: at,
             recorded_at: now,
-            actor: s.actor.clone(),
-            request_id: s.request_id.clone(),
+            actor: actor.to_owned(),
+            request_id: request_id.to_owned(),
             payload,
         };
         let before = self.procedures.remove(code);
@@ -397,17 +395,4 @@ pub fn withdraw(r: &pb::WithdrawProcedureRequest) -> (String, Result<Command, In
         }))
     });
     (stream_for(&r.code), command)
-}
-
-/// Refuses a dossier command whose dossier id would be a procedure's stream.
-pub fn check_dossier_id(dossier_id: &str, command: &Command) -> Result<(), IntakeError> {
-    if !matches!(command, Command::Procedure(_)) && is_procedure_stream(dossier_id) {
-        return Err(IntakeError::invalid(
-            "dossier_id",
-            format!(
-                "{dossier_id:?}: ids starting with {PROCEDURE_STREAM_PREFIX:?} name catalog procedures, not dossiers"
-            ),
-        ));
-    }
-    Ok(())
 }

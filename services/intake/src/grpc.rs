@@ -1,19 +1,20 @@
-//! The `motcua.intake.v1.Intake` service: validates each request's fields,
-//! turns it into a domain command and hands it to the writer.
+//! The `motcua.intake.v1.Intake` service: checks each request's fields (the
+//! checks in `validate`, which the import shares), turns it into a domain
+//! command and hands it to the writer.
 
-use domain::{Channel, Command, LocalDay, Procedure, Rating, RatingScale, Timestamp};
-use proto::{events::v1 as ev, intake::v1 as pb};
+use domain::Command;
+use proto::intake::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::{
     error::IntakeError,
     fingerprint::of_request,
+    validate::{
+        channel, check_dossier_id, code, due, instant, procedure, rating, rating_scale, reason,
+        text, unit_code,
+    },
     writer::{CommandRequest, WriterHandle},
 };
-
-/// How far in the future a command's `occurred_at` may be (clock skew).
-const MAX_FUTURE_MICROS: i64 = 5 * 60 * 1_000_000;
-const MAX_TEXT: usize = 2_000;
 
 #[derive(Clone)]
 pub struct IntakeService {
@@ -52,23 +53,11 @@ impl IntakeService {
         let dossier_id = code(&dossier_id, "dossier_id", 64)?;
         let occurred_at = match meta.occurred_at.as_ref() {
             None => None,
-            Some(t) => {
-                let t = bus::timestamp_from_proto(t).ok_or_else(|| {
-                    IntakeError::invalid("meta.occurred_at", "is not a valid timestamp")
-                })?;
-                let now = (self.clock)();
-                if t.micros_since(now) > MAX_FUTURE_MICROS {
-                    return Err(IntakeError::invalid(
-                        "meta.occurred_at",
-                        format!("{t} is in the future (now {now})"),
-                    )
-                    .into());
-                }
-                Some(t)
-            }
+            // The clock is read only for a command that gives its instant.
+            Some(t) => instant(Some(t), "meta.occurred_at", (self.clock)())?,
         };
         let command = command?;
-        crate::catalog::check_dossier_id(&dossier_id, &command)?;
+        check_dossier_id(&dossier_id, &command)?;
         let reply = self
             .writer
             .submit(CommandRequest {
@@ -82,120 +71,6 @@ impl IntakeService {
             .await?;
         Ok(Response::new(reply))
     }
-}
-
-pub(crate) fn text(
-    value: &str,
-    field: &'static str,
-    min: usize,
-    max: usize,
-) -> Result<String, IntakeError> {
-    let len = value.chars().count();
-    if len < min {
-        return Err(IntakeError::invalid(field, "is required"));
-    }
-    if len > max {
-        return Err(IntakeError::invalid(
-            field,
-            format!("is {len} characters long; at most {max}"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(IntakeError::invalid(field, "contains control characters"));
-    }
-    Ok(value.to_owned())
-}
-
-/// An identifier: letters, digits, `-`, `_`, `.` and `/` (as on slips).
-pub(crate) fn code(value: &str, field: &'static str, max: usize) -> Result<String, IntakeError> {
-    let value = text(value, field, 1, max)?;
-    if !value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-    {
-        return Err(IntakeError::invalid(
-            field,
-            format!("{value:?} may hold only letters, digits, '-', '_', '.' and '/'"),
-        ));
-    }
-    Ok(value)
-}
-
-pub(crate) fn unit_code(value: &str, field: &'static str) -> Result<String, IntakeError> {
-    if !bus::is_subject_token(value) {
-        return Err(IntakeError::invalid(
-            field,
-            format!("{value:?} must be 1 to 64 letters, digits, '-' or '_'"),
-        ));
-    }
-    Ok(value.to_owned())
-}
-
-pub(crate) fn reason(
-    value: &str,
-    field: &'static str,
-    required: bool,
-) -> Result<String, IntakeError> {
-    text(value, field, usize::from(required), MAX_TEXT)
-}
-
-pub(crate) fn timestamp(
-    t: Option<&prost_types::Timestamp>,
-    field: &'static str,
-) -> Result<Timestamp, IntakeError> {
-    let t = t.ok_or_else(|| IntakeError::invalid(field, "is required"))?;
-    bus::timestamp_from_proto(t)
-        .ok_or_else(|| IntakeError::invalid(field, "is not a valid timestamp"))
-}
-
-/// The end of office hours, local time: a due date given as a date alone
-/// means then, as the import reads one.
-const DUE_HOUR: u8 = 17;
-
-/// A due date as an instant (`due_at`) or a local date (`due_on`); none
-/// when neither is given, refused when both are.
-fn due(
-    at: Option<&prost_types::Timestamp>,
-    on: Option<&pb::LocalDate>,
-) -> Result<Option<Timestamp>, IntakeError> {
-    match (at, on) {
-        (Some(_), Some(_)) => Err(IntakeError::invalid(
-            "due_on",
-            "and due_at are both set: give the due date once, as an instant or as a local date",
-        )),
-        (Some(t), None) => timestamp(Some(t), "due_at").map(Some),
-        (None, Some(d)) => {
-            let day = u8::try_from(d.month)
-                .ok()
-                .zip(u8::try_from(d.day).ok())
-                .and_then(|(month, day)| LocalDay::from_ymd(d.year, month, day))
-                .ok_or_else(|| {
-                    IntakeError::invalid(
-                        "due_on",
-                        format!("{}-{}-{} is not a date", d.year, d.month, d.day),
-                    )
-                })?;
-            Ok(Some(Timestamp::at_local(day, DUE_HOUR, 0)))
-        }
-        (None, None) => Ok(None),
-    }
-}
-
-pub(crate) fn procedure(p: Option<&ev::Procedure>) -> Result<Procedure, IntakeError> {
-    let p = p.ok_or_else(|| IntakeError::invalid("procedure", "is required (code and field)"))?;
-    Ok(Procedure {
-        code: code(&p.code, "procedure.code", 64)?,
-        field: text(&p.field, "procedure.field", 0, 64)?,
-    })
-}
-
-pub(crate) fn channel(value: i32) -> Result<Channel, IntakeError> {
-    Channel::from_code(value).ok_or_else(|| {
-        IntakeError::invalid(
-            "channel",
-            "must be one of CHANNEL_IN_PERSON, CHANNEL_POSTAL, CHANNEL_ONLINE_PARTIAL, CHANNEL_ONLINE_FULL, CHANNEL_INTER_AGENCY",
-        )
-    })
 }
 
 #[tonic::async_trait]
@@ -387,18 +262,8 @@ impl pb::intake_server::Intake for IntakeService {
         let r = request.into_inner();
         let command = (|| {
             Ok(Command::RecordSurvey {
-                scale: RatingScale::from_code(r.scale).ok_or_else(|| {
-                    IntakeError::invalid(
-                        "scale",
-                        "must be RATING_SCALE_SATISFACTION or RATING_SCALE_QUALITY",
-                    )
-                })?,
-                rating: Rating::from_code(r.rating).ok_or_else(|| {
-                    IntakeError::invalid(
-                        "rating",
-                        "must be RATING_TOP, RATING_MIDDLE or RATING_BOTTOM",
-                    )
-                })?,
+                scale: rating_scale(r.scale, "scale")?,
+                rating: rating(r.rating, "rating")?,
                 comment: reason(&r.comment, "comment", false)?,
             })
         })();
@@ -439,43 +304,5 @@ impl pb::intake_server::Intake for IntakeService {
         let (stream, command) = crate::catalog::withdraw(&r);
         self.run(of_request("WithdrawProcedure", &r), r.meta, stream, command)
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_due_date_alone_means_the_end_of_office_hours_local() {
-        let on = pb::LocalDate {
-            year: 2025,
-            month: 3,
-            day: 12,
-        };
-        let due_at = due(None, Some(&on)).expect("a date").expect("a due date");
-        let day = LocalDay::from_ymd(2025, 3, 12).expect("a date");
-        assert_eq!(due_at, Timestamp::at_local(day, 17, 0));
-        // 17:00 at UTC+7 is 10:00 UTC.
-        assert_eq!(bus::timestamp_to_proto(due_at).seconds % 86_400, 10 * 3600);
-    }
-
-    #[test]
-    fn a_due_date_is_given_once_and_must_be_a_date() {
-        let on = pb::LocalDate {
-            year: 2025,
-            month: 2,
-            day: 30,
-        };
-        let at = prost_types::Timestamp {
-            seconds: 1_741_773_600,
-            nanos: 0,
-        };
-        let both = due(Some(&at), Some(&on)).expect_err("both set");
-        assert!(both.to_string().contains("both set"), "{both}");
-        let bad = due(None, Some(&on)).expect_err("no 30 February");
-        assert!(bad.to_string().contains("2025-2-30 is not a date"), "{bad}");
-        assert!(matches!(due(None, None), Ok(None)));
-        assert!(matches!(due(Some(&at), None), Ok(Some(_))));
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 
-use domain::{Command, Rating, RatingScale, Timestamp};
+use domain::{Command, Timestamp};
 use prost::Message as _;
 use proto::intake::v1 as pb;
 use tokio::sync::oneshot;
@@ -25,7 +25,10 @@ use tonic::Status;
 use crate::fingerprint::fnv1a as fingerprint;
 use crate::{
     error::IntakeError,
-    grpc::{channel, code, procedure, reason, text, timestamp, unit_code},
+    validate::{
+        channel, check_dossier_id, code, instant, procedure, rating, rating_scale, reason, text,
+        timestamp, unit_code,
+    },
     writer::{Clock, History, ImportOutcome, Step, WriterHandle},
 };
 
@@ -33,8 +36,6 @@ use crate::{
 pub const JOB_ROWS: usize = 4_000;
 /// Jobs queued to the writer at once per call.
 const JOBS_IN_FLIGHT: usize = 2;
-/// How far in the future an imported instant may be (clock skew).
-const MAX_FUTURE_MICROS: i64 = 5 * 60 * 1_000_000;
 
 type Pending = (
     Vec<(u64, String)>,
@@ -106,36 +107,51 @@ fn tally(report: &mut pb::ImportReport, rows: Vec<(u64, String)>, outcomes: Vec<
     }
 }
 
-fn instant(
-    t: Option<&prost_types::Timestamp>,
-    field: &'static str,
-    now: Timestamp,
-) -> Result<Option<Timestamp>, IntakeError> {
-    let Some(t) = t else { return Ok(None) };
-    let t = timestamp(Some(t), field)?;
-    if t.micros_since(now) > MAX_FUTURE_MICROS {
-        return Err(IntakeError::invalid(
-            field,
-            format!("{t} is in the future (now {now})"),
-        ));
-    }
-    Ok(Some(t))
-}
-
 /// Checks a row's fields and turns it into a history: the receipt, then the
 /// other steps in time order (ties in the order of the columns).
 fn history(row: pb::ImportDossier, now: Timestamp) -> Result<History, IntakeError> {
+    let request_id = request_id(&row);
+    let actor = text(&row.actor, "actor", 0, 128)?;
+    let dossier_id = code(&row.dossier_id, "dossier_id", 64)?;
+    let receive = receipt(&row)?;
+    check_dossier_id(&dossier_id, &receive)?;
+    let received_at = instant(row.received_at.as_ref(), "received_at", now)?
+        .ok_or_else(|| IntakeError::invalid("received_at", "is required"))?;
+    let mut later = later_steps(&row, now)?;
+    // Stable: equal instants keep the columns' order.
+    later.sort_by_key(|s| s.at);
+    let mut steps = Vec::with_capacity(later.len() + 1);
+    steps.push(Step {
+        column: "received_at",
+        at: received_at,
+        command: receive,
+    });
+    steps.extend(later);
+    Ok(History {
+        row: row.row,
+        request_id,
+        actor,
+        dossier_id,
+        steps,
+    })
+}
+
+/// `import:<dossier>:<fingerprint>`: names the row's content, its number
+/// and actor left out, so the same row again is recognised wherever it is.
+fn request_id(row: &pb::ImportDossier) -> String {
     let mut content = row.clone();
     content.row = 0;
     content.actor = String::new();
-    let request_id = format!(
+    format!(
         "import:{}:{:016x}",
         row.dossier_id,
         fingerprint(&content.encode_to_vec())
-    );
-    let actor = text(&row.actor, "actor", 0, 128)?;
-    let dossier_id = code(&row.dossier_id, "dossier_id", 64)?;
-    let receive = Command::Receive {
+    )
+}
+
+/// The row's receipt, its fields checked.
+fn receipt(row: &pb::ImportDossier) -> Result<Command, IntakeError> {
+    Ok(Command::Receive {
         office_code: unit_code(&row.office_code, "office_code")?,
         province_code: unit_code(&row.province_code, "province_code")?,
         procedure: procedure(row.procedure.as_ref())?,
@@ -144,10 +160,12 @@ fn history(row: pb::ImportDossier, now: Timestamp) -> Result<History, IntakeErro
             None => None,
             Some(t) => Some(timestamp(Some(t), "due_at")?),
         },
-    };
-    crate::catalog::check_dossier_id(&dossier_id, &receive)?;
-    let received_at = instant(row.received_at.as_ref(), "received_at", now)?
-        .ok_or_else(|| IntakeError::invalid("received_at", "is required"))?;
+    })
+}
+
+/// The row's steps after its receipt, in the order of the columns: result,
+/// return, withdrawal, stop, then each survey.
+fn later_steps(row: &pb::ImportDossier, now: Timestamp) -> Result<Vec<Step>, IntakeError> {
     let mut later: Vec<Step> = Vec::new();
     let mut add = |column: &'static str,
                    t: Option<&prost_types::Timestamp>,
@@ -186,18 +204,8 @@ fn history(row: pb::ImportDossier, now: Timestamp) -> Result<History, IntakeErro
     }
     for survey in &row.surveys {
         let command = Command::RecordSurvey {
-            scale: RatingScale::from_code(survey.scale).ok_or_else(|| {
-                IntakeError::invalid(
-                    "survey_scale",
-                    "must be RATING_SCALE_SATISFACTION or RATING_SCALE_QUALITY",
-                )
-            })?,
-            rating: Rating::from_code(survey.rating).ok_or_else(|| {
-                IntakeError::invalid(
-                    "survey_rating",
-                    "must be RATING_TOP, RATING_MIDDLE or RATING_BOTTOM",
-                )
-            })?,
+            scale: rating_scale(survey.scale, "survey_scale")?,
+            rating: rating(survey.rating, "survey_rating")?,
             comment: String::new(),
         };
         if survey.at.is_none() {
@@ -208,22 +216,7 @@ fn history(row: pb::ImportDossier, now: Timestamp) -> Result<History, IntakeErro
         }
         add("surveyed_at", survey.at.as_ref(), command)?;
     }
-    // Stable: equal instants keep the columns' order.
-    later.sort_by_key(|s| s.at);
-    let mut steps = Vec::with_capacity(later.len() + 1);
-    steps.push(Step {
-        column: "received_at",
-        at: received_at,
-        command: receive,
-    });
-    steps.extend(later);
-    Ok(History {
-        row: row.row,
-        request_id,
-        actor,
-        dossier_id,
-        steps,
-    })
+    Ok(later)
 }
 
 #[cfg(test)]

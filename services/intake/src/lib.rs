@@ -21,6 +21,7 @@ pub mod monitor;
 mod pipeline;
 pub mod relay;
 pub mod store;
+pub(crate) mod validate;
 pub mod writer;
 
 use std::{net::SocketAddr, time::Duration};

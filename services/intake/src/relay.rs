@@ -60,7 +60,7 @@ pub struct Relay {
     pub acked: Option<u64>,
     /// Republish jobs (from [`RelayHandle`]), run between batches.
     pub republish: mpsc::Receiver<RepublishJob>,
-    /// Committed events handed over by the writer ([`crate::writer::Writer::feeding`]).
+    /// Committed events handed over by the writer (`Writer::feeding`).
     pub feed: FeedReceiver,
     /// Whether the relay reaches the stream, for health and metrics.
     pub state: watch::Sender<RelayState>,

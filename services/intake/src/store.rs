@@ -348,75 +348,9 @@ impl EventStore {
             return append_postgres(pg, events, replies, deadlines).await;
         }
         let mut tx = self.pool.begin().await.context("begin an append")?;
-        // Taking positions locks the one head row until commit: a second
-        // writer (another intake instance) waits here, so positions follow
-        // commit order and a reader never skips an event committed late.
-        let head: i64 = sqlx::query(
-            "UPDATE log_head SET position = position + $1 WHERE id = 1 RETURNING position",
-        )
-        .bind(events.len() as i64)
-        .fetch_one(&mut *tx)
-        .await
-        .context("take positions")?
-        .try_get(0)
-        .context("take positions")?;
-        let head = u64::try_from(head)
-            .unwrap_or(0)
-            .saturating_sub(events.len() as u64);
-        let first = head + 1;
-
-        for (offset, chunk) in events.chunks(1000).enumerate() {
-            let base = first + (offset * 1000) as u64;
-            let sql = format!(
-                "INSERT INTO events (position, event_id, dossier_id, version, kind, recorded_at, payload) VALUES {}",
-                values_placeholders(self.backend, chunk.len(), 7)
-            );
-            let mut args = AnyArguments::default();
-            for (i, e) in chunk.iter().enumerate() {
-                push(&mut args, (base + i as u64) as i64)?;
-                push(&mut args, e.event_id.as_str())?;
-                push(&mut args, e.dossier_id.as_str())?;
-                push(&mut args, e.version as i64)?;
-                push(&mut args, e.kind)?;
-                push(&mut args, e.recorded_at)?;
-                push(&mut args, e.payload.as_slice())?;
-            }
-            let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                .persistent(false)
-                .execute(&mut *tx)
-                .await;
-            if let Err(e) = result {
-                if is_unique_violation(&e) {
-                    return Err(AppendError::Conflict);
-                }
-                return Err(anyhow::Error::new(e).context("insert events").into());
-            }
-        }
-
-        for chunk in replies.chunks(1000) {
-            let sql = format!(
-                "INSERT INTO command_replies (request_id, position, reply, fingerprint) VALUES {}",
-                values_placeholders(self.backend, chunk.len(), 4)
-            );
-            let mut args = AnyArguments::default();
-            for r in chunk {
-                push(&mut args, r.request_id.as_str())?;
-                push(&mut args, (first + r.event_index as u64) as i64)?;
-                push(&mut args, r.reply.as_slice())?;
-                push(&mut args, fingerprint_column(r.fingerprint))?;
-            }
-            let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                .persistent(false)
-                .execute(&mut *tx)
-                .await;
-            if let Err(e) = result {
-                if is_unique_violation(&e) {
-                    // Another instance answered the same request id first.
-                    return Err(AppendError::Conflict);
-                }
-                return Err(anyhow::Error::new(e).context("store replies").into());
-            }
-        }
+        let first = take_positions(&mut tx, events.len()).await?;
+        insert_events(self.backend, &mut tx, first, events).await?;
+        insert_replies(self.backend, &mut tx, first, replies).await?;
         write_deadlines(self.backend, &mut tx, deadlines).await?;
         tx.commit().await.context("commit the append")?;
         Ok(first)
@@ -626,6 +560,100 @@ async fn add_fingerprint_column(pool: &AnyPool, backend: Backend) -> anyhow::Res
         sqlkit::run_ddl(pool, add)
             .await
             .context("add the replies' fingerprint column")?;
+    }
+    Ok(())
+}
+
+/// Takes `count` positions from the head row and returns the first.
+async fn take_positions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    count: usize,
+) -> anyhow::Result<u64> {
+    // Taking positions locks the one head row until commit: a second
+    // writer (another intake instance) waits here, so positions follow
+    // commit order and a reader never skips an event committed late.
+    let head: i64 =
+        sqlx::query("UPDATE log_head SET position = position + $1 WHERE id = 1 RETURNING position")
+            .bind(count as i64)
+            .fetch_one(&mut **tx)
+            .await
+            .context("take positions")?
+            .try_get(0)
+            .context("take positions")?;
+    let head = u64::try_from(head)
+        .unwrap_or(0)
+        .saturating_sub(count as u64);
+    Ok(head + 1)
+}
+
+/// Inserts `events` from position `first`, 1,000 rows a statement.
+async fn insert_events(
+    backend: Backend,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    first: u64,
+    events: &[NewEvent],
+) -> Result<(), AppendError> {
+    for (offset, chunk) in events.chunks(1000).enumerate() {
+        let base = first + (offset * 1000) as u64;
+        let sql = format!(
+            "INSERT INTO events (position, event_id, dossier_id, version, kind, recorded_at, payload) VALUES {}",
+            values_placeholders(backend, chunk.len(), 7)
+        );
+        let mut args = AnyArguments::default();
+        for (i, e) in chunk.iter().enumerate() {
+            push(&mut args, (base + i as u64) as i64)?;
+            push(&mut args, e.event_id.as_str())?;
+            push(&mut args, e.dossier_id.as_str())?;
+            push(&mut args, e.version as i64)?;
+            push(&mut args, e.kind)?;
+            push(&mut args, e.recorded_at)?;
+            push(&mut args, e.payload.as_slice())?;
+        }
+        let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .persistent(false)
+            .execute(&mut **tx)
+            .await;
+        if let Err(e) = result {
+            if is_unique_violation(&e) {
+                return Err(AppendError::Conflict);
+            }
+            return Err(anyhow::Error::new(e).context("insert events").into());
+        }
+    }
+    Ok(())
+}
+
+/// Stores each reply beside the position of its event, 1,000 rows a
+/// statement.
+async fn insert_replies(
+    backend: Backend,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    first: u64,
+    replies: &[NewReply],
+) -> Result<(), AppendError> {
+    for chunk in replies.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO command_replies (request_id, position, reply, fingerprint) VALUES {}",
+            values_placeholders(backend, chunk.len(), 4)
+        );
+        let mut args = AnyArguments::default();
+        for r in chunk {
+            push(&mut args, r.request_id.as_str())?;
+            push(&mut args, (first + r.event_index as u64) as i64)?;
+            push(&mut args, r.reply.as_slice())?;
+            push(&mut args, fingerprint_column(r.fingerprint))?;
+        }
+        let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .persistent(false)
+            .execute(&mut **tx)
+            .await;
+        if let Err(e) = result {
+            if is_unique_violation(&e) {
+                // Another instance answered the same request id first.
+                return Err(AppendError::Conflict);
+            }
+            return Err(anyhow::Error::new(e).context("store replies").into());
+        }
     }
     Ok(())
 }

@@ -5,12 +5,13 @@
 
 use std::collections::{HashMap, HashSet, hash_map::Entry};
 
-use domain::{Command, Dossier, Event, Timestamp};
+use domain::{Command, Dossier, Event, ProcedureCommand, Timestamp};
 use prost::Message as _;
 use proto::intake::v1::CommandReply;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
+    catalog::Catalog,
     error::IntakeError,
     store::{AppendError, DeadlineChange, EventStore, NewEvent, NewReply, StoredReply},
 };
@@ -149,7 +150,7 @@ pub struct Writer {
     /// The earliest deadline the last batch set, for the deadline monitor.
     new_deadlines: watch::Sender<i64>,
     /// The procedure catalog and the working-time calendar.
-    catalog: crate::catalog::Catalog,
+    catalog: Catalog,
     /// Committed events handed to the relay, which then need not read them
     /// back from the store (see [`crate::relay`]).
     relay_feed: Option<crate::relay::Feed>,
@@ -175,7 +176,7 @@ impl Writer {
                 clock,
                 max_batch,
                 new_deadlines: watch::Sender::new(i64::MAX),
-                catalog: crate::catalog::Catalog::default(),
+                catalog: Catalog::default(),
                 relay_feed: None,
             },
             WriterHandle {
@@ -186,7 +187,7 @@ impl Writer {
     }
 
     /// Decides with this catalog and calendar (default: empty, statutory).
-    pub fn with_catalog(mut self, catalog: crate::catalog::Catalog) -> Self {
+    pub fn with_catalog(mut self, catalog: Catalog) -> Self {
         self.catalog = catalog;
         self
     }
@@ -322,8 +323,53 @@ impl Writer {
     ) -> Result<Vec<Result<CommandReply, IntakeError>>, AppendError> {
         // A failed earlier attempt's catalog changes never committed.
         self.catalog.rollback();
-        self.catalog.refresh_for(&self.store, batch).await?;
-        // Replies already given to these request ids (client retries).
+        self.catalog
+            .refresh_for(
+                &self.store,
+                batch.iter().map(|s| (s.dossier_id.as_str(), &s.command)),
+            )
+            .await?;
+        let answered = self.read_for_batch(batch, optimistic).await?;
+
+        let now = (self.clock)();
+        let mut decided = Decided::new(batch.len());
+        self.decide_batch(batch, &answered, now, &mut decided)?;
+        if optimistic {
+            self.answer_refused_retries(batch, &mut decided.outcomes)
+                .await?;
+        }
+
+        let Decided {
+            working,
+            deadline_before,
+            events,
+            due,
+            outcomes,
+        } = decided;
+        let mut first_position = 0;
+        let (deadline_changes, earliest_deadline) = deadline_changes(&deadline_before, &working);
+        if !events.is_empty() {
+            first_position = self
+                .append_batch(batch, &outcomes, &events, &due, &deadline_changes)
+                .await?;
+        }
+        self.keep_states(working);
+        let results = results(outcomes, &events, &due, first_position);
+        if !events.is_empty() {
+            self.committed(first_position, events, earliest_deadline);
+        }
+        Ok(results)
+    }
+
+    /// Reads what deciding the batch needs: the replies already given to
+    /// its request ids (client retries) and the states of its dossiers the
+    /// cache lacks. An `optimistic` attempt reads no replies and takes a
+    /// dossier whose first command in the batch opens it as new.
+    async fn read_for_batch(
+        &mut self,
+        batch: &[Submission],
+        optimistic: bool,
+    ) -> Result<HashMap<String, StoredReply>, AppendError> {
         let ids: Vec<&str> = if optimistic {
             Vec::new()
         } else {
@@ -349,27 +395,30 @@ impl Writer {
                 }
             }
         }
-        let answered = self
-            .load_states(
-                &ids,
-                batch
-                    .iter()
-                    .map(|s| s.dossier_id.as_str())
-                    .filter(|id| !opened.contains(id)),
-            )
-            .await?;
+        self.load_states(
+            &ids,
+            batch
+                .iter()
+                .map(|s| s.dossier_id.as_str())
+                .filter(|id| !opened.contains(id)),
+        )
+        .await
+    }
 
-        let now = (self.clock)();
-        let mut working: HashMap<&str, Option<Dossier>> = HashMap::new();
-        // Each touched dossier's deadline before the batch, to index changes.
-        let mut deadline_before: HashMap<&str, Option<Timestamp>> = HashMap::new();
-        let mut events: Vec<NewEvent> = Vec::new();
-        let mut due: Vec<Option<Timestamp>> = Vec::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
+    /// Decides each submission in order into `decided`: a stored reply, the
+    /// answer of an earlier submission under the same request id, or a
+    /// catalog or dossier decision.
+    fn decide_batch<'b>(
+        &mut self,
+        batch: &'b [Submission],
+        answered: &HashMap<String, StoredReply>,
+        now: Timestamp,
+        decided: &mut Decided<'b>,
+    ) -> anyhow::Result<()> {
         let mut first_of_request: HashMap<&str, usize> = HashMap::new();
         for (i, s) in batch.iter().enumerate() {
             if let Some(reply) = answered.get(&s.request_id) {
-                outcomes.push(stored_for(reply, s));
+                decided.outcomes.push(stored_for(reply, s));
                 continue;
             }
             match first_of_request.entry(s.request_id.as_str()) {
@@ -377,10 +426,12 @@ impl Writer {
                     // Within one batch, the first command under an id is
                     // the one its reply answers.
                     let first = *first.get();
-                    outcomes.push(match (batch[first].fingerprint, s.fingerprint) {
-                        (Some(a), Some(b)) if a != b => Outcome::Refused(reused(s)),
-                        _ => Outcome::SameAs(first),
-                    });
+                    decided
+                        .outcomes
+                        .push(match (batch[first].fingerprint, s.fingerprint) {
+                            (Some(a), Some(b)) if a != b => Outcome::Refused(reused(s)),
+                            _ => Outcome::SameAs(first),
+                        });
                     continue;
                 }
                 Entry::Vacant(v) => {
@@ -388,111 +439,84 @@ impl Writer {
                 }
             }
             if let Command::Procedure(command) = &s.command {
-                let at = s.occurred_at.unwrap_or(now);
-                match self.catalog.decide(s, command, at, now) {
-                    Ok(event) => {
-                        events.push(crate::catalog::new_event(&event));
-                        due.push(None);
-                        outcomes.push(Outcome::Appended(events.len() - 1));
-                    }
-                    Err(error) => outcomes.push(Outcome::Refused(error)),
-                }
+                decided.procedure(&mut self.catalog, s, command, now);
                 continue;
             }
-            let state = working.entry(s.dossier_id.as_str()).or_insert_with(|| {
-                let cached = self.cache.get(&s.dossier_id).cloned();
-                deadline_before.insert(
-                    s.dossier_id.as_str(),
-                    cached.as_ref().and_then(Dossier::deadline),
-                );
-                cached
-            });
-            let mut at = s.occurred_at.unwrap_or(now);
-            if let (Command::MarkLate, Some(d)) = (&s.command, state.as_ref()) {
-                // Late at the end of the due date, unless the dossier moved
-                // after that (a survey, say): then right after its last event.
-                at = at.max(d.last_occurred_at);
-            }
-            let terms = self.catalog.terms();
-            match domain::decide_with(&s.dossier_id, state.as_ref(), &s.command, at, &terms) {
-                Ok(payload) => {
-                    let (next, event) = record(
-                        &s.dossier_id,
-                        state.take(),
-                        &s.command,
-                        payload,
-                        at,
-                        now,
-                        &s.actor,
-                        &s.request_id,
-                    )?;
-                    due.push(next.due_at);
-                    *state = Some(next);
-                    events.push(event);
-                    outcomes.push(Outcome::Appended(events.len() - 1));
-                }
-                Err(refusal) => outcomes.push(Outcome::Refused(refusal.into())),
-            }
+            decided.dossier(&self.cache, &self.catalog, s, now)?;
         }
-        if optimistic {
-            // A refused command may be a retry whose first answer changed
-            // the state that refuses it now: the stored answer wins, if it
-            // answered this command. (A retry decided again instead hits
-            // the replies' unique key, and so does an accepted command
-            // under a used id: the next attempt reads and refuses it.)
-            let refused: Vec<&str> = outcomes
-                .iter()
-                .zip(batch)
-                .filter(|(o, _)| matches!(o, Outcome::Refused(_)))
-                .map(|(_, s)| s.request_id.as_str())
-                .collect();
-            let stored = self.store.find_replies(&refused).await?;
-            for (outcome, s) in outcomes.iter_mut().zip(batch) {
-                if matches!(outcome, Outcome::Refused(_))
-                    && let Some(reply) = stored.get(&s.request_id)
-                {
-                    *outcome = stored_for(reply, s);
-                }
-            }
-        }
+        Ok(())
+    }
 
-        let reply_for = |index: usize, first: u64| CommandReply {
-            dossier_id: events[index].dossier_id.clone(),
-            version: events[index].version,
-            event_id: events[index].event_id.clone(),
-            position: first + index as u64,
-            due_at: due[index].map(bus::timestamp_to_proto),
-        };
-        let mut first_position = 0;
-        let (deadline_changes, earliest_deadline) = deadline_changes(&deadline_before, &working);
-        if !events.is_empty() {
-            let appended: Vec<(usize, &Submission)> = outcomes
-                .iter()
-                .zip(batch)
-                .filter_map(|(o, s)| match o {
-                    Outcome::Appended(index) => Some((*index, s)),
-                    _ => None,
-                })
-                .collect();
-            let replies: Vec<NewReply> = appended
-                .iter()
-                .map(|(index, s)| NewReply {
-                    request_id: s.request_id.clone(),
-                    event_index: *index,
-                    reply: CommandReply {
-                        position: 0,
-                        ..reply_for(*index, 0)
-                    }
-                    .encode_to_vec(),
-                    fingerprint: s.fingerprint,
-                })
-                .collect();
-            first_position = self
-                .store
-                .append(&events, &replies, &deadline_changes)
-                .await?;
-            self.catalog.commit();
+    /// A refused command may be a retry whose first answer changed the
+    /// state that refuses it now: the stored answer wins, if it answered
+    /// this command. (A retry decided again instead hits the replies'
+    /// unique key, and so does an accepted command under a used id: the
+    /// next attempt reads and refuses it.)
+    async fn answer_refused_retries(
+        &self,
+        batch: &[Submission],
+        outcomes: &mut [Outcome],
+    ) -> Result<(), AppendError> {
+        let refused: Vec<&str> = outcomes
+            .iter()
+            .zip(batch)
+            .filter(|(o, _)| matches!(o, Outcome::Refused(_)))
+            .map(|(_, s)| s.request_id.as_str())
+            .collect();
+        let stored = self.store.find_replies(&refused).await?;
+        for (outcome, s) in outcomes.iter_mut().zip(batch) {
+            if matches!(outcome, Outcome::Refused(_))
+                && let Some(reply) = stored.get(&s.request_id)
+            {
+                *outcome = stored_for(reply, s);
+            }
         }
+        Ok(())
+    }
+
+    /// Appends the batch's events with the replies of the submissions that
+    /// made them (positions left 0 in the encoded replies), and keeps the
+    /// catalog's changes. Returns the first position taken.
+    async fn append_batch(
+        &mut self,
+        batch: &[Submission],
+        outcomes: &[Outcome],
+        events: &[NewEvent],
+        due: &[Option<Timestamp>],
+        deadline_changes: &[DeadlineChange],
+    ) -> Result<u64, AppendError> {
+        let appended: Vec<(usize, &Submission)> = outcomes
+            .iter()
+            .zip(batch)
+            .filter_map(|(o, s)| match o {
+                Outcome::Appended(index) => Some((*index, s)),
+                _ => None,
+            })
+            .collect();
+        let replies: Vec<NewReply> = appended
+            .iter()
+            .map(|(index, s)| NewReply {
+                request_id: s.request_id.clone(),
+                event_index: *index,
+                reply: CommandReply {
+                    position: 0,
+                    ..reply_for(events, due, *index, 0)
+                }
+                .encode_to_vec(),
+                fingerprint: s.fingerprint,
+            })
+            .collect();
+        let first_position = self
+            .store
+            .append(events, &replies, deadline_changes)
+            .await?;
+        self.catalog.commit();
+        Ok(first_position)
+    }
+
+    /// Keeps the batch's dossier states in the cache (a dossier left
+    /// without one leaves it).
+    fn keep_states(&mut self, working: HashMap<&str, Option<Dossier>>) {
         for (id, state) in working {
             match state {
                 Some(state) => {
@@ -503,27 +527,144 @@ impl Writer {
                 }
             }
         }
-
-        let mut results: Vec<Result<CommandReply, IntakeError>> = Vec::with_capacity(batch.len());
-        for outcome in outcomes {
-            let result = match outcome {
-                Outcome::Stored(stored) => CommandReply::decode(stored.reply.as_slice())
-                    .map(|reply| CommandReply {
-                        position: stored.position,
-                        ..reply
-                    })
-                    .map_err(|e| IntakeError::Unavailable(format!("decode a stored reply: {e}"))),
-                Outcome::Appended(index) => Ok(reply_for(index, first_position)),
-                Outcome::Refused(error) => Err(error),
-                Outcome::SameAs(earlier) => results[earlier].clone(),
-            };
-            results.push(result);
-        }
-        if !events.is_empty() {
-            self.committed(first_position, events, earliest_deadline);
-        }
-        Ok(results)
     }
+}
+
+/// A batch being decided: each submission's outcome so far, the events to
+/// append (and the due date each leaves its dossier with), and each
+/// touched dossier's state after the batch and deadline before it.
+struct Decided<'b> {
+    working: HashMap<&'b str, Option<Dossier>>,
+    /// Each touched dossier's deadline before the batch, to index changes.
+    deadline_before: HashMap<&'b str, Option<Timestamp>>,
+    events: Vec<NewEvent>,
+    due: Vec<Option<Timestamp>>,
+    outcomes: Vec<Outcome>,
+}
+
+impl<'b> Decided<'b> {
+    fn new(submissions: usize) -> Self {
+        Self {
+            working: HashMap::new(),
+            deadline_before: HashMap::new(),
+            events: Vec::new(),
+            due: Vec::new(),
+            outcomes: Vec::with_capacity(submissions),
+        }
+    }
+
+    /// Decides a catalog command with the catalog (which it changes until
+    /// the batch commits or rolls back).
+    fn procedure(
+        &mut self,
+        catalog: &mut Catalog,
+        s: &Submission,
+        command: &ProcedureCommand,
+        now: Timestamp,
+    ) {
+        let at = s.occurred_at.unwrap_or(now);
+        match catalog.decide(&s.dossier_id, command, at, now, &s.actor, &s.request_id) {
+            Ok(event) => {
+                self.events.push(crate::catalog::new_event(&event));
+                self.due.push(None);
+                self.outcomes.push(Outcome::Appended(self.events.len() - 1));
+            }
+            Err(error) => self.outcomes.push(Outcome::Refused(error)),
+        }
+    }
+
+    /// Decides a dossier command against the dossier's state in this batch
+    /// (taken from `cache` the first time the batch touches it).
+    fn dossier(
+        &mut self,
+        cache: &HashMap<String, Dossier>,
+        catalog: &Catalog,
+        s: &'b Submission,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        let deadline_before = &mut self.deadline_before;
+        let state = self
+            .working
+            .entry(s.dossier_id.as_str())
+            .or_insert_with(|| {
+                let cached = cache.get(&s.dossier_id).cloned();
+                deadline_before.insert(
+                    s.dossier_id.as_str(),
+                    cached.as_ref().and_then(Dossier::deadline),
+                );
+                cached
+            });
+        let mut at = s.occurred_at.unwrap_or(now);
+        if let (Command::MarkLate, Some(d)) = (&s.command, state.as_ref()) {
+            // Late at the end of the due date, unless the dossier moved
+            // after that (a survey, say): then right after its last event.
+            at = at.max(d.last_occurred_at);
+        }
+        let terms = catalog.terms();
+        match domain::decide_with(&s.dossier_id, state.as_ref(), &s.command, at, &terms) {
+            Ok(payload) => {
+                let (next, event) = record(
+                    &s.dossier_id,
+                    state.take(),
+                    &s.command,
+                    payload,
+                    at,
+                    now,
+                    &s.actor,
+                    &s.request_id,
+                )?;
+                self.due.push(next.due_at);
+                *state = Some(next);
+                self.events.push(event);
+                self.outcomes.push(Outcome::Appended(self.events.len() - 1));
+            }
+            Err(refusal) => self.outcomes.push(Outcome::Refused(refusal.into())),
+        }
+        Ok(())
+    }
+}
+
+/// The reply to the submission that made event `index`, the batch's
+/// positions starting at `first`.
+fn reply_for(
+    events: &[NewEvent],
+    due: &[Option<Timestamp>],
+    index: usize,
+    first: u64,
+) -> CommandReply {
+    CommandReply {
+        dossier_id: events[index].dossier_id.clone(),
+        version: events[index].version,
+        event_id: events[index].event_id.clone(),
+        position: first + index as u64,
+        due_at: due[index].map(bus::timestamp_to_proto),
+    }
+}
+
+/// Each submission's answer, in order, once the batch's events hold
+/// positions from `first_position`.
+fn results(
+    outcomes: Vec<Outcome>,
+    events: &[NewEvent],
+    due: &[Option<Timestamp>],
+    first_position: u64,
+) -> Vec<Result<CommandReply, IntakeError>> {
+    let mut results: Vec<Result<CommandReply, IntakeError>> = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let result = match outcome {
+            Outcome::Stored(stored) => CommandReply::decode(stored.reply.as_slice())
+                .map(|reply| CommandReply {
+                    position: stored.position,
+                    ..reply
+                })
+                .map_err(|e| IntakeError::Unavailable(format!("decode a stored reply: {e}"))),
+            Outcome::Appended(index) => Ok(reply_for(events, due, index, first_position)),
+            Outcome::Refused(error) => Err(error),
+            Outcome::SameAs(earlier) => results[earlier].clone(),
+        };
+        results.push(result);
+    }
+    results
 }
 
 impl Writer {

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use domain::{Command, Dossier, Refusal, Timestamp};
+use domain::{Command, Dossier, Refusal, Terms, Timestamp};
 use prost::Message as _;
 use proto::intake::v1::CommandReply;
 use tokio::sync::oneshot;
@@ -19,7 +19,7 @@ use super::{CONFLICT_RETRIES, Writer, WriterHandle, deadline_changes};
 use crate::{
     error::IntakeError,
     fingerprint::of_named,
-    store::{AppendError, NewEvent, NewReply},
+    store::{AppendError, NewEvent, NewReply, StoredReply},
 };
 
 /// One step of a history: the command, when it happened, and the name of
@@ -127,19 +127,9 @@ impl Writer {
     ) -> Result<Vec<ImportOutcome>, AppendError> {
         // A failed desk batch's catalog changes never committed.
         self.catalog.rollback();
-        let codes: Vec<&str> = histories
-            .iter()
-            .flat_map(|h| &h.steps)
-            .filter_map(|s| match &s.command {
-                Command::Receive {
-                    procedure,
-                    due_at: None,
-                    ..
-                } => Some(procedure.code.as_str()),
-                _ => None,
-            })
-            .collect();
-        self.catalog.refresh_unknown(&self.store, &codes).await?;
+        self.catalog
+            .refresh_unknown(&self.store, &codes_from_catalog(histories))
+            .await?;
         let ids: Vec<&str> = histories
             .iter()
             .map(|h| h.request_id.as_str())
@@ -152,117 +142,22 @@ impl Writer {
 
         let now = (self.clock)();
         let terms = self.catalog.terms();
-        let mut working: HashMap<&str, Option<Dossier>> = HashMap::with_capacity(histories.len());
-        let mut deadline_before: HashMap<&str, Option<Timestamp>> =
-            HashMap::with_capacity(histories.len());
-        let mut events: Vec<NewEvent> = Vec::with_capacity(steps_of(histories));
-        // Per history: its events' range in `events`, or its outcome.
-        let mut decided: Vec<Result<Kept, ImportOutcome>> = Vec::with_capacity(histories.len());
+        let mut job = DecidedJob::new(histories);
         for h in histories {
-            if let Some(reply) = answered.get(&h.request_id) {
-                decided.push(Err(if reply.answers(Some(of_named(&h.request_id))) {
-                    ImportOutcome::AlreadyImported
-                } else {
-                    // A desk command took this id first (a client bug).
-                    ImportOutcome::Rejected(format!(
-                        "request id {} was first used for another command",
-                        h.request_id
-                    ))
-                }));
-                continue;
-            }
-            let cache = &self.cache;
-            let state = working.entry(h.dossier_id.as_str()).or_insert_with(|| {
-                let cached = cache.get(&h.dossier_id).cloned();
-                deadline_before.insert(
-                    h.dossier_id.as_str(),
-                    cached.as_ref().and_then(Dossier::deadline),
-                );
-                cached
-            });
-            if let Some(d) = state.as_ref() {
-                decided.push(Err(ImportOutcome::Rejected(format!(
-                    "dossier {} already exists (version {}, {}); an import only adds new dossiers",
-                    h.dossier_id, d.version, d.status
-                ))));
-                continue;
-            }
-            let start = events.len();
-            let mut next: Option<Dossier> = None;
-            let mut refused = None;
-            for step in &h.steps {
-                let payload = match domain::decide_with(
-                    &h.dossier_id,
-                    next.as_ref(),
-                    &step.command,
-                    step.at,
-                    &terms,
-                ) {
-                    Ok(payload) => payload,
-                    Err(refusal) => {
-                        refused = Some(describe(step, &refusal));
-                        break;
-                    }
-                };
-                let (state, event) = super::record(
-                    &h.dossier_id,
-                    next.take(),
-                    &step.command,
-                    payload,
-                    step.at,
-                    now,
-                    &h.actor,
-                    &h.request_id,
-                )?;
-                next = Some(state);
-                events.push(event);
-            }
-            match refused {
-                Some(reason) => {
-                    // All or nothing: forget this history's events.
-                    events.truncate(start);
-                    decided.push(Err(ImportOutcome::Rejected(reason)));
-                }
-                None if events.len() == start => {
-                    decided.push(Err(ImportOutcome::Rejected("the row has no steps".into())));
-                }
-                None => {
-                    let due = next.as_ref().and_then(|d| d.due_at);
-                    *state = next;
-                    decided.push(Ok((start, events.len(), due)));
-                }
-            }
+            let decided = job.decide(h, &answered, &self.cache, &terms, now)?;
+            job.decided.push(decided);
         }
+        let DecidedJob {
+            working,
+            deadline_before,
+            events,
+            decided,
+        } = job;
 
         let (deadlines, earliest_deadline) = deadline_changes(&deadline_before, &working);
-        let reply_for = |end: usize, due: Option<Timestamp>, first: u64| {
-            let last = &events[end - 1];
-            CommandReply {
-                dossier_id: last.dossier_id.clone(),
-                version: last.version,
-                event_id: last.event_id.clone(),
-                position: first + (end - 1) as u64,
-                due_at: due.map(bus::timestamp_to_proto),
-            }
-        };
         let mut first_position = 0;
         if !events.is_empty() {
-            let replies: Vec<NewReply> = histories
-                .iter()
-                .zip(&decided)
-                .filter_map(|(h, d)| d.as_ref().ok().map(|r| (h, r)))
-                .map(|(h, &(_, end, due))| NewReply {
-                    request_id: h.request_id.clone(),
-                    event_index: end - 1,
-                    reply: CommandReply {
-                        position: 0,
-                        ..reply_for(end, due, 0)
-                    }
-                    .encode_to_vec(),
-                    // The id names the row's content (see `crate::import`).
-                    fingerprint: Some(of_named(&h.request_id)),
-                })
-                .collect();
+            let replies = replies(histories, &decided, &events);
             first_position = self.store.append(&events, &replies, &deadlines).await?;
             self.committed(first_position, events, earliest_deadline);
         }
@@ -275,17 +170,194 @@ impl Writer {
         for id in working.keys() {
             self.cache.remove(*id);
         }
-        Ok(decided
-            .into_iter()
-            .map(|d| match d {
-                Ok((start, end, _)) => ImportOutcome::Imported {
-                    events: (end - start) as u64,
-                    last_position: first_position + (end - 1) as u64,
-                },
-                Err(outcome) => outcome,
-            })
-            .collect())
+        Ok(outcomes(decided, first_position))
     }
+}
+
+/// The procedure codes the job's receipts without a due date take it from.
+fn codes_from_catalog(histories: &[History]) -> Vec<&str> {
+    histories
+        .iter()
+        .flat_map(|h| &h.steps)
+        .filter_map(|s| match &s.command {
+            Command::Receive {
+                procedure,
+                due_at: None,
+                ..
+            } => Some(procedure.code.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A job being decided: the events of the histories kept so far, each
+/// history's range of them or its outcome, and each dossier's state after
+/// the job and deadline before it.
+struct DecidedJob<'h> {
+    working: HashMap<&'h str, Option<Dossier>>,
+    deadline_before: HashMap<&'h str, Option<Timestamp>>,
+    events: Vec<NewEvent>,
+    /// Per history: its events' range in `events`, or its outcome.
+    decided: Vec<Result<Kept, ImportOutcome>>,
+}
+
+impl<'h> DecidedJob<'h> {
+    fn new(histories: &[History]) -> Self {
+        Self {
+            working: HashMap::with_capacity(histories.len()),
+            deadline_before: HashMap::with_capacity(histories.len()),
+            events: Vec::with_capacity(steps_of(histories)),
+            decided: Vec::with_capacity(histories.len()),
+        }
+    }
+
+    /// Decides one history: an answered request id is the history's
+    /// outcome; a dossier that exists (in the cache, the store or earlier
+    /// in the job) refuses it; else its steps, kept whole or not at all.
+    fn decide(
+        &mut self,
+        h: &'h History,
+        answered: &HashMap<String, StoredReply>,
+        cache: &HashMap<String, Dossier>,
+        terms: &Terms<'_>,
+        now: Timestamp,
+    ) -> anyhow::Result<Result<Kept, ImportOutcome>> {
+        if let Some(reply) = answered.get(&h.request_id) {
+            return Ok(Err(if reply.answers(Some(of_named(&h.request_id))) {
+                ImportOutcome::AlreadyImported
+            } else {
+                // A desk command took this id first (a client bug).
+                ImportOutcome::Rejected(format!(
+                    "request id {} was first used for another command",
+                    h.request_id
+                ))
+            }));
+        }
+        let deadline_before = &mut self.deadline_before;
+        let state = self
+            .working
+            .entry(h.dossier_id.as_str())
+            .or_insert_with(|| {
+                let cached = cache.get(&h.dossier_id).cloned();
+                deadline_before.insert(
+                    h.dossier_id.as_str(),
+                    cached.as_ref().and_then(Dossier::deadline),
+                );
+                cached
+            });
+        if let Some(d) = state.as_ref() {
+            return Ok(Err(ImportOutcome::Rejected(format!(
+                "dossier {} already exists (version {}, {}); an import only adds new dossiers",
+                h.dossier_id, d.version, d.status
+            ))));
+        }
+        let start = self.events.len();
+        Ok(match decide_steps(h, terms, now, &mut self.events)? {
+            Err(reason) => {
+                // All or nothing: forget this history's events.
+                self.events.truncate(start);
+                Err(ImportOutcome::Rejected(reason))
+            }
+            Ok(_) if self.events.len() == start => {
+                Err(ImportOutcome::Rejected("the row has no steps".into()))
+            }
+            Ok(next) => {
+                let due = next.as_ref().and_then(|d| d.due_at);
+                *state = next;
+                Ok((start, self.events.len(), due))
+            }
+        })
+    }
+}
+
+/// Decides `h`'s steps in order from no state, pushing each step's event
+/// onto `events`. Returns the dossier's state after the last step, or the
+/// first refused step's reason.
+fn decide_steps(
+    h: &History,
+    terms: &Terms<'_>,
+    now: Timestamp,
+    events: &mut Vec<NewEvent>,
+) -> anyhow::Result<Result<Option<Dossier>, String>> {
+    let mut next: Option<Dossier> = None;
+    for step in &h.steps {
+        let payload = match domain::decide_with(
+            &h.dossier_id,
+            next.as_ref(),
+            &step.command,
+            step.at,
+            terms,
+        ) {
+            Ok(payload) => payload,
+            Err(refusal) => return Ok(Err(describe(step, &refusal))),
+        };
+        let (state, event) = super::record(
+            &h.dossier_id,
+            next.take(),
+            &step.command,
+            payload,
+            step.at,
+            now,
+            &h.actor,
+            &h.request_id,
+        )?;
+        next = Some(state);
+        events.push(event);
+    }
+    Ok(Ok(next))
+}
+
+/// The reply to a kept history: its last event's, the job's positions
+/// starting at `first`.
+fn reply_for(events: &[NewEvent], end: usize, due: Option<Timestamp>, first: u64) -> CommandReply {
+    let last = &events[end - 1];
+    CommandReply {
+        dossier_id: last.dossier_id.clone(),
+        version: last.version,
+        event_id: last.event_id.clone(),
+        position: first + (end - 1) as u64,
+        due_at: due.map(bus::timestamp_to_proto),
+    }
+}
+
+/// One stored reply per kept history (positions left 0 in the encoded
+/// replies), beside its last event.
+fn replies(
+    histories: &[History],
+    decided: &[Result<Kept, ImportOutcome>],
+    events: &[NewEvent],
+) -> Vec<NewReply> {
+    histories
+        .iter()
+        .zip(decided)
+        .filter_map(|(h, d)| d.as_ref().ok().map(|r| (h, r)))
+        .map(|(h, &(_, end, due))| NewReply {
+            request_id: h.request_id.clone(),
+            event_index: end - 1,
+            reply: CommandReply {
+                position: 0,
+                ..reply_for(events, end, due, 0)
+            }
+            .encode_to_vec(),
+            // The id names the row's content (see `crate::import`).
+            fingerprint: Some(of_named(&h.request_id)),
+        })
+        .collect()
+}
+
+/// Each history's outcome once the job's events hold positions from
+/// `first_position`.
+fn outcomes(decided: Vec<Result<Kept, ImportOutcome>>, first_position: u64) -> Vec<ImportOutcome> {
+    decided
+        .into_iter()
+        .map(|d| match d {
+            Ok((start, end, _)) => ImportOutcome::Imported {
+                events: (end - start) as u64,
+                last_position: first_position + (end - 1) as u64,
+            },
+            Err(outcome) => outcome,
+        })
+        .collect()
 }
 
 /// A kept history: its events' range in the job's events, and the due date

@@ -1,5 +1,7 @@
-//! Civil dates in Vietnam (UTC+7, no daylight saving) and their link to
-//! instants in Unix microseconds.
+//! Local time in Vietnam (UTC+7, no daylight saving), defined once for the
+//! whole workspace: civil dates, the date and time of day an instant reads
+//! as, and the way back to instants in Unix microseconds. The domain's
+//! `Timestamp`/`LocalDay` and the CLI's printed instants are built on it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -147,7 +149,7 @@ impl LocalDate {
 }
 
 /// Days since 1970-01-01 of the local date of an instant, saturated to `i32`.
-pub(crate) const fn local_day_number(micros: i64) -> i32 {
+pub const fn local_day_number(micros: i64) -> i32 {
     let local = micros.saturating_add(VN_OFFSET_MICROS);
     let day = local.div_euclid(MICROS_PER_DAY);
     if day > i32::MAX as i64 {
@@ -172,6 +174,59 @@ impl fmt::Display for LocalDate {
         } else {
             write!(f, "{:+05}-{:02}-{:02}", self.year, self.month, self.day)
         }
+    }
+}
+
+/// An instant as a clock in Vietnam reads it: the local date and the time
+/// of day, to the microsecond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocalDateTime {
+    pub date: LocalDate,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    pub microsecond: u32,
+}
+
+impl LocalDateTime {
+    /// The local date and time of an instant (Unix microseconds).
+    pub const fn from_instant(micros: i64) -> Self {
+        let date = LocalDate::from_instant(micros);
+        // In [0, one day): the local time of day.
+        let of_day = micros.saturating_sub(date.midnight());
+        Self {
+            date,
+            hour: (of_day / MICROS_PER_HOUR) as u8,
+            minute: (of_day % MICROS_PER_HOUR / MICROS_PER_MINUTE) as u8,
+            second: (of_day % MICROS_PER_MINUTE / MICROS_PER_SECOND) as u8,
+            microsecond: (of_day % MICROS_PER_SECOND) as u32,
+        }
+    }
+
+    /// The same, to the whole second.
+    pub const fn whole_seconds(self) -> Self {
+        Self {
+            microsecond: 0,
+            ..self
+        }
+    }
+}
+
+impl fmt::Display for LocalDateTime {
+    /// RFC 3339 with the +07:00 offset, e.g. `2019-12-28T08:30:00+07:00`;
+    /// a fraction of a second only when there is one, without trailing
+    /// zeros (`…08:30:00.25+07:00`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}T{:02}:{:02}:{:02}",
+            self.date, self.hour, self.minute, self.second
+        )?;
+        if self.microsecond != 0 {
+            let digits = format!("{:06}", self.microsecond);
+            write!(f, ".{}", digits.trim_end_matches('0'))?;
+        }
+        f.write_str("+07:00")
     }
 }
 
@@ -264,6 +319,21 @@ mod tests {
         assert!("2023-1-01".parse::<LocalDate>().is_err());
         assert!("2023-01-0x".parse::<LocalDate>().is_err());
         assert!("2023-01-01 ".parse::<LocalDate>().is_err());
+    }
+
+    #[test]
+    fn an_instant_reads_as_local_date_and_time() {
+        // 2019-12-31T20:00:00.25Z is 03:00:00.25 on New Year's Day locally.
+        let t = LocalDateTime::from_instant(1_577_822_400 * MICROS_PER_SECOND + 250_000);
+        assert_eq!(t.date, LocalDate::new(2020, 1, 1).unwrap());
+        assert_eq!(
+            (t.hour, t.minute, t.second, t.microsecond),
+            (3, 0, 0, 250_000)
+        );
+        assert_eq!(t.to_string(), "2020-01-01T03:00:00.25+07:00");
+        assert_eq!(t.whole_seconds().to_string(), "2020-01-01T03:00:00+07:00");
+        let before_epoch = LocalDateTime::from_instant(-1);
+        assert_eq!(before_epoch.to_string(), "1970-01-01T06:59:59.999999+07:00");
     }
 
     #[test]

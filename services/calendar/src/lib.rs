@@ -47,7 +47,10 @@ mod year_overrides;
 pub use calendar::{
     Calendar, CalendarError, FIRST_YEAR, LAST_YEAR, OfficeHours, ProcessingTime, is_late,
 };
-pub use date::{LocalDate, ParseDateError, VN_OFFSET_SECONDS, Weekday, local_date};
+pub use date::{
+    LocalDate, LocalDateTime, ParseDateError, VN_OFFSET_SECONDS, Weekday, local_date,
+    local_day_number,
+};
 pub use holidays::{DayKind, Holiday};
 pub use lunar::LunarDate;
 pub use overrides::{OverrideError, Overrides};

@@ -1,15 +1,16 @@
-//! Instants and Vietnam's local calendar dates (UTC+7, no daylight saving).
+//! Instants and Vietnam's local calendar dates, as the domain holds them:
+//! a [`Timestamp`] (microseconds since the Unix epoch) and a [`LocalDay`]
+//! (days since 1970-01-01). What UTC+7 means and how dates are counted is
+//! the `calendar` crate's (`calendar::date`), defined once for the whole
+//! workspace; these types only give it the domain's names.
 
 use std::fmt;
 
-use time::{Date, Month, OffsetDateTime, UtcOffset};
+use calendar::{LocalDate, LocalDateTime};
 
-/// Vietnam's offset from UTC, in seconds.
-pub const VN_OFFSET_SECONDS: i64 = 7 * 3600;
+pub use calendar::VN_OFFSET_SECONDS;
+
 const MICROS_PER_SECOND: i64 = 1_000_000;
-const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
-/// Julian day number of 1970-01-01.
-const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
 
 /// An instant, in microseconds since the Unix epoch (UTC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -30,16 +31,12 @@ impl Timestamp {
 
     /// The instant at `hour:minute` local time on `day`.
     pub fn at_local(day: LocalDay, hour: u8, minute: u8) -> Self {
-        let seconds = i64::from(day.0) * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60
-            - VN_OFFSET_SECONDS;
-        Self::from_unix_seconds(seconds)
+        Self(LocalDate::from_days_since_epoch(day.0).at(hour, minute))
     }
 
     /// The local calendar date this instant falls on in Vietnam.
     pub fn local_day(self) -> LocalDay {
-        let local = self.0.saturating_add(VN_OFFSET_SECONDS * MICROS_PER_SECOND);
-        // Dates of ±5.8 million years fit in i32 days.
-        LocalDay(i32::try_from(local.div_euclid(MICROS_PER_DAY)).unwrap_or(i32::MAX))
+        LocalDay(calendar::local_day_number(self.0))
     }
 
     pub fn plus_micros(self, micros: i64) -> Self {
@@ -52,27 +49,9 @@ impl Timestamp {
 }
 
 impl fmt::Display for Timestamp {
-    /// RFC 3339 in local time, e.g. `2019-12-28T08:30:00+07:00`.
+    /// RFC 3339 in local time to the second, e.g. `2019-12-28T08:30:00+07:00`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let nanos = i128::from(self.0) * 1000;
-        let offset =
-            UtcOffset::from_whole_seconds(VN_OFFSET_SECONDS as i32).unwrap_or(UtcOffset::UTC);
-        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-            Ok(t) => {
-                let t = t.to_offset(offset);
-                write!(
-                    f,
-                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+07:00",
-                    t.year(),
-                    u8::from(t.month()),
-                    t.day(),
-                    t.hour(),
-                    t.minute(),
-                    t.second()
-                )
-            }
-            Err(_) => write!(f, "@{}µs", self.0),
-        }
+        LocalDateTime::from_instant(self.0).whole_seconds().fmt(f)
     }
 }
 
@@ -91,24 +70,22 @@ impl LocalDay {
 
     /// `None` when the triple is not a real date.
     pub fn from_ymd(year: i32, month: u8, day: u8) -> Option<Self> {
-        let month = Month::try_from(month).ok()?;
-        let date = Date::from_calendar_date(year, month, day).ok()?;
-        Some(Self(date.to_julian_day() - UNIX_EPOCH_JULIAN_DAY))
+        LocalDate::new(year, month, day).map(|date| Self(date.days_since_epoch()))
     }
 
-    pub fn date(self) -> Option<Date> {
-        Date::from_julian_day(self.0.checked_add(UNIX_EPOCH_JULIAN_DAY)?).ok()
+    /// The civil date.
+    pub fn date(self) -> LocalDate {
+        LocalDate::from_days_since_epoch(self.0)
     }
 
-    /// (year, month, day); far out-of-range days clamp to the epoch.
+    /// (year, month, day).
     pub fn ymd(self) -> (i32, u8, u8) {
-        self.date()
-            .map(|d| (d.year(), u8::from(d.month()), d.day()))
-            .unwrap_or((1970, 1, 1))
+        let date = self.date();
+        (date.year(), date.month(), date.day())
     }
 
     pub fn year(self) -> i32 {
-        self.ymd().0
+        self.date().year()
     }
 
     pub fn first_of_year(year: i32) -> Option<Self> {

@@ -1,32 +1,29 @@
-//! Instants as an operator reads them: local time in Vietnam (UTC+7, no
-//! daylight saving).
+//! Instants as an operator reads them: local time in Vietnam, as the
+//! `calendar` crate defines it (UTC+7, no daylight saving).
 
-use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339, macros};
+use calendar::LocalDateTime;
 
-const VIETNAM: UtcOffset = macros::offset!(+7);
-
-fn local(t: &prost_types::Timestamp) -> Option<OffsetDateTime> {
-    let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
-    OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .map(|t| t.to_offset(VIETNAM))
+fn local(t: &prost_types::Timestamp) -> Option<LocalDateTime> {
+    let micros = t
+        .seconds
+        .checked_mul(1_000_000)?
+        .checked_add(i64::from(t.nanos / 1_000))?;
+    // Years past 9999 are no instant an office records.
+    let local = LocalDateTime::from_instant(micros);
+    (0..=9999).contains(&local.date.year()).then_some(local)
 }
 
 /// "2024-03-12 00:00:05" (UTC+7); "-" when absent or out of range.
 pub fn display(t: Option<&prost_types::Timestamp>) -> String {
-    t.and_then(local)
-        .and_then(|t| {
-            t.format(macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second]"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| "-".to_owned())
+    t.and_then(local).map_or_else(
+        || "-".to_owned(),
+        |t| format!("{} {:02}:{:02}:{:02}", t.date, t.hour, t.minute, t.second),
+    )
 }
 
 /// RFC 3339 with the +07:00 offset, e.g. "2024-03-12T00:00:05+07:00".
 pub fn rfc3339(t: Option<&prost_types::Timestamp>) -> Option<String> {
-    t.and_then(local).and_then(|t| t.format(&Rfc3339).ok())
+    t.and_then(local).map(|t| t.to_string())
 }
 
 #[cfg(test)]
@@ -44,6 +41,14 @@ mod tests {
         assert_eq!(
             rfc3339(Some(&t)).as_deref(),
             Some("2024-03-12T00:00:00+07:00")
+        );
+        let later = prost_types::Timestamp {
+            nanos: 500_000_000,
+            ..t
+        };
+        assert_eq!(
+            rfc3339(Some(&later)).as_deref(),
+            Some("2024-03-12T00:00:00.5+07:00")
         );
         assert_eq!(display(None), "-");
     }

@@ -63,26 +63,19 @@ pub struct ReportArgs {
 
 /// A local date (its last instant, UTC+7) or an RFC 3339 instant.
 fn parse_as_of(s: &str) -> Result<prost_types::Timestamp, String> {
-    use time::{
-        OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339,
-        macros::format_description,
-    };
-    let instant = if let Ok(date) =
-        time::Date::parse(s, format_description!("[year]-[month]-[day]"))
-    {
-        let offset = UtcOffset::from_hms(7, 0, 0).map_err(|e| e.to_string())?;
-        date.next_day()
-            .ok_or_else(|| format!("{s} is out of range"))?
-            .midnight()
-            .assume_offset(offset)
-            - time::Duration::MICROSECOND
+    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+    let (seconds, nanos) = if let Ok(date) = s.parse::<calendar::LocalDate>() {
+        // The last microsecond of the local day.
+        let end = date.add_days(1).midnight() - 1;
+        (end.div_euclid(1_000_000), end.rem_euclid(1_000_000) * 1_000)
     } else {
-        OffsetDateTime::parse(s, &Rfc3339)
-            .map_err(|_| format!("{s:?} is neither a date like 2020-03-31 nor an instant like 2020-03-31T17:00:00+07:00"))?
+        let instant = OffsetDateTime::parse(s, &Rfc3339)
+            .map_err(|_| format!("{s:?} is neither a date like 2020-03-31 nor an instant like 2020-03-31T17:00:00+07:00"))?;
+        (instant.unix_timestamp(), i64::from(instant.nanosecond()))
     };
     Ok(prost_types::Timestamp {
-        seconds: instant.unix_timestamp(),
-        nanos: i32::try_from(instant.nanosecond()).unwrap_or(0),
+        seconds,
+        nanos: i32::try_from(nanos).unwrap_or(0),
     })
 }
 
@@ -184,4 +177,30 @@ async fn yearly_rows(
         .map_err(|s| target.status(&s))?
         .into_inner();
     Ok(series.rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_as_of;
+
+    #[test]
+    fn a_date_means_its_last_local_microsecond() {
+        // 2020-03-31T23:59:59.999999+07:00 = 2020-03-31T16:59:59.999999Z.
+        let t = parse_as_of("2020-03-31").expect("a date");
+        assert_eq!((t.seconds, t.nanos), (1_585_673_999, 999_999_000));
+    }
+
+    #[test]
+    fn an_instant_keeps_its_own_offset() {
+        let t = parse_as_of("2020-03-31T17:00:00+07:00").expect("an instant");
+        assert_eq!((t.seconds, t.nanos), (1_585_648_800, 0));
+        let utc = parse_as_of("2020-03-31T10:00:00Z").expect("an instant");
+        assert_eq!(utc, t);
+    }
+
+    #[test]
+    fn anything_else_is_refused_with_both_forms() {
+        let error = parse_as_of("31/03/2020").expect_err("not a form");
+        assert!(error.contains("2020-03-31T17:00:00+07:00"), "{error}");
+    }
 }

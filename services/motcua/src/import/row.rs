@@ -218,14 +218,18 @@ pub fn local_instant(value: &str, end_of_day: bool) -> Result<prost_types::Times
     ) else {
         return Err("is not a date: write YYYY-MM-DD or YYYY-MM-DD HH:MM (local time)".into());
     };
-    let month = time::Month::try_from(u8::try_from(month).unwrap_or(0))
-        .map_err(|_| format!("has no month {month}"))?;
-    let date = time::Date::from_calendar_date(
-        i32::try_from(year).map_err(|_| "has a year out of range".to_owned())?,
-        month,
+    if !(1..=12).contains(&month) {
+        return Err(format!("has no month {month}"));
+    }
+    if !(-9999..=9999).contains(&year) {
+        return Err("has a year out of range".to_owned());
+    }
+    let date = calendar::LocalDate::new(
+        year as i32,
+        u8::try_from(month).unwrap_or(0),
         u8::try_from(day).unwrap_or(0),
     )
-    .map_err(|_| "is not a day of the calendar".to_owned())?;
+    .ok_or_else(|| "is not a day of the calendar".to_owned())?;
     let (hour, minute, second) = match clock {
         None if end_of_day => (17, 0, 0),
         None => (8, 0, 0),
@@ -246,9 +250,10 @@ pub fn local_instant(value: &str, end_of_day: bool) -> Result<prost_types::Times
     if !(0..24).contains(&hour) || !(0..60).contains(&minute) || !(0..60).contains(&second) {
         return Err("has no valid time: write HH:MM or HH:MM:SS".into());
     }
-    let days = i64::from(date.to_julian_day()) - 2_440_588;
+    // In range: checked above.
+    let local = date.at(hour as u8, minute as u8) / 1_000_000 + second;
     Ok(prost_types::Timestamp {
-        seconds: days * 86_400 + hour * 3600 + minute * 60 + second - 7 * 3600,
+        seconds: local,
         nanos: 0,
     })
 }

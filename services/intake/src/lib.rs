@@ -137,6 +137,9 @@ impl Application {
             clock,
             calendar,
         } = self;
+        // TLS first: a file that does not load stops start-up before any work.
+        let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
+            .with_tls(config.shared.tls_files())?;
         let (pipeline, handles) = Pipeline::start(
             &store,
             &nats,
@@ -146,7 +149,7 @@ impl Application {
             config.max_batch as usize,
         )
         .await?;
-        let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
+        let server = server
             .add_service(IntakeServer::new(grpc::IntakeService::new(
                 handles.writer,
                 clock,
@@ -159,7 +162,7 @@ impl Application {
         ));
         let addr = listener.local_addr().context("read the bound address")?;
         let shared = &config.shared;
-        tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %shared.nats_url, stream = %shared.stream, "intake serving");
+        tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %shared.nats_url, stream = %shared.stream, tls = shared.tls_cert.is_some(), "intake serving");
 
         let served = server.serve(listener, shutdown).await;
         // The server is down and its handles are dropped.

@@ -35,7 +35,7 @@ use proto::{
         reports_server::ReportsServer,
     },
 };
-use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -117,11 +117,9 @@ impl Application {
         &self.store
     }
 
-    /// Starts the live consumer, the one writer of the serving read store.
-    fn start_consumer(
-        &self,
-        shutdown: CancellationToken,
-    ) -> (JoinHandle<anyhow::Result<()>>, ConsumerChannels) {
+    /// The live consumer, the one writer of the serving read store, and
+    /// the channels to it.
+    fn consumer(&self) -> (consumer::Consumer, ConsumerChannels) {
         let (swaps, swaps_rx) = mpsc::channel(1);
         let (replays, replay_jobs) = mpsc::channel(8);
         let consumer = consumer::Consumer {
@@ -139,10 +137,7 @@ impl Application {
             positions: None,
             log: None,
         };
-        (
-            tokio::spawn(consumer.run(shutdown)),
-            ConsumerChannels { swaps, replays },
-        )
+        (consumer, ConsumerChannels { swaps, replays })
     }
 
     /// The reports, deadlines, rebuild and parked-event services.
@@ -151,7 +146,7 @@ impl Application {
         serving: &std::sync::Arc<generations::Serving>,
         channels: ConsumerChannels,
         shutdown: &CancellationToken,
-    ) -> server::GrpcServer {
+    ) -> anyhow::Result<server::GrpcServer> {
         let settings = self.config.stream_settings();
         let history = asof::History {
             js: async_nats::jetstream::new(self.nats.clone()),
@@ -166,7 +161,8 @@ impl Application {
             channels.swaps,
             shutdown.clone(),
         );
-        server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
+        let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
+            .with_tls(self.config.shared.tls_files())?
             .add_service(ReportsServer::new(
                 reports::ReportsService::serving(serving.clone()).with_history(history),
             ))
@@ -178,15 +174,19 @@ impl Application {
             .add_service(ParkedEventsServer::new(admin::ParkedService::new(
                 serving.clone(),
                 channels.replays,
-            )))
+            )));
+        Ok(server)
     }
 
     /// Consumes and serves until `shutdown` is cancelled; then finishes the
     /// batch in hand (the rest stays in the stream) within the timeout.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let serving = generations::Serving::new(self.generation, self.store.clone());
-        let (consuming, channels) = self.start_consumer(shutdown.clone());
-        let server = self.grpc_server(&serving, channels, &shutdown);
+        let (consumer, channels) = self.consumer();
+        // TLS is loaded here: a file that does not load stops start-up
+        // before the consumer starts.
+        let server = self.grpc_server(&serving, channels, &shutdown)?;
+        let consuming = tokio::spawn(consumer.run(shutdown.clone()));
         let Self {
             config,
             listener,
@@ -196,7 +196,7 @@ impl Application {
         } = self;
         let addr = listener.local_addr().context("read the bound address")?;
         let shared = &config.shared;
-        tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %shared.nats_url, stream = %shared.stream, consumer = %config.consumer, "projection serving");
+        tracing::info!(%addr, database = %sqlkit::redact(&config.database_url), nats = %shared.nats_url, stream = %shared.stream, consumer = %config.consumer, tls = shared.tls_cert.is_some(), "projection serving");
         let served = server.serve(listener, shutdown).await;
         let finish_batch = async {
             match consuming.await {

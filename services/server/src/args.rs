@@ -1,8 +1,10 @@
 //! The flags both services take with the same names and variables.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
+
+use crate::TlsFiles;
 
 /// Flags every Motcua service shares; a service's own `Config` flattens
 /// them (`#[command(flatten)]`), so `--help` lists them with its own.
@@ -27,6 +29,25 @@ pub struct SharedArgs {
     /// How long shutdown may take to finish in-flight work, e.g. 10s.
     #[arg(long, env = "MOTCUA_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = telemetry::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first);
+    /// read again when it changes. Needs --tls-key.
+    #[arg(long, env = "MOTCUA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "MOTCUA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Accept client certificates issued by these CAs (PEM), for
+    /// service-to-service callers (mTLS); clients without one may still
+    /// connect. Needs --tls-cert.
+    #[arg(long, env = "MOTCUA_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// How often the TLS files are checked for a rotated certificate.
+    #[arg(long, env = "MOTCUA_TLS_RELOAD", default_value = "10s", value_parser = telemetry::parse_duration)]
+    pub tls_reload: Duration,
 }
 
 impl SharedArgs {
@@ -37,6 +58,16 @@ impl SharedArgs {
             subject_prefix: self.subject_prefix.clone(),
             ..Default::default()
         }
+    }
+
+    /// The TLS files the flags name; `None` serves plaintext.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+            reload_every: self.tls_reload,
+        })
     }
 
     /// Points at `stream` on `nats_url`, with the subject prefix derived
@@ -87,6 +118,28 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(error.contains("unknown log format"), "{error}");
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let cli = Cli::try_parse_from(["x"]).expect("defaults parse");
+        assert_eq!(cli.shared.tls_files(), None);
+        for partial in [
+            &["x", "--tls-cert", "c.pem"][..],
+            &["x", "--tls-key", "k.pem"],
+            &["x", "--tls-client-ca", "ca.pem"],
+        ] {
+            let error = Cli::try_parse_from(partial).err().map(|e| e.to_string());
+            assert!(error.is_some_and(|e| e.contains("required")), "{partial:?}");
+        }
+        let cli = Cli::try_parse_from(["x", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .expect("both given");
+        let files = cli.shared.tls_files().expect("TLS on");
+        assert_eq!(
+            (files.cert.to_str(), files.key.to_str()),
+            (Some("c.pem"), Some("k.pem"))
+        );
+        assert_eq!(files.client_ca, None);
     }
 
     #[test]

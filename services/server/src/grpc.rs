@@ -15,7 +15,7 @@ use tonic::{
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::reflection;
+use crate::{ReloadingTls, TlsFiles, reflection};
 
 /// A gRPC server being assembled. Each service added is served, reported
 /// `SERVING` by the health service and listed by reflection; nothing else
@@ -25,6 +25,7 @@ pub struct GrpcServer {
     routes: Routes,
     served: Vec<&'static str>,
     health: HealthReporter,
+    tls: Option<(ReloadingTls, CancellationToken)>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -45,7 +46,18 @@ impl GrpcServer {
             routes: Routes::new(health_service),
             served: Vec::new(),
             health,
+            tls: None,
         }
+    }
+
+    /// Serves over TLS from `files` (plaintext when `None`). Loads them now,
+    /// so that a missing file or a key that does not match fails start-up.
+    pub fn with_tls(mut self, files: Option<TlsFiles>) -> anyhow::Result<Self> {
+        if let Some(files) = files {
+            let stop = CancellationToken::new();
+            self.tls = Some((ReloadingTls::start(files, stop.clone())?, stop));
+        }
+        Ok(self)
     }
 
     /// The health reporter, for a service that reports more than
@@ -99,13 +111,27 @@ impl GrpcServer {
                 self.descriptor_set,
                 &self.served,
             )?);
-        tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown.cancelled_owned(),
-            )
-            .await
-            .context("serve gRPC")
+        let mut server = tonic::transport::Server::builder();
+        let router = server.add_routes(routes);
+        let served = match self.tls {
+            None => {
+                router
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        shutdown.cancelled_owned(),
+                    )
+                    .await
+            }
+            Some((tls, stop_reloading)) => {
+                let _stop_reloading = stop_reloading.drop_guard();
+                router
+                    .serve_with_incoming_shutdown(
+                        tls.incoming(listener),
+                        shutdown.cancelled_owned(),
+                    )
+                    .await
+            }
+        };
+        served.context("serve gRPC")
     }
 }

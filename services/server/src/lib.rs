@@ -3,7 +3,8 @@
 //! `main` ([`run`]: configuration, telemetry, signals, build, run, one
 //! clear line and a failing exit code on error), the gRPC server
 //! ([`GrpcServer`]: health and reflection for exactly the services added,
-//! graceful stop) and draining background work under a time limit
+//! TLS from files reloaded when they change ([`ReloadingTls`]), graceful
+//! stop) and draining background work under a time limit
 //! ([`drain`]).
 //!
 //! This crate must not know about dossiers, events, databases or any of
@@ -13,8 +14,10 @@ mod args;
 mod grpc;
 mod reflection;
 mod run;
+mod tls;
 
 pub use args::SharedArgs;
 pub use grpc::GrpcServer;
 pub use reflection::{HEALTH_SERVICE, REFLECTION_SERVICES, listed_services};
 pub use run::{Service, drain, run};
+pub use tls::{ReloadingTls, TlsFiles};

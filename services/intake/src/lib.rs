@@ -92,6 +92,7 @@ impl Application {
 
     /// As [`Self::build`], reading time from `clock`.
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        config.shared.check_exposure(config.listen)?;
         let calendar = std::sync::Arc::new(catalog::build_calendar(
             &config.office_hours,
             config.holidays.as_deref(),
@@ -137,9 +138,11 @@ impl Application {
             clock,
             calendar,
         } = self;
-        // TLS first: a file that does not load stops start-up before any work.
+        // TLS and identities first: a file that does not load stops
+        // start-up before any work.
         let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
-            .with_tls(config.shared.tls_files())?;
+            .with_tls(config.shared.tls_files())?
+            .with_auth(config.shared.auth_files().load()?);
         let (pipeline, handles) = Pipeline::start(
             &store,
             &nats,

@@ -81,6 +81,7 @@ struct ConsumerChannels {
 impl Application {
     /// Opens the read models, connects to NATS and binds the gRPC port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.shared.check_exposure(config.listen)?;
         let generations = generations::Generations::open(&config.database_url).await?;
         for dropped in generations.drop_unfinished().await? {
             tracing::warn!(generation = dropped, "dropped an unfinished rebuild");
@@ -163,6 +164,7 @@ impl Application {
         );
         let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
             .with_tls(self.config.shared.tls_files())?
+            .with_auth(self.config.shared.auth_files().load()?)
             .add_service(ReportsServer::new(
                 reports::ReportsService::serving(serving.clone()).with_history(history),
             ))
@@ -183,8 +185,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let serving = generations::Serving::new(self.generation, self.store.clone());
         let (consumer, channels) = self.consumer();
-        // TLS is loaded here: a file that does not load stops start-up
-        // before the consumer starts.
+        // TLS and identities are loaded here: a file that does not load
+        // stops start-up before the consumer starts.
         let server = self.grpc_server(&serving, channels, &shutdown)?;
         let consuming = tokio::spawn(consumer.run(shutdown.clone()));
         let Self {

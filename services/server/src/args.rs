@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 
-use crate::TlsFiles;
+use crate::{AuthFiles, TlsFiles};
 
 /// Flags every Motcua service shares; a service's own `Config` flattens
 /// them (`#[command(flatten)]`), so `--help` lists them with its own.
@@ -48,6 +48,34 @@ pub struct SharedArgs {
     /// How often the TLS files are checked for a rotated certificate.
     #[arg(long, env = "MOTCUA_TLS_RELOAD", default_value = "10s", value_parser = telemetry::parse_duration)]
     pub tls_reload: Duration,
+
+    /// Require bearer JWTs signed by a key of this JWKS file (the
+    /// province's identity provider). Needs --auth-issuer.
+    #[arg(long, env = "MOTCUA_AUTH_JWKS", requires = "auth_issuer")]
+    pub auth_jwks: Option<PathBuf>,
+
+    /// The `iss` the identity provider's tokens carry.
+    #[arg(long, env = "MOTCUA_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+
+    /// The `aud` tokens for Motcua carry.
+    #[arg(long, env = "MOTCUA_AUTH_AUDIENCE", default_value = "motcua")]
+    pub auth_audience: String,
+
+    /// Clock skew allowed on a token's expiry and not-before.
+    #[arg(long, env = "MOTCUA_AUTH_LEEWAY", default_value = "60s", value_parser = telemetry::parse_duration)]
+    pub auth_leeway: Duration,
+
+    /// Require bearer tokens listed (as SHA-256 digests) in this TOML file:
+    /// for an office without an identity provider.
+    #[arg(long, env = "MOTCUA_AUTH_TOKENS")]
+    pub auth_tokens: Option<PathBuf>,
+
+    /// Serve a non-loopback address without TLS or authentication. Anyone
+    /// who reaches the port can then read and write every office: for a
+    /// network that is itself closed, never for a province's.
+    #[arg(long, env = "MOTCUA_INSECURE")]
+    pub insecure: bool,
 }
 
 impl SharedArgs {
@@ -68,6 +96,45 @@ impl SharedArgs {
             client_ca: self.tls_client_ca.clone(),
             reload_every: self.tls_reload,
         })
+    }
+
+    /// The identity sources the flags name.
+    pub fn auth_files(&self) -> AuthFiles {
+        AuthFiles {
+            jwks: self.auth_jwks.clone().map(|path| {
+                let settings = identity::JwtSettings {
+                    issuer: self.auth_issuer.clone().unwrap_or_default(),
+                    audience: self.auth_audience.clone(),
+                    leeway: self.auth_leeway,
+                };
+                (path, settings)
+            }),
+            tokens: self.auth_tokens.clone(),
+        }
+    }
+
+    /// Refuses to serve `listen` beyond this machine without TLS and
+    /// authentication, unless --insecure says so (then warns).
+    pub fn check_exposure(&self, listen: std::net::SocketAddr) -> anyhow::Result<()> {
+        let tls = self.tls_cert.is_some();
+        let auth = self.auth_jwks.is_some() || self.auth_tokens.is_some();
+        if listen.ip().is_loopback() || (tls && auth) {
+            return Ok(());
+        }
+        let missing = match (tls, auth) {
+            (false, false) => {
+                "TLS (--tls-cert, --tls-key) and authentication (--auth-jwks or --auth-tokens)"
+            }
+            (false, true) => "TLS (--tls-cert, --tls-key)",
+            _ => "authentication (--auth-jwks or --auth-tokens)",
+        };
+        if self.insecure {
+            tracing::warn!(%listen, "serving beyond this machine without {missing}, as --insecure asks: anyone who reaches the port can read and write every office");
+            return Ok(());
+        }
+        anyhow::bail!(
+            "{listen} is reachable beyond this machine, and {missing} is not configured; configure it, or pass --insecure (MOTCUA_INSECURE=true) on a closed network"
+        )
     }
 
     /// Points at `stream` on `nats_url`, with the subject prefix derived
@@ -140,6 +207,49 @@ mod tests {
             (Some("c.pem"), Some("k.pem"))
         );
         assert_eq!(files.client_ca, None);
+    }
+
+    #[test]
+    fn only_loopback_may_go_without_tls_and_authentication() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).expect("flags parse").shared;
+        let open: std::net::SocketAddr = "0.0.0.0:50051".parse().expect("address");
+        let local: std::net::SocketAddr = "127.0.0.1:50051".parse().expect("address");
+        let bare = parse(&["x"]);
+        assert!(bare.check_exposure(local).is_ok());
+        let error = bare.check_exposure(open).map_err(|e| e.to_string());
+        assert!(
+            error
+                .as_ref()
+                .is_err_and(|e| e.contains("TLS") && e.contains("authentication")),
+            "{error:?}"
+        );
+        let tls_only = parse(&["x", "--tls-cert", "c", "--tls-key", "k"]);
+        let error = tls_only.check_exposure(open).map_err(|e| e.to_string());
+        assert!(
+            error
+                .as_ref()
+                .is_err_and(|e| e.contains("--auth-tokens") && !e.contains("--tls-cert")),
+            "{error:?}"
+        );
+        let both = parse(&[
+            "x",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--auth-tokens",
+            "t",
+        ]);
+        assert!(both.check_exposure(open).is_ok());
+        assert!(parse(&["x", "--insecure"]).check_exposure(open).is_ok());
+    }
+
+    #[test]
+    fn a_jwks_needs_its_issuer() {
+        let error = Cli::try_parse_from(["x", "--auth-jwks", "keys.json"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("--auth-issuer")));
     }
 
     #[test]

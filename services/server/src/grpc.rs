@@ -2,7 +2,9 @@
 //! service reporting each as serving, reflection (`v1` and `v1alpha`)
 //! listing exactly what was added, and a graceful stop on a token.
 
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::Arc};
+
+use identity::Authenticator;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -15,7 +17,7 @@ use tonic::{
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{ReloadingTls, TlsFiles, reflection};
+use crate::{AuthLayer, ReloadingTls, TlsFiles, reflection};
 
 /// A gRPC server being assembled. Each service added is served, reported
 /// `SERVING` by the health service and listed by reflection; nothing else
@@ -26,6 +28,7 @@ pub struct GrpcServer {
     served: Vec<&'static str>,
     health: HealthReporter,
     tls: Option<(ReloadingTls, CancellationToken)>,
+    auth: Option<Arc<Authenticator>>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -47,7 +50,17 @@ impl GrpcServer {
             served: Vec::new(),
             health,
             tls: None,
+            auth: None,
         }
+    }
+
+    /// Requires every call but health and reflection to carry credentials
+    /// `auth` accepts (no check when `None`); the identity is left in the
+    /// request's extensions ([`crate::identity_of`]).
+    #[must_use]
+    pub fn with_auth(mut self, auth: Option<Arc<Authenticator>>) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Serves over TLS from `files` (plaintext when `None`). Loads them now,
@@ -111,7 +124,7 @@ impl GrpcServer {
                 self.descriptor_set,
                 &self.served,
             )?);
-        let mut server = tonic::transport::Server::builder();
+        let mut server = tonic::transport::Server::builder().layer(AuthLayer::new(self.auth));
         let router = server.add_routes(routes);
         let served = match self.tls {
             None => {

@@ -3,7 +3,8 @@
 //! `main` ([`run`]: configuration, telemetry, signals, build, run, one
 //! clear line and a failing exit code on error), the gRPC server
 //! ([`GrpcServer`]: health and reflection for exactly the services added,
-//! TLS from files reloaded when they change ([`ReloadingTls`]), graceful
+//! TLS from files reloaded when they change ([`ReloadingTls`]), bearer
+//! tokens checked in front of every service ([`AuthLayer`]), graceful
 //! stop) and draining background work under a time limit
 //! ([`drain`]).
 //!
@@ -11,12 +12,14 @@
 //! Motcua's own gRPC services: a service hands it what it serves.
 
 mod args;
+mod auth;
 mod grpc;
 mod reflection;
 mod run;
 mod tls;
 
 pub use args::SharedArgs;
+pub use auth::{AuthFiles, AuthLayer, Authenticate, identity_of};
 pub use grpc::GrpcServer;
 pub use reflection::{HEALTH_SERVICE, REFLECTION_SERVICES, listed_services};
 pub use run::{Service, drain, run};

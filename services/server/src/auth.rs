@@ -1,0 +1,155 @@
+//! Authentication in front of every gRPC service: each call's
+//! `authorization` metadata becomes an [`identity::Identity`] in the
+//! request's extensions, where the services' handlers judge what it may
+//! do; a call without valid credentials is answered `UNAUTHENTICATED`
+//! before any service sees it. Health and reflection stay open: probes and
+//! tools call them without credentials, and they tell nothing about
+//! dossiers.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use anyhow::Context as _;
+use futures::future::{Either, Ready, ready};
+use identity::{AuthError, Authenticator, Identity, JwtSettings, JwtVerifier, StaticTokens};
+
+/// Paths served without credentials.
+const OPEN: [&str; 3] = [
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// Where identities come from, as the flags name them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthFiles {
+    /// A JWKS file of the identity provider's keys, with the issuer and
+    /// audience its tokens must carry.
+    pub jwks: Option<(std::path::PathBuf, JwtSettings)>,
+    /// A static token file.
+    pub tokens: Option<std::path::PathBuf>,
+}
+
+impl AuthFiles {
+    /// The authenticator, or `None` when no source is configured (the
+    /// local, loopback-only mode).
+    pub fn load(&self) -> anyhow::Result<Option<Arc<Authenticator>>> {
+        let jwt = match &self.jwks {
+            None => None,
+            Some((path, settings)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("read the JWKS {}", path.display()))?;
+                Some(
+                    JwtVerifier::from_jwks(&text, settings)
+                        .with_context(|| format!("the JWKS {}", path.display()))?,
+                )
+            }
+        };
+        let tokens = match &self.tokens {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("read the token file {}", path.display()))?;
+                Some(
+                    StaticTokens::parse(&text)
+                        .with_context(|| format!("the token file {}", path.display()))?,
+                )
+            }
+        };
+        Ok((jwt.is_some() || tokens.is_some()).then(|| Arc::new(Authenticator { jwt, tokens })))
+    }
+}
+
+/// The caller's identity, as the authentication layer left it; `None`
+/// when the server runs without authentication.
+pub fn identity_of<T>(request: &tonic::Request<T>) -> Option<&Identity> {
+    request.extensions().get::<Identity>()
+}
+
+/// A tower layer that authenticates every call but the open ones.
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    auth: Option<Arc<Authenticator>>,
+}
+
+impl AuthLayer {
+    pub fn new(auth: Option<Arc<Authenticator>>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticate {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct Authenticate<S> {
+    inner: S,
+    auth: Option<Arc<Authenticator>>,
+}
+
+fn refused(error: &AuthError) -> tonic::Status {
+    let reason = match error {
+        AuthError::Missing => "missing",
+        AuthError::Malformed => "malformed",
+        AuthError::Expired => "expired",
+        AuthError::NotYetValid => "not_yet_valid",
+        AuthError::WrongAudience => "wrong_audience",
+        AuthError::WrongIssuer => "wrong_issuer",
+        AuthError::BadSignature => "bad_signature",
+        AuthError::UnknownKey => "unknown_key",
+        AuthError::UnknownToken => "unknown_token",
+        AuthError::BadClaims(_) => "bad_claims",
+    };
+    metrics::counter!("auth_refusals_total", "reason" => reason).increment(1);
+    tonic::Status::unauthenticated(format!("credentials refused: {error}"))
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Authenticate<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<S::Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let Some(auth) = &self.auth else {
+            return Either::Left(self.inner.call(request));
+        };
+        let path = request.uri().path();
+        if OPEN.iter().any(|open| path.starts_with(open)) {
+            return Either::Left(self.inner.call(request));
+        }
+        let header = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|value| value.to_str().map_err(|_| AuthError::Malformed));
+        let identity = match header.transpose() {
+            Ok(value) => auth.authenticate(value),
+            Err(e) => Err(e),
+        };
+        match identity {
+            Ok(identity) => {
+                request.extensions_mut().insert(identity);
+                Either::Left(self.inner.call(request))
+            }
+            Err(error) => Either::Right(ready(Ok(refused(&error).into_http()))),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Both services as a province would expose them: gRPC over TLS (a test CA
+//! made here, real rustls handshakes) and static bearer tokens. A call
+//! without a valid token is refused `UNAUTHENTICATED` and appends nothing;
+//! health stays open for probes; a valid token is served.
+
+use std::{path::Path, time::Duration};
+
+use proto::{
+    intake::v1::{self as pb, intake_client::IntakeClient},
+    reports::v1::{self as rp, reports_client::ReportsClient},
+};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use tests::{Backend, NatsServer, TestDb, meta, procedure, ts, unique_stream};
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    Code, Request,
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+const DESK_TOKEN: &str = "desk-1-secret-5f0c2a";
+
+/// A CA and a server certificate for `localhost`, written to `dir`.
+fn certificates(dir: &Path) -> anyhow::Result<String> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &ca)?;
+    std::fs::write(dir.join("cert.pem"), cert.pem())?;
+    std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+    Ok(ca.pem())
+}
+
+fn token_file(dir: &Path) -> anyhow::Result<()> {
+    let text = format!(
+        "[[token]]\nsha256 = \"{}\"\nsubject = \"desk-1\"\nrole = \"clerk\"\nprovince = \"BTH\"\noffice = \"TUYPHONG\"\n",
+        identity::token_digest(DESK_TOKEN)
+    );
+    Ok(std::fs::write(dir.join("tokens.toml"), text)?)
+}
+
+fn secure(shared: &mut server::SharedArgs, dir: &Path) {
+    shared.tls_cert = Some(dir.join("cert.pem"));
+    shared.tls_key = Some(dir.join("key.pem"));
+    shared.auth_tokens = Some(dir.join("tokens.toml"));
+}
+
+async fn channel(addr: std::net::SocketAddr, ca: &str) -> anyhow::Result<Channel> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    Ok(
+        Endpoint::from_shared(format!("https://localhost:{}", addr.port()))?
+            .tls_config(tls)?
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await?,
+    )
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> anyhow::Result<Request<T>> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+    }
+    Ok(request)
+}
+
+fn receipt(dossier: &str) -> pb::ReceiveDossierRequest {
+    let now = domain::Timestamp::from_micros(1_700_000_000_000_000);
+    pb::ReceiveDossierRequest {
+        meta: meta(now),
+        dossier_id: dossier.into(),
+        office_code: "TUYPHONG".into(),
+        province_code: "BTH".into(),
+        procedure: procedure(),
+        channel: proto::events::v1::Channel::InPerson.into(),
+        due_at: ts(now.plus_micros(86_400_000_000)),
+        due_on: None,
+    }
+}
+
+#[tokio::test]
+async fn only_a_valid_token_over_tls_is_served() -> anyhow::Result<()> {
+    telemetry::init_tracing_with_default(telemetry::LogFormat::Pretty, "warn");
+    let dir = tempfile::tempdir()?;
+    let ca = certificates(dir.path())?;
+    token_file(dir.path())?;
+    let nats = NatsServer::start().await?;
+    let (intake_db, projection_db) = (
+        TestDb::new(Backend::Sqlite, "intake").await?,
+        TestDb::new(Backend::Sqlite, "projection").await?,
+    );
+    let stream = unique_stream();
+    let mut intake_config = intake::Config::for_tests(&intake_db.url, &nats.url(), &stream);
+    secure(&mut intake_config.shared, dir.path());
+    let intake = intake::Application::build(intake_config).await?;
+    let (intake_addr, store) = (intake.local_addr(), intake.store().clone());
+    let mut projection_config =
+        projection::Config::for_tests(&projection_db.url, &nats.url(), &stream);
+    secure(&mut projection_config.shared, dir.path());
+    let projection = projection::Application::build(projection_config).await?;
+    let projection_addr = projection.local_addr();
+    let stop = CancellationToken::new();
+    let intake_task = tokio::spawn(intake.run_until_stopped(stop.clone()));
+    let projection_task = tokio::spawn(projection.run_until_stopped(stop.clone()));
+
+    let desk = IntakeClient::new(channel(intake_addr, &ca).await?);
+    for (what, token) in [
+        ("no token", None),
+        ("an unknown token", Some("guess")),
+        (
+            "the token's digest",
+            Some(&*identity::token_digest(DESK_TOKEN)),
+        ),
+    ] {
+        let refused = desk
+            .clone()
+            .receive_dossier(with_token(receipt("D-1"), token)?)
+            .await;
+        assert_eq!(
+            refused.map_err(|s| s.code()).err(),
+            Some(Code::Unauthenticated),
+            "{what}"
+        );
+    }
+    assert_eq!(store.head().await?, 0, "a refused call appends nothing");
+    let health = HealthClient::new(channel(intake_addr, &ca).await?)
+        .check(HealthCheckRequest::default())
+        .await?;
+    assert_eq!(health.into_inner().status, 1, "health is open to probes");
+
+    desk.clone()
+        .receive_dossier(with_token(receipt("D-1"), Some(DESK_TOKEN))?)
+        .await?;
+    assert_eq!(store.head().await?, 1);
+
+    let reports = ReportsClient::new(channel(projection_addr, &ca).await?);
+    let request = rp::ListUnitsRequest::default();
+    let refused = reports
+        .clone()
+        .list_units(with_token(request.clone(), None)?)
+        .await;
+    assert_eq!(
+        refused.map_err(|s| s.code()).err(),
+        Some(Code::Unauthenticated)
+    );
+    reports
+        .clone()
+        .list_units(with_token(request, Some(DESK_TOKEN))?)
+        .await?;
+
+    let plain = Endpoint::from_shared(format!("http://{intake_addr}"))?
+        .timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let plaintext = HealthClient::new(plain)
+        .check(HealthCheckRequest::default())
+        .await;
+    assert!(plaintext.is_err(), "no plaintext on a TLS port");
+
+    stop.cancel();
+    intake_task.await??;
+    projection_task.await??;
+    Ok(())
+}

@@ -1,23 +1,23 @@
-//! Test harness for Motcua's end-to-end tests and load generator: starts a
-//! real `nats-server` with its own store on a free port, a fresh database
-//! (PostgreSQL or SQLite) per test, and both services, in process or as
-//! child processes that can be killed; one client helper per RPC.
+//! Test harness for Motcua's end-to-end tests and load generator: on top of
+//! `testkit` (a real `nats-server` with its own store on a free port, a
+//! fresh database, PostgreSQL or SQLite, per test, bounded retries), both
+//! services, in process or as child processes that can be killed; one
+//! client helper per RPC.
 //!
 //! It must not reach into the services' internals beyond their public
-//! `build`/`run_until_stopped` and gRPC APIs.
+//! `build`/`run_until_stopped` and gRPC APIs. Tests of a service's
+//! components live in that service's crate.
 
 pub mod district;
 
 use std::{
-    future::Future,
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use anyhow::{Context as _, bail};
-use async_nats::jetstream::response::Response;
 use domain::{LocalDay, Timestamp};
 use proto::{
     events::v1 as ev,
@@ -27,265 +27,7 @@ use proto::{
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-/// A free TCP port on the loopback interface.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
-}
-
-/// Retries `check` until it returns `Ok`, or fails with its last error after
-/// `timeout`. The way to wait for eventual consistency: never a bare sleep.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut pause = Duration::from_millis(20);
-    loop {
-        match check().await {
-            Ok(v) => return Ok(v),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(e.context(format!("still failing after {timeout:?}")));
-            }
-            Err(_) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(250));
-            }
-        }
-    }
-}
-
-/// A `nats-server` with JetStream and its own store, killed on drop.
-pub struct NatsServer {
-    pub port: u16,
-    store: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl NatsServer {
-    pub async fn start() -> anyhow::Result<Self> {
-        let mut server = Self {
-            port: free_port(),
-            store: tempfile::tempdir().context("create a JetStream store folder")?,
-            child: None,
-        };
-        server.spawn().await?;
-        Ok(server)
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// The server's process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    async fn spawn(&mut self) -> anyhow::Result<()> {
-        let child = Command::new(nats_server_binary())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start nats-server (is it on the PATH?)")?;
-        self.child = Some(child);
-        let url = self.url();
-        eventually(Duration::from_secs(10), || async {
-            let client = async_nats::connect(&url).await?;
-            // Until JetStream is up its account query is answered with an
-            // API error (or not at all), and `eventually` asks again. The
-            // body is left untyped: `query_account` would also require fields
-            // nats-server 2.9 does not send.
-            let info: Response<serde_json::Value> = async_nats::jetstream::new(client)
-                .request("INFO", b"")
-                .await?;
-            if let Response::Err { error } = info {
-                bail!("JetStream not ready: {error}");
-            }
-            Ok(())
-        })
-        .await
-        .context("wait for nats-server with JetStream")
-    }
-
-    /// Kills the server (SIGKILL) and starts it again on the same port and store.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn().await
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            drop(child.kill());
-            drop(child.wait());
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn nats_server_binary() -> PathBuf {
-    std::env::var_os("NATS_SERVER_BIN").map_or_else(|| PathBuf::from("nats-server"), PathBuf::from)
-}
-
-/// Which database the services use in a test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A fresh, empty database for one service of one test; dropped with it
-/// (a test machine runs the suite again and again, and a benchmark's
-/// database holds gigabytes).
-pub struct TestDb {
-    pub url: String,
-    _dir: Option<tempfile::TempDir>,
-    /// The PostgreSQL database to drop.
-    database: Option<String>,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(database) = self.database.take() else {
-            return;
-        };
-        // Drop is not async: a thread with a runtime of its own drops the
-        // database, closing the connections a stopped service may still hold.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                use sqlx::Executor as _;
-                let admin = postgres_admin_url();
-                let pool = sqlx::AnyPool::connect(&admin).await?;
-                pool.execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-                )))
-                .await?;
-                pool.close().await;
-                anyhow::Ok(())
-            })
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("could not drop a test database: {e:#}"),
-            Err(_) => eprintln!("could not drop a test database: the thread panicked"),
-        }
-    }
-}
-
-/// The PostgreSQL server tests create their databases on.
-pub fn postgres_admin_url() -> String {
-    std::env::var("MOTCUA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-impl TestDb {
-    pub async fn new(backend: Backend, name: &str) -> anyhow::Result<Self> {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().context("create a database folder")?;
-                let url = format!("sqlite://{}/{name}.db", dir.path().display());
-                Ok(Self {
-                    url,
-                    _dir: Some(dir),
-                    database: None,
-                })
-            }
-            Backend::Postgres => {
-                use sqlx::Executor as _;
-                sqlx::any::install_default_drivers();
-                let database = format!("motcua_{name}_{}", uuid::Uuid::new_v4().simple());
-                let admin = postgres_admin_url();
-                let pool = sqlx::AnyPool::connect(&admin)
-                    .await
-                    .with_context(|| format!("connect to PostgreSQL at {admin}"))?;
-                pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-                    .await
-                    .context("create a test database")?;
-                pool.close().await;
-                let base = admin
-                    .rsplit_once('/')
-                    .map_or(admin.as_str(), |(base, _)| base);
-                Ok(Self {
-                    url: format!("{base}/{database}"),
-                    _dir: None,
-                    database: Some(database),
-                })
-            }
-        }
-    }
-}
-
-impl TestDb {
-    /// A copy of this database as it is now (a backup), under `name`. Close
-    /// every pool on it first: PostgreSQL copies only an idle database.
-    pub async fn copy(&self, name: &str) -> anyhow::Result<TestDb> {
-        match &self.database {
-            None => {
-                let from = self.url.trim_start_matches("sqlite://");
-                let copy = TestDb::new(Backend::Sqlite, name).await?;
-                let to = copy.url.trim_start_matches("sqlite://").to_owned();
-                for suffix in ["", "-wal", "-shm"] {
-                    let file = format!("{from}{suffix}");
-                    if std::path::Path::new(&file).exists() {
-                        std::fs::copy(&file, format!("{to}{suffix}"))
-                            .with_context(|| format!("copy {file}"))?;
-                    }
-                }
-                Ok(copy)
-            }
-            Some(database) => {
-                use sqlx::Executor as _;
-                let copy = format!("motcua_{name}_{}", uuid::Uuid::new_v4().simple());
-                let admin = postgres_admin_url();
-                let pool = sqlx::AnyPool::connect(&admin).await?;
-                // Idle connections a closed pool left behind still count.
-                sqlx::query(
-                    "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) FROM pg_stat_activity \
-                     WHERE datname = $1 AND pid <> pg_backend_pid()",
-                )
-                .bind(database.as_str())
-                .fetch_one(&pool)
-                .await
-                .context("end the connections to a database to copy")?;
-                pool.execute(sqlx::AssertSqlSafe(format!(
-                    "CREATE DATABASE {copy} TEMPLATE {database}"
-                )))
-                .await
-                .context("copy a test database")?;
-                pool.close().await;
-                let base = admin
-                    .rsplit_once('/')
-                    .map_or(admin.as_str(), |(base, _)| base);
-                Ok(TestDb {
-                    url: format!("{base}/{copy}"),
-                    _dir: None,
-                    database: Some(copy),
-                })
-            }
-        }
-    }
-}
+pub use testkit::{Backend, NatsServer, TestDb, eventually, free_port, unique_stream};
 
 impl Desk {
     /// Receives dossiers `{prefix}-{n:04}` for each `n` of `ids` at `office`
@@ -339,11 +81,6 @@ pub async fn health(addr: SocketAddr, service: &str) -> anyhow::Result<i32> {
         .status)
 }
 
-/// A stream name of this test's own, so tests may share a NATS server.
-pub fn unique_stream() -> String {
-    format!("T{}", uuid::Uuid::new_v4().simple()).to_uppercase()
-}
-
 /// The stream settings the services get for `stream` in the tests: its
 /// subjects under `{stream, lowercase}.events`.
 pub fn stream_settings(stream: &str) -> bus::StreamSettings {
@@ -362,7 +99,7 @@ pub struct Pair {
     pub stream: String,
     pub intake: InProcess,
     pub projection: InProcess,
-    pub intake_store: intake::store::EventStore,
+    pub intake_store: intake::EventStore,
 }
 
 /// A service task and the token that stops it.
@@ -388,23 +125,17 @@ pub async fn start_intake(
     database_url: &str,
     nats_url: &str,
     stream: &str,
-) -> anyhow::Result<(InProcess, intake::store::EventStore)> {
-    start_intake_with_clock(
-        database_url,
-        nats_url,
-        stream,
-        intake::writer::system_clock(),
-    )
-    .await
+) -> anyhow::Result<(InProcess, intake::EventStore)> {
+    start_intake_with_clock(database_url, nats_url, stream, intake::system_clock()).await
 }
 
-/// An intake reading time from `clock` (see `intake::writer::offset_clock`).
+/// An intake reading time from `clock` (see `intake::offset_clock`).
 pub async fn start_intake_with_clock(
     database_url: &str,
     nats_url: &str,
     stream: &str,
-    clock: intake::writer::Clock,
-) -> anyhow::Result<(InProcess, intake::store::EventStore)> {
+    clock: intake::Clock,
+) -> anyhow::Result<(InProcess, intake::EventStore)> {
     let config = intake::Config::for_tests(database_url, nats_url, stream);
     let app = intake::Application::build_with_clock(config, clock).await?;
     let addr = app.local_addr();
@@ -441,14 +172,11 @@ pub async fn start_projection_named(
 
 impl Pair {
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
-        Self::start_with_clock(backend, intake::writer::system_clock()).await
+        Self::start_with_clock(backend, intake::system_clock()).await
     }
 
     /// Both services, intake reading time from `clock`.
-    pub async fn start_with_clock(
-        backend: Backend,
-        clock: intake::writer::Clock,
-    ) -> anyhow::Result<Self> {
+    pub async fn start_with_clock(backend: Backend, clock: intake::Clock) -> anyhow::Result<Self> {
         telemetry::init_tracing_with_default(telemetry::LogFormat::Pretty, "warn");
         let nats = NatsServer::start().await?;
         let intake_db = TestDb::new(backend, "intake").await?;
@@ -508,22 +236,6 @@ pub fn meta(at: Timestamp) -> Option<pb::CommandMeta> {
         actor: "clerk-1".into(),
         occurred_at: ts(at),
     })
-}
-
-/// A desk receipt at `office` (province BTH, procedure 1.001, in person)
-/// due at `due_at`, as the writer takes it (tests that drive the writer
-/// without gRPC).
-pub fn receive_command(office: &str, due_at: Timestamp) -> domain::Command {
-    domain::Command::Receive {
-        office_code: office.into(),
-        province_code: "BTH".into(),
-        procedure: domain::Procedure {
-            code: "1.001".into(),
-            field: "dat-dai".into(),
-        },
-        channel: domain::Channel::InPerson,
-        due_at: Some(due_at),
-    }
 }
 
 /// What every test dossier is about.
@@ -1112,8 +824,5 @@ fn clock_ticks_per_second() -> f64 {
 /// checkpoint of its serving generation (its consumer acknowledges nothing,
 /// so JetStream's ack floor says nothing).
 pub async fn applied_through(database_url: &str) -> anyhow::Result<u64> {
-    let generations = projection::generations::Generations::open(database_url).await?;
-    let checkpoint = generations.serving_checkpoint("projection").await;
-    generations.close().await;
-    checkpoint
+    projection::serving_checkpoint(database_url, "projection").await
 }

@@ -49,7 +49,7 @@ fn position(p: u64) -> Option<rp::AsOf> {
 async fn as_of_reports_keep_the_figures_of_their_day(backend: Backend) -> anyhow::Result<()> {
     // Intake's clock: 31/3/2020 10:00 local, moved later by the test.
     let offset = Arc::new(AtomicI64::new(offset_to(at(2020, 3, 31, 10))));
-    let clock: intake::writer::Clock = {
+    let clock: intake::Clock = {
         let offset = offset.clone();
         Arc::new(move || real_now().plus_micros(offset.load(Ordering::Acquire)))
     };

@@ -37,7 +37,7 @@ async fn a_dossier_shows_up_on_a_watch_when_its_due_date_ends(
     // Intake's clock reads 2024-03-11 23:59:58 local: two seconds before the
     // end of dossier A's due date.
     let deadline = Timestamp::at_local(day(2024, 3, 12), 0, 0);
-    let clock = intake::writer::offset_clock(offset_to(deadline.plus_micros(-2 * SECOND)));
+    let clock = intake::offset_clock(offset_to(deadline.plus_micros(-2 * SECOND)));
     let pair = Pair::start_with_clock(backend, clock).await?;
     let desk = pair.desk().await?;
     let deadlines = pair.deadlines().await?;
@@ -140,7 +140,7 @@ fn intake_env(
 }
 
 /// Waits until `store` holds `n` Late events, and checks none is repeated.
-async fn wait_for_late(store: &intake::store::EventStore, n: usize) -> anyhow::Result<()> {
+async fn wait_for_late(store: &intake::EventStore, n: usize) -> anyhow::Result<()> {
     eventually(WAIT, || async {
         let late = store.kind_counts("late").await?;
         anyhow::ensure!(late.len() == n, "{} of {n} dossiers late", late.len());
@@ -181,7 +181,7 @@ async fn intake_killed_before_a_deadline_and_restarted_after_it_emits_late_once(
     let addr = intake.addr;
     let intake =
         ChildService::start_on("intake", addr, &intake_env(&db, &nats, &stream, after)).await?;
-    let store = intake::store::EventStore::open(&db.url).await?;
+    let store = intake::EventStore::open(&db.url).await?;
     wait_for_late(&store, 20).await?;
 
     // Killed and restarted again: the Late events are not repeated. A marker
@@ -221,7 +221,7 @@ async fn two_intake_instances_emit_late_once() -> anyhow::Result<()> {
     for reply in futures::future::join_all(receipts).await {
         reply?;
     }
-    let store = intake::store::EventStore::open(&db.url).await?;
+    let store = intake::EventStore::open(&db.url).await?;
     wait_for_late(&store, 300).await?;
 
     // An imported dossier whose due date had long passed: late at once,
@@ -237,7 +237,7 @@ async fn two_intake_instances_emit_late_once() -> anyhow::Result<()> {
 async fn a_watch_resumed_from_its_position_misses_nothing_and_repeats_nothing() -> anyhow::Result<()>
 {
     let deadline = Timestamp::at_local(day(2024, 3, 12), 0, 0);
-    let clock = intake::writer::offset_clock(offset_to(deadline.plus_micros(-2 * SECOND)));
+    let clock = intake::offset_clock(offset_to(deadline.plus_micros(-2 * SECOND)));
     let pair = Pair::start_with_clock(Backend::Postgres, clock).await?;
     let desk = pair.desk().await?;
     let deadlines: Deadlines = pair.deadlines().await?;
@@ -347,7 +347,7 @@ async fn the_monitor_follows_the_wall_clock_when_it_jumps() -> anyhow::Result<()
     let offset = Arc::new(AtomicI64::new(offset_to(
         deadline.plus_micros(-24 * 3600 * SECOND),
     )));
-    let clock: intake::writer::Clock = {
+    let clock: intake::Clock = {
         let offset = offset.clone();
         Arc::new(move || tests::real_now().plus_micros(offset.load(Ordering::Acquire)))
     };

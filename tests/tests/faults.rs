@@ -281,7 +281,7 @@ async fn intake_killed_under_load_loses_and_duplicates_nothing() -> anyhow::Resu
     // Exactly one desk event per command, whatever was retried (and at
     // most one Late per dossier from the deadline monitor, as the file's
     // years are long past).
-    let store = intake::store::EventStore::open(&intake_db.url).await?;
+    let store = intake::EventStore::open(&intake_db.url).await?;
     assert_eq!(store.count_desk_events().await?, commands);
     let late = store.kind_counts("late").await?;
     assert!(late.values().all(|n| *n == 1), "one Late per dossier");
@@ -434,7 +434,7 @@ async fn sigterm_drains_intake_every_accepted_command_published() -> anyhow::Res
     // Every accepted command is in the store, and every stored event made
     // it to the stream before intake exited.
     let accepted = accepted.load(std::sync::atomic::Ordering::SeqCst);
-    let store = intake::store::EventStore::open(&intake_db.url).await?;
+    let store = intake::EventStore::open(&intake_db.url).await?;
     let stored = store.count().await?;
     assert!(stored >= accepted, "{stored} stored < {accepted} accepted");
     let js = jetstream::new(async_nats::connect(nats.url()).await?);

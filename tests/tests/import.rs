@@ -198,7 +198,7 @@ async fn figures(province: &Province) -> anyhow::Result<(rp::Statistics, rp::Yea
     ))
 }
 
-async fn events_of(store: &intake::store::EventStore, dossier: &str) -> anyhow::Result<usize> {
+async fn events_of(store: &intake::EventStore, dossier: &str) -> anyhow::Result<usize> {
     Ok(store.load_dossiers(&[dossier]).await?.len())
 }
 

@@ -127,7 +127,7 @@ async fn parked_events_wait_for_intakes_copy(backend: Backend) -> anyhow::Result
     let intake_db = TestDb::new(backend, "intake").await?;
     let projection_db = TestDb::new(backend, "projection").await?;
     // Intake's clock reads 6/5/2024 10:00 local: every due date is ahead.
-    let clock = intake::writer::offset_clock(offset_to(at(6, 10, 0)));
+    let clock = intake::offset_clock(offset_to(at(6, 10, 0)));
     let (intake, _store) =
         tests::start_intake_with_clock(&intake_db.url, &nats.url(), &intake_stream, clock).await?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
@@ -413,7 +413,7 @@ async fn watch_late_prints_each_notice_once_across_a_projection_restart() -> any
     // Intake's clock reads 2024-03-11 23:59:58 local: two seconds before
     // dossier A's due date ends.
     let deadline = Timestamp::at_local(day(2024, 3, 12), 0, 0);
-    let clock = intake::writer::offset_clock(offset_to(deadline.plus_micros(-2_000_000)));
+    let clock = intake::offset_clock(offset_to(deadline.plus_micros(-2_000_000)));
     let Pair {
         nats,
         intake_db: _intake_db,

@@ -28,7 +28,7 @@ use domain::{
 use proto::{events::v1 as ev, intake::v1 as pb};
 use sqlx::Row as _;
 
-pub use crate::validate::{check_dossier_id, is_procedure_stream};
+pub use crate::validate::is_procedure_stream;
 use crate::{
     error::IntakeError,
     store::{EventStore, NewEvent},
@@ -134,14 +134,6 @@ impl Catalog {
             self.procedures.insert(code.to_owned(), record);
         }
         Ok(())
-    }
-
-    pub fn calendar(&self) -> &Calendar {
-        &self.calendar
-    }
-
-    pub fn get(&self, code: &str) -> Option<&ProcedureRecord> {
-        self.procedures.get(code)
     }
 
     /// What dossier decisions consult.

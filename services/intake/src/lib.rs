@@ -8,21 +8,25 @@
 //! of the system is the log, durable before any reply and published in order.
 //!
 //! [`Application::build`] connects and binds; [`Application::run_until_stopped`]
-//! serves until a shutdown token is cancelled, then drains.
+//! serves until a shutdown token is cancelled, then drains. The modules are
+//! the crate's own; the binary and the test harness get [`Application`],
+//! [`Config`], [`RELAY_HEALTH`], the clock injection ([`Clock`],
+//! [`offset_clock`], [`system_clock`]) and the [`EventStore`] that
+//! [`Application::store`] returns.
 
-pub mod catalog;
-pub mod config;
-pub mod error;
-pub mod fingerprint;
-pub mod grpc;
-pub mod import;
-pub mod log;
-pub mod monitor;
-mod pipeline;
-pub mod relay;
-pub mod store;
+pub(crate) mod catalog;
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod fingerprint;
+pub(crate) mod grpc;
+pub(crate) mod import;
+pub(crate) mod log;
+pub(crate) mod monitor;
+pub(crate) mod pipeline;
+pub(crate) mod relay;
+pub(crate) mod store;
 pub(crate) mod validate;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -34,8 +38,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 use pipeline::Pipeline;
 pub use pipeline::RELAY_HEALTH;
-use store::EventStore;
-use writer::Clock;
+pub use store::EventStore;
+pub use writer::{Clock, offset_clock, system_clock};
 
 /// How long start-up waits for NATS before serving without it.
 const NATS_START_WAIT: Duration = Duration::from_secs(2);

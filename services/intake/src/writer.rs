@@ -18,6 +18,8 @@ use crate::{
 mod batch;
 mod import;
 pub use import::{History, ImportOutcome, Step};
+#[cfg(test)]
+pub(crate) mod tests;
 
 /// Dossier states kept in memory between batches; beyond this the cache is
 /// emptied and states are reloaded from the store as needed.
@@ -119,6 +121,7 @@ impl WriterHandle {
 
     /// [`WriterHandle::submit`] without a fingerprint: the request id alone
     /// identifies the command.
+    #[cfg(test)]
     pub async fn execute(
         &self,
         request_id: String,

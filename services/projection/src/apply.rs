@@ -164,6 +164,10 @@ pub struct LateNotice {
 
 /// How an event was taken.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::enum_variant_names,
+    reason = "one outcome is named like the type: an event applied, beside a duplicate, held or rejected one"
+)]
 pub enum Applied {
     Applied,
     /// Already applied (redelivery or republish).

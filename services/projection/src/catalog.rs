@@ -26,7 +26,7 @@ use proto::reports::v1 as pb;
 use sqlkit::{Backend, list_placeholders, push, values_placeholders};
 use sqlx::{AnyPool, Row as _, any::AnyArguments};
 
-pub use crate::apply::catalog::{CatalogChanges, Period, ProcedureRow};
+pub use crate::apply::catalog::{CatalogChanges, ProcedureRow};
 use crate::error::ReportError;
 
 /// The catalog state of the procedure streams among `ids`.

@@ -9,21 +9,24 @@
 //! Projection must not know how commands are decided or how intake stores
 //! its log: it reads only the published events, and every figure it serves
 //! can be rebuilt from them.
+//!
+//! The modules are the crate's own; the binary and the test harness get
+//! [`Application`], [`Config`] and [`serving_checkpoint`].
 
-pub mod admin;
-pub mod apply;
-pub mod asof;
-pub mod catalog;
-pub mod config;
-pub mod consumer;
-pub mod deadlines;
-pub mod error;
-pub mod generations;
-pub mod parked;
-pub mod rebuild;
-pub mod reports;
-pub mod resume;
-pub mod store;
+pub(crate) mod admin;
+pub(crate) mod apply;
+pub(crate) mod asof;
+pub(crate) mod catalog;
+pub(crate) mod config;
+pub(crate) mod consumer;
+pub(crate) mod deadlines;
+pub(crate) mod error;
+pub(crate) mod generations;
+pub(crate) mod parked;
+pub(crate) mod rebuild;
+pub(crate) mod reports;
+pub(crate) mod resume;
+pub(crate) mod store;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -40,6 +43,17 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 use store::ReadStore;
+
+/// How far the projection with durable consumer `consumer` has applied the
+/// stream into the read models at `database_url`: the checkpoint of the
+/// serving generation (the consumer acknowledges nothing, so JetStream's
+/// ack floor says nothing). Opens and closes connections of its own.
+pub async fn serving_checkpoint(database_url: &str, consumer: &str) -> anyhow::Result<u64> {
+    let generations = generations::Generations::open(database_url).await?;
+    let checkpoint = generations.serving_checkpoint(consumer).await;
+    generations.close().await;
+    checkpoint
+}
 
 pub struct Application {
     config: Config,
@@ -112,10 +126,6 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.config.listen)
-    }
-
-    pub fn store(&self) -> &ReadStore {
-        &self.store
     }
 
     /// The live consumer, the one writer of the serving read store, and

@@ -12,7 +12,7 @@ use prost::Message as _;
 use sqlkit::list_placeholders;
 use sqlx::Row as _;
 
-pub use replay::{Outcome, ReplayJob, ReplayReport, ReplayRequest, Replayed, replay};
+pub use replay::{Outcome, ReplayJob, ReplayRequest, replay};
 
 use crate::store::{Parked, ReadStore};
 

@@ -27,7 +27,6 @@ use tokio::sync::watch;
 
 pub use batch::{BatchWrite, Parked};
 use bulk::Bulk;
-pub use bulk::HELD_COUNTS_MAX;
 use sql::Statements;
 
 /// How a read store is being filled.
@@ -166,54 +165,4 @@ impl ReadStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{BatchWrite, ReadStore};
-    use crate::resume::Checkpoint;
-
-    #[tokio::test]
-    async fn an_older_checkpoint_is_kept_and_learns_its_stream() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let url = format!("sqlite://{}/p.db", dir.path().display());
-        let (pool, _) = sqlkit::connect(&url, 1).await?;
-        sqlkit::run_ddl(
-            &pool,
-            "CREATE TABLE checkpoints (consumer TEXT PRIMARY KEY, stream_seq BIGINT NOT NULL);
-             INSERT INTO checkpoints VALUES ('projection', 42)",
-        )
-        .await?;
-        pool.close().await;
-        let store = ReadStore::open(&url).await?;
-        let legacy = Checkpoint {
-            stream_seq: 42,
-            stream_created: None,
-            log_position: None,
-            log: None,
-        };
-        assert_eq!(store.resume_point("projection").await?, legacy);
-        assert_eq!(
-            store.resume_point("other").await?.log_position,
-            Some(0),
-            "a new consumer starts at the log's start"
-        );
-        let mut batch = BatchWrite {
-            checkpoint: 50,
-            stream_created: Some(7),
-            log_position: Some(45),
-            ..BatchWrite::default()
-        };
-        store.commit("projection", &batch).await?;
-        // A writer that knows neither (a parked events' replay) keeps both.
-        batch.stream_created = None;
-        batch.log_position = None;
-        store.commit("projection", &batch).await?;
-        let now = Checkpoint {
-            stream_seq: 50,
-            stream_created: Some(7),
-            log_position: Some(45),
-            log: None,
-        };
-        assert_eq!(store.resume_point("projection").await?, now);
-        store.close().await;
-        Ok(())
-    }
-}
+mod tests;

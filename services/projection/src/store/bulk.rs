@@ -56,6 +56,7 @@ impl ReadStore {
     /// them (by default [`HELD_COUNTS_MAX`]); tests make it write often.
     ///
     /// [`Fill::Bulk`]: super::Fill::Bulk
+    #[cfg(test)]
     pub fn hold_counts_up_to(&self, max: usize) {
         self.with_bulk(|bulk| {
             if let Some(bulk) = bulk {

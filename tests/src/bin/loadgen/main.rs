@@ -863,7 +863,7 @@ async fn late_latency(backend: Backend, open: u64, late: u64) -> anyhow::Result<
     let offset = Arc::new(std::sync::atomic::AtomicI64::new(
         deadline.micros() - 3_600_000_000 - real_micros(),
     ));
-    let clock: intake::writer::Clock = {
+    let clock: intake::Clock = {
         let offset = offset.clone();
         Arc::new(move || Timestamp::from_micros(real_micros() + offset.load(Ordering::Acquire)))
     };

@@ -1,4 +1,8 @@
-//! intake's relay publishes what the writer hands it in memory, and reads
+//! The feed the writer hands committed events over through (an import
+//! waits for room in it, on the paused clock), and the relay over a real
+//! store and nats-server.
+//!
+//! The relay publishes what the writer hands it in memory, and reads
 //! from the store whatever the hand-over lacks: events another instance
 //! appended (a gap before the next handed-over event) and events the writer
 //! could not hand over because the feed was full (a head beyond the last
@@ -10,14 +14,69 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bus::{POSITION_HEADER, StreamSettings};
 use domain::Timestamp;
-use intake::{
-    relay::{Relay, RelayHandle},
-    store::EventStore,
-    writer::{Writer, WriterHandle, system_clock},
-};
-use tests::{Backend, NatsServer, TestDb, eventually, receive_command, unique_stream};
-use tokio::sync::watch;
+use testkit::{Backend, NatsServer, TestDb, eventually, unique_stream};
+use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
+
+use super::{Relay, RelayHandle, RelayState, feed};
+use crate::{
+    store::{EventStore, NewEvent},
+    writer::{Writer, WriterHandle, system_clock, tests::receive_command},
+};
+
+fn events(n: usize) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| NewEvent {
+            event_id: format!("e{i}"),
+            dossier_id: "D".into(),
+            office_code: "O".into(),
+            province_code: "P".into(),
+            version: i as u64 + 1,
+            kind: "received",
+            recorded_at: 0,
+            payload: Vec::new(),
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_feed_or_one_with_room_lets_an_import_in_at_once() {
+    let (feed, _rx) = feed(10);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(60);
+    // Empty: even a job larger than the limit goes in.
+    feed.room_for(50, deadline).await;
+    feed.offer(1, events(4));
+    feed.room_for(6, deadline).await;
+    assert_eq!(Instant::now(), start, "no wait");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_import_waits_until_the_relay_takes_events_off_a_full_feed() {
+    let (feed, mut rx) = feed(10);
+    feed.offer(1, events(8));
+    let start = Instant::now();
+    let waiter = tokio::spawn(async move {
+        feed.room_for(5, start + Duration::from_secs(60)).await;
+        Instant::now()
+    });
+    // The waiter is blocked: 8 held and 5 more exceed 10.
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished());
+    rx.take_arrived();
+    assert_eq!(rx.take_run(4).len(), 4);
+    let woke = waiter.await.expect("the waiter ends");
+    assert_eq!(woke, start, "woken by the relay, not by the deadline");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_that_takes_nothing_holds_an_import_until_its_deadline_only() {
+    let (feed, _rx) = feed(10);
+    feed.offer(1, events(8));
+    let start = Instant::now();
+    feed.room_for(5, start + Duration::from_millis(250)).await;
+    assert_eq!(Instant::now() - start, Duration::from_millis(250));
+}
 
 async fn receive_via(handle: &WriterHandle, dossier: &str, office: &str) -> anyhow::Result<u64> {
     let reply = handle
@@ -120,7 +179,7 @@ async fn relay_fills_what_the_hand_over_lacks(backend: Backend) -> anyhow::Resul
     // This instance's writer hands over through a feed with room for two
     // events; another instance's writer appends to the same store.
     let (head, head_rx) = watch::channel(0);
-    let (feed_tx, feed) = intake::relay::feed(2);
+    let (feed_tx, feed) = feed(2);
     let (ours, ours_handle) = Writer::new(store.clone(), head, system_clock(), 64);
     let ours = tokio::spawn(ours.feeding(feed_tx).run());
     let (other, other_handle) =
@@ -145,7 +204,7 @@ async fn relay_fills_what_the_hand_over_lacks(backend: Backend) -> anyhow::Resul
             acked: None,
             republish,
             feed,
-            state: intake::relay::RelayState::channel().0,
+            state: RelayState::channel().0,
         }
         .run(stop.clone()),
     );

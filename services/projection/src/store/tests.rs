@@ -4,13 +4,64 @@
 //! written again with upserts, so a wrong guess costs a retry, never a
 //! failed batch. A bulk fill looks up only the rows it wrote, and holds its
 //! counters until it ends or holds many.
+//!
+//! An older checkpoint table is kept, and its rows learn their stream.
 
-use projection::{
-    apply::{CounterDelta, CounterKey, DossierRow},
-    store::{BatchWrite, Fill, ReadStore},
-};
 use sqlx::Row as _;
-use tests::{Backend, TestDb};
+use testkit::{Backend, TestDb};
+
+use super::{BatchWrite, Fill, ReadStore};
+use crate::{
+    apply::{CounterDelta, CounterKey, DossierRow},
+    resume::Checkpoint,
+};
+
+#[tokio::test]
+async fn an_older_checkpoint_is_kept_and_learns_its_stream() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}/p.db", dir.path().display());
+    let (pool, _) = sqlkit::connect(&url, 1).await?;
+    sqlkit::run_ddl(
+        &pool,
+        "CREATE TABLE checkpoints (consumer TEXT PRIMARY KEY, stream_seq BIGINT NOT NULL);
+         INSERT INTO checkpoints VALUES ('projection', 42)",
+    )
+    .await?;
+    pool.close().await;
+    let store = ReadStore::open(&url).await?;
+    let legacy = Checkpoint {
+        stream_seq: 42,
+        stream_created: None,
+        log_position: None,
+        log: None,
+    };
+    assert_eq!(store.resume_point("projection").await?, legacy);
+    assert_eq!(
+        store.resume_point("other").await?.log_position,
+        Some(0),
+        "a new consumer starts at the log's start"
+    );
+    let mut batch = BatchWrite {
+        checkpoint: 50,
+        stream_created: Some(7),
+        log_position: Some(45),
+        ..BatchWrite::default()
+    };
+    store.commit("projection", &batch).await?;
+    // A writer that knows neither (a parked events' replay) keeps both.
+    batch.stream_created = None;
+    batch.log_position = None;
+    store.commit("projection", &batch).await?;
+    let now = Checkpoint {
+        stream_seq: 50,
+        stream_created: Some(7),
+        log_position: Some(45),
+        log: None,
+    };
+    assert_eq!(store.resume_point("projection").await?, now);
+    store.close().await;
+    Ok(())
+}
 
 fn row(id: &str, version: i64, status: &str, stored: bool) -> DossierRow {
     DossierRow {

@@ -9,14 +9,28 @@
 
 use domain::{Channel, Command, Procedure, Timestamp};
 use futures::FutureExt as _;
-use intake::{
-    error::IntakeError,
-    store::EventStore,
-    writer::{CommandRequest, Writer, WriterHandle, system_clock},
-};
 use proto::intake::v1::CommandReply;
-use tests::{Backend, TestDb, receive_command};
+use testkit::{Backend, TestDb};
 use tokio::sync::watch;
+
+use super::{CommandRequest, History, ImportOutcome, Step, Writer, WriterHandle, system_clock};
+use crate::{error::IntakeError, store::EventStore};
+
+/// A desk receipt at `office` (province BTH, procedure 1.001, in person)
+/// due at `due_at`, as the writer takes it (tests that drive the writer
+/// without gRPC).
+pub(crate) fn receive_command(office: &str, due_at: Timestamp) -> Command {
+    Command::Receive {
+        office_code: office.into(),
+        province_code: "BTH".into(),
+        procedure: Procedure {
+            code: "1.001".into(),
+            field: "dat-dai".into(),
+        },
+        channel: Channel::InPerson,
+        due_at: Some(due_at),
+    }
+}
 
 fn submit_online(office: &str) -> Command {
     Command::SubmitOnline {
@@ -187,15 +201,15 @@ async fn wrong_guesses_are_decided_again_on_postgres() -> anyhow::Result<()> {
 }
 
 /// One history of `steps` for `dossier`, its request id named by `row`.
-fn history(row: u64, dossier: &str, steps: Vec<(Timestamp, Command)>) -> intake::writer::History {
-    intake::writer::History {
+fn history(row: u64, dossier: &str, steps: Vec<(Timestamp, Command)>) -> History {
+    History {
         row,
         request_id: format!("import:{dossier}:{row}"),
         actor: "import".into(),
         dossier_id: dossier.into(),
         steps: steps
             .into_iter()
-            .map(|(at, command)| intake::writer::Step {
+            .map(|(at, command)| Step {
                 column: "received_at",
                 at,
                 command,
@@ -208,7 +222,6 @@ fn history(row: u64, dossier: &str, steps: Vec<(Timestamp, Command)>) -> intake:
 /// imported them decides what comes next for them from the store, in a
 /// later import and at the desk alike.
 async fn imported_dossiers_are_decided_from_the_store(backend: Backend) -> anyhow::Result<()> {
-    use intake::writer::ImportOutcome;
     let db = TestDb::new(backend, "writer_imported").await?;
     let store = EventStore::open(&db.url).await?;
     let day = |d| domain::LocalDay::from_ymd(2024, 3, d).expect("a date");

@@ -1,14 +1,19 @@
 //! Database plumbing shared by intake's event store and projection's read
 //! models: opening a sqlx `AnyPool` on PostgreSQL or an embedded SQLite file,
-//! applying schema statements, building placeholder lists that both
-//! dialects accept (`$1`, `$2`, …), and PostgreSQL's binary `COPY` rows.
+//! migrating its schema ([`migrate`]), running DDL statements, building
+//! placeholder lists that both dialects accept (`$1`, `$2`, …), and
+//! PostgreSQL's binary `COPY` rows.
 //!
 //! It knows SQL connections and nothing of events, dossiers or reports.
 
 mod json_rows;
+mod migrations;
 mod pg_copy;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use json_rows::{Column, JsonRows, Kind, json_texts, select_from_json, texts_from_json};
+pub use migrations::{MIGRATIONS_TABLE, Migrated, Migrations, migrate};
 pub use pg_copy::CopyRows;
 
 /// A builder of one statement's rows, field by field in its column order

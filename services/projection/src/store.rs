@@ -2,7 +2,7 @@
 //! counters, held and parked events, and the consumer checkpoint. A batch
 //! of changes and its checkpoint commit in one transaction.
 //!
-//! [`ReadStore`] opens a generation's tables ([`schema`]) and commits
+//! [`ReadStore`] opens a generation's tables ([`schema`]: its migrations) and commits
 //! batches ([`BatchWrite`]): on PostgreSQL a batch of dossier events in one
 //! statement ([`postgres`]), any other batch in statements any backend runs
 //! ([`any`]); a rebuild's [`Fill::Bulk`] holds its counters and the ids it
@@ -28,6 +28,7 @@ use tokio::sync::watch;
 pub use batch::{BatchWrite, Parked};
 use bulk::Bulk;
 pub use bulk::HELD_COUNTS_MAX;
+pub use schema::MIGRATIONS;
 use sql::Statements;
 
 /// How a read store is being filled.
@@ -87,7 +88,7 @@ impl ReadStore {
             }
             Backend::Sqlite => None,
         };
-        schema::create(&pool, backend, fill).await?;
+        let report_indexes = schema::create(&pool, backend, fill).await?;
         let head: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM late_feed")
             .fetch_one(&pool)
             .await
@@ -104,7 +105,9 @@ impl ReadStore {
             pg,
             sql: std::sync::Arc::new(Statements::new(backend)),
             feed_head,
-            bulk: std::sync::Arc::new(std::sync::Mutex::new((fill == Fill::Bulk).then(Bulk::new))),
+            bulk: std::sync::Arc::new(std::sync::Mutex::new(
+                (fill == Fill::Bulk).then(|| Bulk::new(report_indexes)),
+            )),
         })
     }
 
@@ -175,6 +178,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}/p.db", dir.path().display());
         let (pool, _) = sqlkit::connect(&url, 1).await?;
+        // A database made before migrations, with its first checkpoints.
         sqlkit::run_ddl(
             &pool,
             "CREATE TABLE checkpoints (consumer TEXT PRIMARY KEY, stream_seq BIGINT NOT NULL);

@@ -224,32 +224,6 @@ pub async fn run_ddl(pool: &AnyPool, statements: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds to `table` each of `columns` (name, SQL definition) that a database
-/// made by an earlier version lacks. A column is probed by selecting it:
-/// the probe fails the same way on both backends when it is absent.
-pub async fn add_missing_columns(
-    pool: &AnyPool,
-    table: &str,
-    columns: &[(&str, &str)],
-) -> anyhow::Result<()> {
-    for (column, definition) in columns {
-        let probe = format!("SELECT {column} FROM {table} WHERE 1 = 0");
-        if sqlx::query(sqlx::AssertSqlSafe(probe))
-            .fetch_optional(pool)
-            .await
-            .is_err()
-        {
-            run_ddl(
-                pool,
-                &format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"),
-            )
-            .await
-            .with_context(|| format!("add column {column} to {table}"))?;
-        }
-    }
-    Ok(())
-}
-
 impl Backend {
     /// Appends the placeholder of the `n`-th parameter (1-based): `$n` for
     /// PostgreSQL, an anonymous `?` for SQLite. SQLite looks named and

@@ -3,6 +3,8 @@
 //! client request id.
 
 mod identity;
+#[cfg(test)]
+mod migration_tests;
 
 use std::collections::HashMap;
 
@@ -10,67 +12,13 @@ use anyhow::Context as _;
 use sqlkit::{Backend, column, list_placeholders, push, values_placeholders};
 use sqlx::{AnyPool, Row as _, any::AnyArguments};
 
-const SCHEMA_POSTGRES: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    position    BIGINT PRIMARY KEY,
-    event_id    TEXT   NOT NULL UNIQUE,
-    dossier_id  TEXT   NOT NULL,
-    version     BIGINT NOT NULL,
-    kind        TEXT   NOT NULL,
-    recorded_at BIGINT NOT NULL,
-    payload     BYTEA  NOT NULL,
-    CONSTRAINT events_dossier_version UNIQUE (dossier_id, version)
-);
-CREATE TABLE IF NOT EXISTS command_replies (
-    request_id  TEXT PRIMARY KEY,
-    position    BIGINT NOT NULL,
-    reply       BYTEA  NOT NULL,
-    fingerprint BIGINT
-);
-CREATE TABLE IF NOT EXISTS deadlines (
-    dossier_id  TEXT   PRIMARY KEY,
-    due_at      BIGINT NOT NULL,
-    deadline_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deadlines_at ON deadlines (deadline_at);
-CREATE TABLE IF NOT EXISTS log_head (
-    id       INTEGER PRIMARY KEY CHECK (id = 1),
-    position BIGINT  NOT NULL
-);
-INSERT INTO log_head (id, position)
-    SELECT 1, COALESCE(MAX(position), 0) FROM events WHERE true
-    ON CONFLICT (id) DO NOTHING";
-
-const SCHEMA_SQLITE: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    position    INTEGER PRIMARY KEY,
-    event_id    TEXT    NOT NULL UNIQUE,
-    dossier_id  TEXT    NOT NULL,
-    version     INTEGER NOT NULL,
-    kind        TEXT    NOT NULL,
-    recorded_at INTEGER NOT NULL,
-    payload     BLOB    NOT NULL,
-    CONSTRAINT events_dossier_version UNIQUE (dossier_id, version)
-);
-CREATE TABLE IF NOT EXISTS command_replies (
-    request_id  TEXT    PRIMARY KEY,
-    position    INTEGER NOT NULL,
-    reply       BLOB    NOT NULL,
-    fingerprint INTEGER
-);
-CREATE TABLE IF NOT EXISTS deadlines (
-    dossier_id  TEXT   PRIMARY KEY,
-    due_at      BIGINT NOT NULL,
-    deadline_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deadlines_at ON deadlines (deadline_at);
-CREATE TABLE IF NOT EXISTS log_head (
-    id       INTEGER PRIMARY KEY CHECK (id = 1),
-    position BIGINT  NOT NULL
-);
-INSERT INTO log_head (id, position)
-    SELECT 1, COALESCE(MAX(position), 0) FROM events WHERE true
-    ON CONFLICT (id) DO NOTHING";
+/// The event store's schema: `migrations/{postgres,sqlite}`, applied at
+/// [`EventStore::open`].
+pub(crate) static MIGRATIONS: sqlkit::Migrations = sqlkit::Migrations {
+    name: "intake's event store",
+    postgres: sqlx::migrate!("migrations/postgres"),
+    sqlite: sqlx::migrate!("migrations/sqlite"),
+};
 
 /// One event ready to append, already encoded, with what the relay needs to
 /// publish it without decoding it again.
@@ -213,17 +161,11 @@ pub struct EventStore {
 pub use identity::LogIdentity;
 
 impl EventStore {
-    /// Opens the store at `url` and creates its tables when absent.
+    /// Opens the store at `url`, creating or migrating its tables
+    /// ([`MIGRATIONS`]).
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let (pool, backend) = sqlkit::connect(url, 8).await?;
-        let schema = match backend {
-            Backend::Postgres => SCHEMA_POSTGRES,
-            Backend::Sqlite => SCHEMA_SQLITE,
-        };
-        sqlkit::run_ddl(&pool, schema)
-            .await
-            .context("create the event store's tables")?;
-        add_fingerprint_column(&pool, backend).await?;
+        sqlkit::migrate(&pool, backend, &MIGRATIONS).await?;
         let pg = match backend {
             Backend::Postgres => {
                 Some(sqlkit::connect_postgres(url, None, 4, sqlkit::Durability::Durable).await?)
@@ -530,38 +472,6 @@ async fn append_postgres(
         Err(e) if is_unique_violation(&e) => Err(AppendError::Conflict),
         Err(e) => Err(anyhow::Error::new(e).context("append events").into()),
     }
-}
-
-/// Adds `command_replies.fingerprint` to a store made before it; its rows
-/// keep NULL, so their request ids answer any command, as before. Looked up
-/// first rather than `ADD COLUMN IF NOT EXISTS` (which SQLite lacks, and
-/// which on PostgreSQL locks the table even when the column is there, while
-/// another instance may be appending).
-async fn add_fingerprint_column(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
-    let (probe, add) = match backend {
-        Backend::Postgres => (
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name = 'command_replies' \
-             AND column_name = 'fingerprint'",
-            "ALTER TABLE command_replies ADD COLUMN IF NOT EXISTS fingerprint BIGINT",
-        ),
-        Backend::Sqlite => (
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM pragma_table_info('command_replies') \
-             WHERE name = 'fingerprint'",
-            "ALTER TABLE command_replies ADD COLUMN fingerprint INTEGER",
-        ),
-    };
-    let present: i64 = sqlx::query(probe)
-        .fetch_one(pool)
-        .await
-        .context("look for the replies' fingerprint column")?
-        .try_get(0)?;
-    if present == 0 {
-        sqlkit::run_ddl(pool, add)
-            .await
-            .context("add the replies' fingerprint column")?;
-    }
-    Ok(())
 }
 
 /// Takes `count` positions from the head row and returns the first.

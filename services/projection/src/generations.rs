@@ -19,11 +19,14 @@ use tokio::sync::watch;
 
 use crate::store::{Fill, ReadStore};
 
-const CONTROL: &str = "
-CREATE TABLE IF NOT EXISTS projection_generations (
-    id    BIGINT PRIMARY KEY,
-    state TEXT NOT NULL
-)";
+/// The control table's schema, in the configured database (PostgreSQL: the
+/// connections' default schema, apart from the generations' schemas, each
+/// of which has its own migrations, [`crate::store::MIGRATIONS`]).
+pub static CONTROL_MIGRATIONS: sqlkit::Migrations = sqlkit::Migrations {
+    name: "the projection's generations table",
+    postgres: sqlx::migrate!("migrations/control/postgres"),
+    sqlite: sqlx::migrate!("migrations/control/sqlite"),
+};
 
 /// The serving generation's read store, repointed by a swap.
 #[derive(Debug)]
@@ -72,9 +75,7 @@ pub struct Generations {
 impl Generations {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let (control, backend) = sqlkit::connect(url, 2).await?;
-        sqlkit::run_ddl(&control, CONTROL)
-            .await
-            .context("create the generations table")?;
+        sqlkit::migrate(&control, backend, &CONTROL_MIGRATIONS).await?;
         Ok(Self {
             url: url.to_owned(),
             control,

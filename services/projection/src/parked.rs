@@ -192,7 +192,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::store::schema::create_parked;
+    use crate::store::{Fill, schema};
 
     #[test]
     fn a_payload_that_parses_only_as_protobuf_still_names_its_dossier() {
@@ -224,8 +224,9 @@ mod tests {
              INSERT INTO parked_events VALUES (1, 's', 'old', x'00')",
         )
         .await?;
-        create_parked(&pool, backend).await?;
-        create_parked(&pool, backend).await?;
+        // Adopted as a database made before migrations, then opened again.
+        schema::create(&pool, backend, Fill::Live).await?;
+        schema::create(&pool, backend, Fill::Live).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PARKED_COLUMNS} FROM parked_events"
         )))

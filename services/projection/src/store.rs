@@ -2,7 +2,7 @@
 //! counters, held and parked events, and the consumer checkpoint. A batch
 //! of changes and its checkpoint commit in one transaction.
 //!
-//! [`ReadStore`] opens a generation's tables ([`schema`]) and commits
+//! [`ReadStore`] opens a generation's tables ([`schema`]: its migrations) and commits
 //! batches ([`BatchWrite`]): on PostgreSQL a batch of dossier events in one
 //! statement ([`postgres`]), any other batch in statements any backend runs
 //! ([`any`]); a rebuild's [`Fill::Bulk`] holds its counters and the ids it
@@ -86,7 +86,7 @@ impl ReadStore {
             }
             Backend::Sqlite => None,
         };
-        schema::create(&pool, backend, fill).await?;
+        let report_indexes = schema::create(&pool, backend, fill).await?;
         let head: i64 = sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM late_feed")
             .fetch_one(&pool)
             .await
@@ -103,7 +103,9 @@ impl ReadStore {
             pg,
             sql: std::sync::Arc::new(Statements::new(backend)),
             feed_head,
-            bulk: std::sync::Arc::new(std::sync::Mutex::new((fill == Fill::Bulk).then(Bulk::new))),
+            bulk: std::sync::Arc::new(std::sync::Mutex::new(
+                (fill == Fill::Bulk).then(|| Bulk::new(report_indexes)),
+            )),
         })
     }
 
@@ -164,5 +166,7 @@ impl ReadStore {
     }
 }
 
+#[cfg(test)]
+mod migration_tests;
 #[cfg(test)]
 mod tests;

@@ -1,14 +1,19 @@
 //! Database plumbing shared by intake's event store and projection's read
 //! models: opening a sqlx `AnyPool` on PostgreSQL or an embedded SQLite file,
-//! applying schema statements, building placeholder lists that both
-//! dialects accept (`$1`, `$2`, …), and PostgreSQL's binary `COPY` rows.
+//! migrating its schema ([`migrate`]), running DDL statements, building
+//! placeholder lists that both dialects accept (`$1`, `$2`, …), and
+//! PostgreSQL's binary `COPY` rows.
 //!
 //! It knows SQL connections and nothing of events, dossiers or reports.
 
 mod json_rows;
+mod migrations;
 mod pg_copy;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use json_rows::{Column, JsonRows, Kind, json_texts, select_from_json, texts_from_json};
+pub use migrations::{MIGRATIONS_TABLE, Migrated, Migrations, migrate};
 pub use pg_copy::CopyRows;
 
 /// A builder of one statement's rows, field by field in its column order
@@ -215,32 +220,6 @@ pub async fn run_ddl(pool: &AnyPool, statements: &str) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("apply schema statement: {statement}"))?;
         tracing::debug!(statement, elapsed = ?started.elapsed(), "schema statement applied");
-    }
-    Ok(())
-}
-
-/// Adds to `table` each of `columns` (name, SQL definition) that a database
-/// made by an earlier version lacks. A column is probed by selecting it:
-/// the probe fails the same way on both backends when it is absent.
-pub async fn add_missing_columns(
-    pool: &AnyPool,
-    table: &str,
-    columns: &[(&str, &str)],
-) -> anyhow::Result<()> {
-    for (column, definition) in columns {
-        let probe = format!("SELECT {column} FROM {table} WHERE 1 = 0");
-        if sqlx::query(sqlx::AssertSqlSafe(probe))
-            .fetch_optional(pool)
-            .await
-            .is_err()
-        {
-            run_ddl(
-                pool,
-                &format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"),
-            )
-            .await
-            .with_context(|| format!("add column {column} to {table}"))?;
-        }
     }
     Ok(())
 }

@@ -9,13 +9,6 @@ use sqlx::{AnyPool, Row as _};
 
 use super::EventStore;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS log_identity (
-    id             INTEGER PRIMARY KEY CHECK (id = 1),
-    log_id         TEXT    NOT NULL,
-    first_position BIGINT  NOT NULL
-)";
-
 /// Which log a store holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogIdentity {
@@ -28,9 +21,6 @@ pub struct LogIdentity {
 impl LogIdentity {
     /// Reads the store's identity, drawing it on first use.
     pub(super) async fn load_or_create(pool: &AnyPool) -> anyhow::Result<Self> {
-        sqlkit::run_ddl(pool, SCHEMA)
-            .await
-            .context("create the log identity's table")?;
         // One statement: two processes opening a new store at once keep the
         // first identity drawn.
         sqlx::query(

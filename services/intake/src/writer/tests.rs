@@ -375,8 +375,9 @@ async fn a_request_id_answers_one_command(backend: Backend) -> anyhow::Result<()
     assert_eq!(z_retry?, z);
     assert_eq!(store.count().await?, 2);
 
-    // A store from before fingerprints (its column dropped): its replies
-    // have none, and answer any command under their ids as before; replies
+    // A store from before fingerprints (its column dropped), which was
+    // made before migrations too (no migrations table): its replies have
+    // none, and answer any command under their ids as before; replies
     // stored after the upgrade have theirs.
     let (handle, running) = writer(&store);
     let old = handle
@@ -391,6 +392,9 @@ async fn a_request_id_answers_one_command(backend: Backend) -> anyhow::Result<()
     drop(handle);
     running.await?;
     sqlx::query("ALTER TABLE command_replies DROP COLUMN fingerprint")
+        .execute(store.pool())
+        .await?;
+    sqlx::query("DROP TABLE _sqlx_migrations")
         .execute(store.pool())
         .await?;
     store.close().await;

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 
-use super::{BatchWrite, ReadStore, bloom::Written, rows::counter_json, schema::INDEXES};
+use super::{BatchWrite, ReadStore, bloom::Written, rows::counter_json};
 use crate::apply::{CounterDelta, CounterKey};
 
 /// What a [`Fill::Bulk`] keeps in memory until it ends.
@@ -23,17 +23,21 @@ pub(super) struct Bulk {
     /// Deltas of committed batches not yet in `daily_counts`.
     counts: hashbrown::HashMap<CounterKey, CounterDelta>,
     counts_max: usize,
+    /// The reports' indexes set aside, as the database defined them
+    /// (`schema::create`), built when the fill ends.
+    indexes: Vec<String>,
 }
 
 /// Counter rows a bulk fill holds at most (about 300 bytes each).
 pub const HELD_COUNTS_MAX: usize = 100_000;
 
 impl Bulk {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(indexes: Vec<String>) -> Self {
         Self {
             written: Written::new(),
             counts: hashbrown::HashMap::new(),
             counts_max: HELD_COUNTS_MAX,
+            indexes,
         }
     }
 }
@@ -46,10 +50,13 @@ impl ReadStore {
     /// [`Fill::Bulk`]: super::Fill::Bulk
     pub async fn finish_bulk_fill(&self) -> anyhow::Result<()> {
         self.write_held_counts().await?;
-        self.with_bulk(|bulk| *bulk = None);
-        sqlkit::run_ddl(&self.pool, INDEXES)
-            .await
-            .context("build the read models' indexes")
+        let indexes = self.with_bulk(|bulk| bulk.take().map(|b| b.indexes).unwrap_or_default());
+        for index in indexes {
+            sqlkit::run_ddl(&self.pool, &index)
+                .await
+                .context("build the read models' indexes")?;
+        }
+        Ok(())
     }
 
     /// Has a [`Fill::Bulk`] hold at most `max` counter rows before it writes

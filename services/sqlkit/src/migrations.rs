@@ -117,9 +117,15 @@ async fn migrate_locked(
         .max()
         .unwrap_or(0);
     let adopt = made_before_migrations(conn, backend, migrator).await?;
-    let mut tx = sqlx::Connection::begin(&mut *conn)
-        .await
-        .with_context(|| format!("begin migrating {name}"))?;
+    // SQLite: take the write lock at the start. A deferred transaction that
+    // reads the migrations table first, then writes, fails at once with
+    // SQLITE_BUSY when the pool's other connection has moved the database
+    // since its snapshot; an immediate one waits its busy timeout instead.
+    let begin = match backend {
+        Backend::Sqlite => sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await,
+        Backend::Postgres => sqlx::Connection::begin(&mut *conn).await,
+    };
+    let mut tx = begin.with_context(|| format!("begin migrating {name}"))?;
     tx.ensure_migrations_table(MIGRATIONS_TABLE)
         .await
         .with_context(|| format!("create the migrations table of {name}"))?;

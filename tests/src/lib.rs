@@ -10,6 +10,7 @@
 
 pub mod district;
 
+use server::Service as _;
 use std::{
     net::SocketAddr,
     path::PathBuf,

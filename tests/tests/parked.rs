@@ -18,6 +18,7 @@
 //! Needs the binaries built beside the tests: `cargo test --workspace`
 //! builds them; otherwise `cargo build -p projection -p motcua`.
 
+use server::Service as _;
 use std::{process::Stdio, time::Duration};
 
 use anyhow::Context as _;

@@ -3,6 +3,7 @@
 //! without a valid token is refused `UNAUTHENTICATED` and appends nothing;
 //! health stays open for probes; a valid token is served.
 
+use server::Service as _;
 use std::{path::Path, time::Duration};
 
 use proto::{

@@ -71,3 +71,13 @@ impl Config {
         config
     }
 }
+
+impl server::ServiceConfig for Config {
+    fn shared(&self) -> &server::SharedArgs {
+        &self.shared
+    }
+
+    fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics_listen
+    }
+}

@@ -66,35 +66,8 @@ pub struct Application {
     calendar: std::sync::Arc<calendar::Calendar>,
 }
 
-impl server::Service for Application {
-    const NAME: &'static str = "intake";
-    type Config = Config;
-
-    fn log_format(config: &Config) -> telemetry::LogFormat {
-        config.shared.log_format
-    }
-
-    fn metrics_listen(config: &Config) -> Option<SocketAddr> {
-        config.metrics_listen
-    }
-
-    async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build(config).await
-    }
-
-    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.run_until_stopped(shutdown).await
-    }
-}
-
 impl Application {
-    /// Opens the store, connects to NATS and binds the gRPC port.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let clock = writer::offset_clock(config.clock_offset);
-        Self::build_with_clock(config, clock).await
-    }
-
-    /// As [`Self::build`], reading time from `clock`.
+    /// As `build` (of [`server::Service`]), reading time from `clock`.
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
         config.shared.check_exposure(config.listen)?;
         let calendar = std::sync::Arc::new(catalog::build_calendar(
@@ -129,11 +102,22 @@ impl Application {
     pub fn store(&self) -> &EventStore {
         &self.store
     }
+}
+
+impl server::Service for Application {
+    const NAME: &'static str = "intake";
+    type Config = Config;
+
+    /// Opens the store, connects to NATS and binds the gRPC port.
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        let clock = writer::offset_clock(config.clock_offset);
+        Self::build_with_clock(config, clock).await
+    }
 
     /// Serves until `shutdown` is cancelled; then stops taking commands,
     /// commits what was taken, publishes what was committed, all within
     /// the configured shutdown timeout.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self {
             config,
             listener,

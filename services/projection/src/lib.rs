@@ -64,27 +64,6 @@ pub struct Application {
     nats: async_nats::Client,
 }
 
-impl server::Service for Application {
-    const NAME: &'static str = "projection";
-    type Config = Config;
-
-    fn log_format(config: &Config) -> telemetry::LogFormat {
-        config.shared.log_format
-    }
-
-    fn metrics_listen(config: &Config) -> Option<SocketAddr> {
-        config.metrics_listen
-    }
-
-    async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build(config).await
-    }
-
-    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.run_until_stopped(shutdown).await
-    }
-}
-
 /// The swaps a rebuild sends to the consumer, and the parked events an
 /// operator replays through it (the consumer is the one writer).
 struct ConsumerChannels {
@@ -93,37 +72,6 @@ struct ConsumerChannels {
 }
 
 impl Application {
-    /// Opens the read models, connects to NATS and binds the gRPC port.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        config.shared.check_exposure(config.listen)?;
-        let generations = generations::Generations::open(&config.database_url).await?;
-        for dropped in generations.drop_unfinished().await? {
-            tracing::warn!(generation = dropped, "dropped an unfinished rebuild");
-        }
-        let generation = generations.serving().await?;
-        let store = generations
-            .open_store(generation, None, store::Fill::Live)
-            .await?;
-        let nats = telemetry::connect_nats(
-            &config.shared.nats_url,
-            "motcua-projection",
-            Duration::from_secs(10),
-            Some(config.nats_buffer as usize),
-        )
-        .await?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("bind the gRPC port {}", config.listen))?;
-        Ok(Self {
-            config,
-            listener,
-            store,
-            generations,
-            generation,
-            nats,
-        })
-    }
-
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.config.listen)
     }
@@ -189,10 +137,46 @@ impl Application {
             )));
         Ok(server)
     }
+}
+
+impl server::Service for Application {
+    const NAME: &'static str = "projection";
+    type Config = Config;
+
+    /// Opens the read models, connects to NATS and binds the gRPC port.
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        config.shared.check_exposure(config.listen)?;
+        let generations = generations::Generations::open(&config.database_url).await?;
+        for dropped in generations.drop_unfinished().await? {
+            tracing::warn!(generation = dropped, "dropped an unfinished rebuild");
+        }
+        let generation = generations.serving().await?;
+        let store = generations
+            .open_store(generation, None, store::Fill::Live)
+            .await?;
+        let nats = telemetry::connect_nats(
+            &config.shared.nats_url,
+            "motcua-projection",
+            Duration::from_secs(10),
+            Some(config.nats_buffer as usize),
+        )
+        .await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("bind the gRPC port {}", config.listen))?;
+        Ok(Self {
+            config,
+            listener,
+            store,
+            generations,
+            generation,
+            nats,
+        })
+    }
 
     /// Consumes and serves until `shutdown` is cancelled; then finishes the
     /// batch in hand (the rest stays in the stream) within the timeout.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let serving = generations::Serving::new(self.generation, self.store.clone());
         let (consumer, channels) = self.consumer();
         // TLS and identities are loaded here: a file that does not load

@@ -22,5 +22,5 @@ pub use args::SharedArgs;
 pub use auth::{AuthFiles, AuthLayer, Authenticate, identity_of};
 pub use grpc::GrpcServer;
 pub use reflection::{HEALTH_SERVICE, REFLECTION_SERVICES, listed_services};
-pub use run::{Service, drain, run};
+pub use run::{Service, ServiceConfig, drain, run};
 pub use tls::{ReloadingTls, TlsFiles};

@@ -4,20 +4,24 @@ use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
-/// What a service gives [`run`]: how to read its configuration, how to
-/// build it (connect, bind) and how to run it until a shutdown token is
-/// cancelled. Building apart from running lets tests build a service, read
-/// its bound address, then run it.
+/// A service's configuration, as [`run`] reads it before building.
+pub trait ServiceConfig: clap::Parser {
+    /// The flags every service shares.
+    fn shared(&self) -> &crate::SharedArgs;
+    /// Where to serve Prometheus metrics, if anywhere.
+    fn metrics_listen(&self) -> Option<SocketAddr>;
+}
+
+/// What a service gives [`run`]: its configuration, how to build it
+/// (connect, bind) and how to run it until a shutdown token is cancelled.
+/// Building apart from running lets tests build a service, read its bound
+/// address, then run it.
 pub trait Service: Sized {
     /// The binary's name, first on every error line.
     const NAME: &'static str;
     /// Its flags and environment variables.
-    type Config: clap::Parser;
+    type Config: ServiceConfig;
 
-    /// The log format the configuration asks for.
-    fn log_format(config: &Self::Config) -> telemetry::LogFormat;
-    /// Where to serve Prometheus metrics, if anywhere.
-    fn metrics_listen(config: &Self::Config) -> Option<SocketAddr>;
     /// Connects and binds.
     fn build(config: Self::Config) -> impl Future<Output = anyhow::Result<Self>>;
     /// Serves until `shutdown` is cancelled, then drains.
@@ -35,9 +39,9 @@ pub async fn run<S: Service>() -> ExitCode {
         Ok(config) => config,
         Err(e) => e.exit(),
     };
-    telemetry::init_tracing(S::log_format(&config));
+    telemetry::init_tracing(config.shared().log_format);
     let result = async {
-        if let Some(addr) = S::metrics_listen(&config) {
+        if let Some(addr) = config.metrics_listen() {
             telemetry::install_metrics(addr)?;
         }
         let shutdown = telemetry::shutdown_on_signals();

@@ -323,23 +323,31 @@ fn assert_reused(reply: Result<CommandReply, IntakeError>, request_id: &str) {
 /// the batch to be decided again with the stored reply read), after a
 /// restart, and within one batch. A store made before fingerprints gets its
 /// column, and its replies answer any command as before.
-async fn a_request_id_answers_one_command(backend: Backend) -> anyhow::Result<()> {
-    let db = TestDb::new(backend, "writer_request_ids").await?;
-    let store = EventStore::open(&db.url).await?;
-    let due = Timestamp::at_local(
+fn request_due() -> Timestamp {
+    Timestamp::at_local(
         domain::LocalDay::from_ymd(2024, 3, 14).expect("a date"),
         17,
         0,
-    );
-    let receive = |id: &str, fingerprint: u64, dossier: &str| {
-        request(id, fingerprint, dossier, receive_command("TP", due))
-    };
+    )
+}
 
-    let (handle, running) = writer(&store);
-    let first = handle.submit(receive("r-1", 1, "X")).await?;
-    assert_eq!(handle.submit(receive("r-1", 1, "X")).await?, first);
+fn receive_as(id: &str, fingerprint: u64, dossier: &str) -> CommandRequest {
+    request(
+        id,
+        fingerprint,
+        dossier,
+        receive_command("TP", request_due()),
+    )
+}
+
+/// One writer: a retry gets the first reply; another command under the
+/// same id is refused, whether the state would accept it or not.
+async fn one_id_one_command(store: &EventStore) -> anyhow::Result<CommandReply> {
+    let (handle, running) = writer(store);
+    let first = handle.submit(receive_as("r-1", 1, "X")).await?;
+    assert_eq!(handle.submit(receive_as("r-1", 1, "X")).await?, first);
     // Accepted by the state (a new dossier; X's result), refused by the id.
-    assert_reused(handle.submit(receive("r-1", 2, "W")).await, "r-1");
+    assert_reused(handle.submit(receive_as("r-1", 2, "W")).await, "r-1");
     assert_reused(
         handle
             .submit(request("r-1", 3, "X", Command::RecordResult))
@@ -347,38 +355,50 @@ async fn a_request_id_answers_one_command(backend: Backend) -> anyhow::Result<()
         "r-1",
     );
     // Refused by the state too (X received twice): the id speaks first.
-    assert_reused(handle.submit(receive("r-1", 4, "X")).await, "r-1");
+    assert_reused(handle.submit(receive_as("r-1", 4, "X")).await, "r-1");
     drop(handle);
     running.await?;
     assert_eq!(store.count().await?, 1);
+    Ok(first)
+}
 
-    // After a restart, nothing in memory, in one batch: the retry, the id
-    // reused, a new request Z, another command under Z's id, Z's retry.
-    let store = EventStore::open(&db.url).await?;
+/// After a restart, nothing in memory, in one batch: the retry, the id
+/// reused, a new request Z, another command under Z's id, Z's retry.
+async fn one_id_one_command_after_a_restart(
+    store: &EventStore,
+    first: &CommandReply,
+) -> anyhow::Result<()> {
     let replies = one_batch_of(
-        &store,
+        store,
         vec![
-            receive("r-1", 1, "X"),
-            receive("r-1", 2, "W"),
-            receive("r-2", 5, "Z"),
-            receive("r-2", 6, "V"),
-            receive("r-2", 5, "Z"),
+            receive_as("r-1", 1, "X"),
+            receive_as("r-1", 2, "W"),
+            receive_as("r-2", 5, "Z"),
+            receive_as("r-2", 6, "V"),
+            receive_as("r-2", 5, "Z"),
         ],
     )
     .await;
     let [retry, reused, z, z_reused, z_retry] = <[_; 5]>::try_from(replies).expect("five replies");
-    assert_eq!(retry?, first, "a retry gets the first reply");
+    assert_eq!(&retry?, first, "a retry gets the first reply");
     assert_reused(reused, "r-1");
     let z = z?;
     assert_eq!((z.dossier_id.as_str(), z.version), ("Z", 1));
     assert_reused(z_reused, "r-2");
     assert_eq!(z_retry?, z);
     assert_eq!(store.count().await?, 2);
+    Ok(())
+}
 
-    // A store from before fingerprints (its column dropped), which was
-    // made before migrations too (no migrations table): its replies have
-    // none, and answer any command under their ids as before; replies
-    // stored after the upgrade have theirs.
+/// A store from before fingerprints (its column dropped), which was made
+/// before migrations too (no migrations table): its replies have none, and
+/// answer any command under their ids as before; replies stored after the
+/// upgrade have theirs.
+async fn replies_from_before_fingerprints(
+    db: &TestDb,
+    store: EventStore,
+    first: &CommandReply,
+) -> anyhow::Result<()> {
     let (handle, running) = writer(&store);
     let old = handle
         .execute(
@@ -386,7 +406,7 @@ async fn a_request_id_answers_one_command(backend: Backend) -> anyhow::Result<()
             "clerk".into(),
             "OLD".into(),
             first_at(),
-            receive_command("TP", due),
+            receive_command("TP", request_due()),
         )
         .await?;
     drop(handle);
@@ -400,16 +420,24 @@ async fn a_request_id_answers_one_command(backend: Backend) -> anyhow::Result<()
     store.close().await;
     let store = EventStore::open(&db.url).await?;
     let (handle, running) = writer(&store);
-    assert_eq!(handle.submit(receive("r-old", 7, "OTHER")).await?, old);
-    assert_eq!(handle.submit(receive("r-1", 2, "W")).await?, first);
-    let y = handle.submit(receive("r-3", 8, "Y")).await?;
-    assert_eq!(handle.submit(receive("r-3", 8, "Y")).await?, y);
-    assert_reused(handle.submit(receive("r-3", 9, "V")).await, "r-3");
+    assert_eq!(handle.submit(receive_as("r-old", 7, "OTHER")).await?, old);
+    assert_eq!(&handle.submit(receive_as("r-1", 2, "W")).await?, first);
+    let y = handle.submit(receive_as("r-3", 8, "Y")).await?;
+    assert_eq!(handle.submit(receive_as("r-3", 8, "Y")).await?, y);
+    assert_reused(handle.submit(receive_as("r-3", 9, "V")).await, "r-3");
     drop(handle);
     running.await?;
     // X, Z, OLD and Y.
     assert_eq!(store.count().await?, 4);
     Ok(())
+}
+
+async fn a_request_id_answers_one_command(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDb::new(backend, "writer_request_ids").await?;
+    let first = one_id_one_command(&EventStore::open(&db.url).await?).await?;
+    let store = EventStore::open(&db.url).await?;
+    one_id_one_command_after_a_restart(&store, &first).await?;
+    replies_from_before_fingerprints(&db, store, &first).await
 }
 
 fn first_at() -> Option<Timestamp> {

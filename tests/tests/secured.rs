@@ -71,7 +71,12 @@ fn with_token<T>(message: T, token: Option<&str>) -> anyhow::Result<Request<T>> 
 }
 
 fn receipt(dossier: &str) -> pb::ReceiveDossierRequest {
-    let now = domain::Timestamp::from_micros(1_700_000_000_000_000);
+    // Received now and due in 30 days: the deadline monitor must not mark
+    // it late while the test counts events.
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    let now = domain::Timestamp::from_micros(micros);
     pb::ReceiveDossierRequest {
         meta: meta(now),
         dossier_id: dossier.into(),
@@ -79,7 +84,7 @@ fn receipt(dossier: &str) -> pb::ReceiveDossierRequest {
         province_code: "BTH".into(),
         procedure: procedure(),
         channel: proto::events::v1::Channel::InPerson.into(),
-        due_at: ts(now.plus_micros(86_400_000_000)),
+        due_at: ts(now.plus_micros(30 * 86_400_000_000)),
         due_on: None,
     }
 }

@@ -1,7 +1,7 @@
 //! Both services as a province would expose them: gRPC over TLS (a test CA
 //! made here, real rustls handshakes) and static bearer tokens. A call
 //! without a valid token is refused `UNAUTHENTICATED` and appends nothing;
-//! health stays open for probes; a valid token is served.
+//! health stays open for probes; a valid token is served within its scope.
 
 use server::Service as _;
 use std::{path::Path, time::Duration};
@@ -154,9 +154,32 @@ async fn only_a_valid_token_over_tls_is_served() -> anyhow::Result<()> {
         refused.map_err(|s| s.code()).err(),
         Some(Code::Unauthenticated)
     );
-    reports
+    // A clerk reads its own office, not the province's list of units.
+    let denied = reports
         .clone()
         .list_units(with_token(request, Some(DESK_TOKEN))?)
+        .await;
+    assert_eq!(
+        denied.map_err(|s| s.code()).err(),
+        Some(Code::PermissionDenied)
+    );
+    let own_office = rp::StatisticsRequest {
+        scope: tests::office_scope("TUYPHONG"),
+        first_day: Some(rp::LocalDate {
+            year: 2026,
+            month: 1,
+            day: 1,
+        }),
+        last_day: Some(rp::LocalDate {
+            year: 2026,
+            month: 12,
+            day: 31,
+        }),
+        as_of: None,
+    };
+    reports
+        .clone()
+        .get_statistics(with_token(own_office, Some(DESK_TOKEN))?)
         .await?;
 
     let plain = Endpoint::from_shared(format!("http://{intake_addr}"))?

@@ -81,3 +81,75 @@ impl Identity {
         })
     }
 }
+
+impl Identity {
+    /// The office or province the identity acts for: its office when its
+    /// role has one, else its province.
+    pub fn unit(&self) -> &str {
+        self.office.as_deref().unwrap_or(&self.province)
+    }
+
+    /// Who did it, as an event records it: the verified subject and the
+    /// unit it acts for (`desk-7@TUYPHONG`), then a display name in
+    /// brackets. `display` is what the request typed; it may only name,
+    /// never identify, so it comes after the verified part, and a bracket
+    /// or line break in it is replaced so it cannot fake one. Empty: the
+    /// identity provider's own `name`, if any.
+    pub fn actor(&self, display: &str) -> String {
+        let display = if display.trim().is_empty() {
+            self.name.as_deref().unwrap_or("")
+        } else {
+            display
+        };
+        let display: String = display
+            .trim()
+            .chars()
+            .map(|c| match c {
+                '(' | ')' | '@' => '_',
+                c if c.is_control() => ' ',
+                c => c,
+            })
+            .collect();
+        if display.is_empty() {
+            format!("{}@{}", self.subject, self.unit())
+        } else {
+            format!("{}@{} ({display})", self.subject, self.unit())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clerk(name: Option<&str>) -> Identity {
+        Identity::new(
+            "desk-7".into(),
+            Role::Clerk,
+            "68".into(),
+            Some("TUYPHONG".into()),
+            name.map(Into::into),
+        )
+        .expect("a valid identity")
+    }
+
+    /// Given a verified clerk, when a request names someone, then the
+    /// record keeps the verified subject and office first and the name
+    /// only as a display, unable to pass for another identity.
+    #[test]
+    fn the_actor_is_the_verified_identity_with_a_display_name() {
+        assert_eq!(clerk(None).actor(""), "desk-7@TUYPHONG");
+        assert_eq!(clerk(Some("Lan")).actor("  "), "desk-7@TUYPHONG (Lan)");
+        assert_eq!(
+            clerk(Some("Lan")).actor("Nguyễn Thị Lan"),
+            "desk-7@TUYPHONG (Nguyễn Thị Lan)"
+        );
+        assert_eq!(
+            clerk(None).actor("boss@HANOI) (x"),
+            "desk-7@TUYPHONG (boss_HANOI_ _x)"
+        );
+        let operator =
+            Identity::new("ops".into(), Role::Operator, "68".into(), None, None).expect("valid");
+        assert_eq!(operator.actor("import"), "ops@68 (import)");
+    }
+}

@@ -243,6 +243,12 @@ impl Catalog {
         Ok(event)
     }
 
+    /// The province that owns the procedure of `stream_id`, if it is known.
+    pub fn province_of(&self, stream_id: &str) -> Option<&str> {
+        let code = procedure_code_of(stream_id)?;
+        Some(self.procedures.get(code)?.province_code.as_str())
+    }
+
     /// The batch is durable: keep its changes.
     pub fn commit(&mut self) {
         self.undo.clear();

@@ -67,6 +67,13 @@ pub enum IntakeError {
     Unavailable(String),
     #[error("intake is shutting down; retry with the same request id")]
     ShuttingDown,
+    /// The caller's role or scope does not cover the command (a dossier
+    /// of another office is not this: it is reported as unknown).
+    #[error("{what} is outside the caller's scope")]
+    OutsideScope {
+        caller: Box<identity::Identity>,
+        what: String,
+    },
 }
 
 impl IntakeError {
@@ -146,6 +153,9 @@ impl From<IntakeError> for Status {
                 (Code::Unavailable, reason::STORE_UNAVAILABLE, Vec::new())
             }
             IntakeError::ShuttingDown => (Code::Unavailable, reason::SHUTTING_DOWN, Vec::new()),
+            IntakeError::OutsideScope { caller, what } => {
+                return server::permission_denied(&caller, &what);
+            }
         };
         let metadata: HashMap<String, String> = metadata
             .into_iter()

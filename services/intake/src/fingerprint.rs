@@ -31,6 +31,12 @@ pub fn of_request(rpc: &str, request: &impl prost::Message) -> u64 {
     fnv1a_from(hash, &request.encode_to_vec())
 }
 
+/// `fingerprint` of a request made by the verified `subject`: the same
+/// request from another identity is another command.
+pub fn with_subject(fingerprint: u64, subject: &str) -> u64 {
+    fnv1a_from(fnv1a_from(fingerprint, &[0]), subject.as_bytes())
+}
+
 /// The fingerprint of a command whose request id names its content (an
 /// import row's `import:<dossier>:<hash of the row>`, the deadline
 /// monitor's `late:<dossier>:<due>`): the id's own hash, which a desk

@@ -3,6 +3,7 @@
 //! command and hands it to the writer.
 
 use domain::Command;
+use identity::Identity;
 use proto::intake::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -21,6 +22,9 @@ pub struct IntakeService {
     writer: WriterHandle,
     clock: crate::writer::Clock,
     relay: crate::relay::RelayHandle,
+    /// The province this deployment serves (`--province`), whose
+    /// operators may republish.
+    served: Option<String>,
 }
 
 impl IntakeService {
@@ -28,19 +32,23 @@ impl IntakeService {
         writer: WriterHandle,
         clock: crate::writer::Clock,
         relay: crate::relay::RelayHandle,
+        served: Option<String>,
     ) -> Self {
         Self {
             writer,
             clock,
             relay,
+            served,
         }
     }
 
-    /// Checks the meta and the dossier id, and has the writer decide
-    /// `command`. `fingerprint` is the request's (see
+    /// Checks the meta, the dossier id and that `caller` may issue such a
+    /// command, and has the writer decide `command`, recorded as the
+    /// caller's. `fingerprint` is the request's (see
     /// [`crate::fingerprint::of_request`]), stored with its reply.
     async fn run(
         &self,
+        caller: Option<Identity>,
         fingerprint: u64,
         meta: Option<pb::CommandMeta>,
         dossier_id: String,
@@ -57,7 +65,18 @@ impl IntakeService {
             Some(t) => instant(Some(t), "meta.occurred_at", (self.clock)())?,
         };
         let command = command?;
+        crate::access::command(caller.as_ref(), &command)?;
         check_dossier_id(&dossier_id, &command)?;
+        // The record names the verified identity; what the request typed is
+        // a display name at most. Another identity repeating a request id
+        // sends another command, so its fingerprint differs.
+        let (actor, fingerprint) = match &caller {
+            Some(who) => (
+                who.actor(&actor),
+                crate::fingerprint::with_subject(fingerprint, &who.subject),
+            ),
+            None => (actor, fingerprint),
+        };
         let reply = self
             .writer
             .submit(CommandRequest {
@@ -67,6 +86,7 @@ impl IntakeService {
                 dossier_id,
                 occurred_at,
                 command,
+                caller,
             })
             .await?;
         Ok(Response::new(reply))
@@ -79,7 +99,15 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<tonic::Streaming<pb::ImportDossier>>,
     ) -> Result<Response<pb::ImportReport>, Status> {
-        let report = crate::import::import(&self.writer, &self.clock, request.into_inner()).await?;
+        let caller = server::identity_of(&request).cloned();
+        crate::access::import(caller.as_ref())?;
+        let report = crate::import::import(
+            &self.writer,
+            &self.clock,
+            caller.as_ref(),
+            request.into_inner(),
+        )
+        .await?;
         Ok(Response::new(report))
     }
 
@@ -90,6 +118,11 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<pb::RepublishRequest>,
     ) -> Result<Response<Self::RepublishStream>, Status> {
+        crate::access::whole_log(
+            server::identity_of(&request),
+            self.served.as_deref(),
+            "republish the log",
+        )?;
         let from = request.into_inner().from_position;
         let progress = self.relay.republish(from).await?;
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
@@ -101,6 +134,7 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<pb::ReceiveDossierRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let command = (|| {
             Ok(Command::Receive {
@@ -112,6 +146,7 @@ impl pb::intake_server::Intake for IntakeService {
             })
         })();
         self.run(
+            caller,
             of_request("ReceiveDossier", &r),
             r.meta,
             r.dossier_id,
@@ -124,6 +159,7 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<pb::SubmitOnlineRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let command = (|| {
             Ok(Command::SubmitOnline {
@@ -134,6 +170,7 @@ impl pb::intake_server::Intake for IntakeService {
             })
         })();
         self.run(
+            caller,
             of_request("SubmitOnline", &r),
             r.meta,
             r.dossier_id,
@@ -146,10 +183,12 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<pb::RefuseAtIntakeRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let command =
             reason(&r.reason, "reason", true).map(|reason| Command::RefuseAtIntake { reason });
         self.run(
+            caller,
             of_request("RefuseAtIntake", &r),
             r.meta,
             r.dossier_id,
@@ -162,10 +201,12 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<pb::RequestSupplementRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let command =
             reason(&r.reason, "reason", true).map(|reason| Command::RequestSupplement { reason });
         self.run(
+            caller,
             of_request("RequestSupplement", &r),
             r.meta,
             r.dossier_id,
@@ -178,10 +219,12 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<pb::ProvideSupplementRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let command = due(r.due_at.as_ref(), r.due_on.as_ref())
             .map(|due_at| Command::ProvideSupplement { due_at });
         self.run(
+            caller,
             of_request("ProvideSupplement", &r),
             r.meta,
             r.dossier_id,
@@ -194,6 +237,7 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<pb::RescheduleRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let command = (|| {
             Ok(Command::Reschedule {
@@ -203,16 +247,24 @@ impl pb::intake_server::Intake for IntakeService {
                 reason: reason(&r.reason, "reason", true)?,
             })
         })();
-        self.run(of_request("Reschedule", &r), r.meta, r.dossier_id, command)
-            .await
+        self.run(
+            caller,
+            of_request("Reschedule", &r),
+            r.meta,
+            r.dossier_id,
+            command,
+        )
+        .await
     }
 
     async fn record_result(
         &self,
         request: Request<pb::RecordResultRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         self.run(
+            caller,
             of_request("RecordResult", &r),
             r.meta,
             r.dossier_id,
@@ -225,8 +277,10 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<pb::ReturnResultRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         self.run(
+            caller,
             of_request("ReturnResult", &r),
             r.meta,
             r.dossier_id,
@@ -239,26 +293,41 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<pb::WithdrawRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let command = reason(&r.reason, "reason", false).map(|reason| Command::Withdraw { reason });
-        self.run(of_request("Withdraw", &r), r.meta, r.dossier_id, command)
-            .await
+        self.run(
+            caller,
+            of_request("Withdraw", &r),
+            r.meta,
+            r.dossier_id,
+            command,
+        )
+        .await
     }
 
     async fn stop(
         &self,
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let command = reason(&r.reason, "reason", true).map(|reason| Command::Stop { reason });
-        self.run(of_request("Stop", &r), r.meta, r.dossier_id, command)
-            .await
+        self.run(
+            caller,
+            of_request("Stop", &r),
+            r.meta,
+            r.dossier_id,
+            command,
+        )
+        .await
     }
 
     async fn record_survey(
         &self,
         request: Request<pb::RecordSurveyRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let command = (|| {
             Ok(Command::RecordSurvey {
@@ -268,6 +337,7 @@ impl pb::intake_server::Intake for IntakeService {
             })
         })();
         self.run(
+            caller,
             of_request("RecordSurvey", &r),
             r.meta,
             r.dossier_id,
@@ -280,29 +350,50 @@ impl pb::intake_server::Intake for IntakeService {
         &self,
         request: Request<pb::RegisterProcedureRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let (stream, command) = crate::catalog::register(&r);
-        self.run(of_request("RegisterProcedure", &r), r.meta, stream, command)
-            .await
+        self.run(
+            caller,
+            of_request("RegisterProcedure", &r),
+            r.meta,
+            stream,
+            command,
+        )
+        .await
     }
 
     async fn change_procedure(
         &self,
         request: Request<pb::ChangeProcedureRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let (stream, command) = crate::catalog::change(&r);
-        self.run(of_request("ChangeProcedure", &r), r.meta, stream, command)
-            .await
+        self.run(
+            caller,
+            of_request("ChangeProcedure", &r),
+            r.meta,
+            stream,
+            command,
+        )
+        .await
     }
 
     async fn withdraw_procedure(
         &self,
         request: Request<pb::WithdrawProcedureRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
         let (stream, command) = crate::catalog::withdraw(&r);
-        self.run(of_request("WithdrawProcedure", &r), r.meta, stream, command)
-            .await
+        self.run(
+            caller,
+            of_request("WithdrawProcedure", &r),
+            r.meta,
+            stream,
+            command,
+        )
+        .await
     }
 }

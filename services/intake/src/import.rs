@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 
 use domain::{Command, Timestamp};
+use identity::Identity;
 use prost::Message as _;
 use proto::intake::v1 as pb;
 use tokio::sync::oneshot;
@@ -43,9 +44,14 @@ type Pending = (
 );
 
 /// Reads the whole stream, imports it, and reports.
+///
+/// With a `caller` (authentication on), a row of a province outside the
+/// caller's is rejected, and every imported event records the caller as
+/// its actor, the row's actor as a display name.
 pub async fn import(
     writer: &WriterHandle,
     clock: &Clock,
+    caller: Option<&Identity>,
     mut rows: tonic::Streaming<pb::ImportDossier>,
 ) -> Result<pb::ImportReport, Status> {
     let mut report = pb::ImportReport::default();
@@ -57,7 +63,7 @@ pub async fn import(
         if let Some(row) = row {
             let number = row.row;
             let dossier_id = row.dossier_id.clone();
-            match history(row, (clock)()) {
+            match history(row, (clock)(), caller) {
                 Ok(h) => job.push(h),
                 Err(e) => report.rejected.push(pb::RejectedRow {
                     row: number,
@@ -109,11 +115,24 @@ fn tally(report: &mut pb::ImportReport, rows: Vec<(u64, String)>, outcomes: Vec<
 
 /// Checks a row's fields and turns it into a history: the receipt, then the
 /// other steps in time order (ties in the order of the columns).
-fn history(row: pb::ImportDossier, now: Timestamp) -> Result<History, IntakeError> {
+fn history(
+    row: pb::ImportDossier,
+    now: Timestamp,
+    caller: Option<&Identity>,
+) -> Result<History, IntakeError> {
     let request_id = request_id(&row);
     let actor = text(&row.actor, "actor", 0, 128)?;
+    let actor = match caller {
+        Some(who) => who.actor(&actor),
+        None => actor,
+    };
     let dossier_id = code(&row.dossier_id, "dossier_id", 64)?;
     let receive = receipt(&row)?;
+    if let Command::Receive { province_code, .. } | Command::SubmitOnline { province_code, .. } =
+        &receive
+    {
+        crate::access::import_row(caller, province_code)?;
+    }
     check_dossier_id(&dossier_id, &receive)?;
     let received_at = instant(row.received_at.as_ref(), "received_at", now)?
         .ok_or_else(|| IntakeError::invalid("received_at", "is required"))?;
@@ -255,7 +274,7 @@ mod tests {
             ..Default::default()
         };
         let now = Timestamp::from_unix_seconds(2_000_000_000);
-        let h = history(row.clone(), now).expect("valid");
+        let h = history(row.clone(), now, None).expect("valid");
         let columns: Vec<_> = h.steps.iter().map(|s| s.column).collect();
         assert_eq!(
             columns,
@@ -268,6 +287,7 @@ mod tests {
                 ..row.clone()
             },
             now,
+            None,
         )
         .expect("valid");
         assert_eq!(h.request_id, moved.request_id);
@@ -277,6 +297,7 @@ mod tests {
                 ..row
             },
             now,
+            None,
         )
         .expect("valid");
         assert_ne!(h.request_id, changed.request_id);

@@ -14,6 +14,7 @@
 //! [`offset_clock`], [`system_clock`]) and the [`EventStore`] that
 //! [`Application::store`] returns.
 
+pub(crate) mod access;
 pub(crate) mod catalog;
 pub(crate) mod config;
 pub(crate) mod error;
@@ -145,8 +146,12 @@ impl server::Service for Application {
                 handles.writer,
                 clock,
                 handles.relay,
+                config.shared.province.clone(),
             )))
-            .add_service(LogServer::new(log::LogService::new(store.clone())));
+            .add_service(LogServer::new(log::LogService::new(
+                store.clone(),
+                config.shared.province.clone(),
+            )));
         tokio::spawn(pipeline::report_relay_health(
             server.health(),
             handles.relay_state,

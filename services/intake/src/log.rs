@@ -13,11 +13,14 @@ const MAX_LIMIT: u32 = 1_000;
 #[derive(Clone)]
 pub struct LogService {
     store: EventStore,
+    /// The province this deployment serves (`--province`), whose
+    /// operators may read the whole log.
+    served: Option<String>,
 }
 
 impl LogService {
-    pub fn new(store: EventStore) -> Self {
-        Self { store }
+    pub fn new(store: EventStore, served: Option<String>) -> Self {
+        Self { store, served }
     }
 }
 
@@ -27,6 +30,11 @@ impl pb::log_server::Log for LogService {
         &self,
         request: Request<pb::ReadEventsRequest>,
     ) -> Result<Response<pb::ReadEventsReply>, Status> {
+        crate::access::whole_log(
+            server::identity_of(&request),
+            self.served.as_deref(),
+            "read the whole log",
+        )?;
         let request = request.into_inner();
         if request.after_position > i64::MAX as u64 {
             return Err(Status::invalid_argument("after_position is out of range"));

@@ -136,6 +136,7 @@ impl DeadlineMonitor {
                 dossier_id: p.dossier_id.clone(),
                 occurred_at: Some(Timestamp::from_micros(p.deadline_at)),
                 command: Command::MarkLate,
+                caller: None,
             })
         });
         let results = futures::future::join_all(sends).await;

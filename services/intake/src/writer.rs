@@ -56,6 +56,8 @@ pub struct Submission {
     /// When it happened at the desk; `None` means now.
     pub occurred_at: Option<Timestamp>,
     pub command: Command,
+    /// See [`CommandRequest::caller`].
+    pub caller: Option<identity::Identity>,
     pub reply: oneshot::Sender<Result<CommandReply, IntakeError>>,
 }
 
@@ -91,6 +93,12 @@ pub struct CommandRequest {
     /// When it happened at the desk; `None` means now.
     pub occurred_at: Option<Timestamp>,
     pub command: Command,
+    /// Who asked, when authentication is on: the writer refuses a command
+    /// on a dossier outside the caller's office as if the dossier were
+    /// unknown, judged by the office the log records for it (not by a
+    /// request's field). `None`: intake itself (the deadline monitor), or
+    /// no authentication.
+    pub caller: Option<identity::Identity>,
 }
 
 /// Handle to submit commands to the writer.
@@ -112,6 +120,7 @@ impl WriterHandle {
                 dossier_id: request.dossier_id,
                 occurred_at: request.occurred_at,
                 command: request.command,
+                caller: request.caller,
                 reply,
             })
             .await
@@ -137,6 +146,7 @@ impl WriterHandle {
             dossier_id,
             occurred_at,
             command,
+            caller: None,
         })
         .await
     }

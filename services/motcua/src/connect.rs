@@ -1,10 +1,39 @@
 //! Reaching a service: one gRPC channel per command, with a connect
-//! timeout, and one-line errors that name the service and its address.
+//! timeout, over TLS when the address is `https://` (trusting the system's
+//! roots or the CA file given), carrying the bearer token given, and
+//! one-line errors that name the service and its address — and say
+//! whether the TLS handshake or the token failed.
 
-use std::{error::Error as _, time::Duration};
+use std::{error::Error as _, path::PathBuf, time::Duration};
 
-use anyhow::anyhow;
-use tonic::transport::{Channel, Endpoint};
+use anyhow::{Context as _, anyhow};
+use tonic::{
+    metadata::AsciiMetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+};
+
+/// A connection to a service: the channel, with the token on every call.
+pub type Connection = InterceptedService<Channel, Bearer>;
+
+/// Puts `authorization: Bearer <token>` on every request, when a token
+/// was given.
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// Where the services are and how long to wait for them (the global flags).
 #[derive(Clone, Debug, clap::Args)]
@@ -34,6 +63,21 @@ pub struct Services {
     /// Give up on one request after this many seconds.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub request_timeout: u64,
+    /// Bearer token for the services (a JWT or a static token). Prefer
+    /// --token-file or the variable: a flag shows in the process list.
+    #[arg(long, global = true, env = "MOTCUA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the bearer token (its first line).
+    #[arg(
+        long,
+        global = true,
+        env = "MOTCUA_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// Trust this CA (PEM) for https:// addresses, beside the system's roots.
+    #[arg(long, global = true, env = "MOTCUA_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
 }
 
 /// One of the two services, by name and address, for connecting and for
@@ -59,24 +103,70 @@ impl Services {
         }
     }
 
-    /// Opens a channel to `target`, or fails with
-    /// "cannot reach projection at http://…: connection refused".
-    pub async fn connect(&self, target: &Target) -> anyhow::Result<Channel> {
+    /// The token to send, from the flag, the variable or the file.
+    fn bearer(&self) -> anyhow::Result<Bearer> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(token), _) => token.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("read the token file {}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(Bearer(None)),
+        };
+        if token.is_empty() {
+            anyhow::bail!("the token is empty (--token, MOTCUA_TOKEN or --token-file)");
+        }
+        let mut value: AsciiMetadataValue = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| anyhow!("the token has characters a header cannot carry"))?;
+        value.set_sensitive(true);
+        Ok(Bearer(Some(value)))
+    }
+
+    /// TLS for an https:// address: the system's roots, and the CA file.
+    fn tls(&self) -> anyhow::Result<ClientTlsConfig> {
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(path) = &self.ca {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("read the CA file {} (--ca)", path.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        Ok(tls)
+    }
+
+    /// Opens a connection to `target`, or fails with
+    /// "cannot reach projection at http://…: connection refused" (or "the
+    /// TLS handshake with … failed: …").
+    pub async fn connect(&self, target: &Target) -> anyhow::Result<Connection> {
         let Target { service, url } = target;
-        if !url.starts_with("http://") {
+        let secure = url.starts_with("https://");
+        if !secure && !url.starts_with("http://") {
             anyhow::bail!(
-                "{service} address {url:?} must be an http:// URL, e.g. http://127.0.0.1:50052"
+                "{service} address {url:?} must be an http:// or https:// URL, e.g. http://127.0.0.1:50052"
             );
         }
+        let bearer = self.bearer()?;
         let connect_timeout = Duration::from_secs(self.connect_timeout.max(1));
-        let endpoint = Endpoint::from_shared(url.clone())
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| anyhow!("{service} address {url:?} is not a URL: {e}"))?
             .connect_timeout(connect_timeout)
             .timeout(Duration::from_secs(self.request_timeout.max(1)));
+        if secure {
+            endpoint = endpoint
+                .tls_config(self.tls()?)
+                .map_err(|e| anyhow!("TLS for {service} at {url}: {}", cause(&e)))?;
+        }
         // The connect timeout covers TCP; this one also covers the HTTP/2
-        // handshake with a peer that accepts but never answers.
+        // (and TLS) handshake with a peer that accepts but never answers.
         match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
-            Ok(Ok(channel)) => Ok(channel),
+            Ok(Ok(channel)) => Ok(InterceptedService::new(channel, bearer)),
+            Ok(Err(e)) if secure && is_tls(&e) => Err(anyhow!(
+                "the TLS handshake with {service} at {url} failed (check --ca): {}",
+                cause(&e)
+            )),
             Ok(Err(e)) => Err(anyhow!("cannot reach {service} at {url}: {}", cause(&e))),
             Err(_) => Err(anyhow!(
                 "cannot reach {service} at {url}: no answer within {}s",
@@ -99,9 +189,35 @@ impl Target {
             tonic::Code::DeadlineExceeded => {
                 anyhow!("{service} at {url} did not answer in time: {message}")
             }
+            tonic::Code::Unauthenticated => anyhow!(
+                "{service} at {url} refused the token (--token, MOTCUA_TOKEN or --token-file): {message}"
+            ),
+            tonic::Code::PermissionDenied => {
+                anyhow!("{service} at {url} refused the request: {message}")
+            }
             code => anyhow!("{service} at {url} refused the request ({code:?}): {message}"),
         }
     }
+}
+
+/// Whether a connection failed in its TLS handshake (a rustls error in
+/// its chain, whatever wraps it).
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // An io::Error's source skips the error it wraps: look inside.
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 /// The innermost useful reason of a transport error: "connection refused"

@@ -10,10 +10,9 @@ use proto::{
     admin::v1::{self as pb, parked_events_client::ParkedEventsClient},
     intake::v1::{ReadEventsRequest, log_client::LogClient},
 };
-use tonic::transport::Channel;
 
 use crate::{
-    connect::{Services, Target},
+    connect::{Connection, Services, Target},
     localtime,
 };
 
@@ -75,7 +74,7 @@ pub async fn run(services: &Services, args: ParkedArgs) -> anyhow::Result<()> {
 
 /// Every parked event, following the pages, and the held count.
 async fn list_all(
-    client: &mut ParkedEventsClient<Channel>,
+    client: &mut ParkedEventsClient<Connection>,
     target: &Target,
 ) -> anyhow::Result<(Vec<pb::ParkedEvent>, u64)> {
     let mut events = Vec::new();
@@ -175,7 +174,7 @@ pub fn render_list(events: &[pb::ParkedEvent], held: u64) -> String {
 async fn replay(
     services: &Services,
     target: &Target,
-    client: &mut ParkedEventsClient<Channel>,
+    client: &mut ParkedEventsClient<Connection>,
     args: ReplayArgs,
 ) -> anyhow::Result<()> {
     let (parked, _) = list_all(client, target).await?;

@@ -154,7 +154,7 @@ pub async fn run(services: &Services, args: ReportArgs) -> anyhow::Result<()> {
 /// One row per year from `GetYearlySeries`, for an office or a province
 /// (the projection sums its offices).
 async fn yearly_rows(
-    client: &mut ReportsClient<tonic::transport::Channel>,
+    client: &mut ReportsClient<crate::connect::Connection>,
     target: &Target,
     unit: &Unit,
     years: Option<(i32, i32)>,

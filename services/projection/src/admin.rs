@@ -23,12 +23,23 @@ pub struct ParkedService {
     /// repoints it; the consumer replays on the generation it writes).
     serving: Arc<Serving>,
     replays: mpsc::Sender<ReplayJob>,
+    /// The province this deployment serves (`--province`), whose
+    /// operators may list and replay parked events.
+    served: Option<String>,
 }
 
 impl ParkedService {
     /// `replays` is the consumer's end of the replay channel.
-    pub fn new(serving: Arc<Serving>, replays: mpsc::Sender<ReplayJob>) -> Self {
-        Self { serving, replays }
+    pub fn new(
+        serving: Arc<Serving>,
+        replays: mpsc::Sender<ReplayJob>,
+        served: Option<String>,
+    ) -> Self {
+        Self {
+            serving,
+            replays,
+            served,
+        }
     }
 }
 
@@ -50,6 +61,11 @@ impl pb::parked_events_server::ParkedEvents for ParkedService {
         &self,
         request: Request<pb::ListParkedRequest>,
     ) -> Result<Response<pb::ParkedPage>, Status> {
+        crate::access::whole_log(
+            server::identity_of(&request),
+            self.served.as_deref(),
+            "list parked events",
+        )?;
         let request = request.into_inner();
         let size = match request.page_size {
             0 => DEFAULT_PAGE,
@@ -99,6 +115,11 @@ impl pb::parked_events_server::ParkedEvents for ParkedService {
         &self,
         request: Request<pb::ReplayParkedRequest>,
     ) -> Result<Response<pb::ReplayParkedReply>, Status> {
+        crate::access::whole_log(
+            server::identity_of(&request),
+            self.served.as_deref(),
+            "replay parked events",
+        )?;
         let request = request.into_inner();
         let (reply, answer) = oneshot::channel();
         let job = ReplayJob {

@@ -292,6 +292,9 @@ impl pb::deadlines_server::Deadlines for DeadlinesService {
         &self,
         request: Request<pb::ListOverdueRequest>,
     ) -> Result<Response<pb::DossierPage>, Status> {
+        let scope = request.get_ref().scope.as_ref();
+        let pool = self.serving.store().pool().clone();
+        crate::access::read_scope(server::identity_of(&request), scope, &pool).await?;
         Ok(Response::new(self.overdue(request.get_ref()).await?))
     }
 
@@ -299,6 +302,9 @@ impl pb::deadlines_server::Deadlines for DeadlinesService {
         &self,
         request: Request<pb::ListDueSoonRequest>,
     ) -> Result<Response<pb::DossierPage>, Status> {
+        let scope = request.get_ref().scope.as_ref();
+        let pool = self.serving.store().pool().clone();
+        crate::access::read_scope(server::identity_of(&request), scope, &pool).await?;
         Ok(Response::new(self.due_soon(request.get_ref()).await?))
     }
 
@@ -308,6 +314,9 @@ impl pb::deadlines_server::Deadlines for DeadlinesService {
         &self,
         request: Request<pb::WatchLateRequest>,
     ) -> Result<Response<Self::WatchLateStream>, Status> {
+        let scope = request.get_ref().scope.as_ref();
+        let pool = self.serving.store().pool().clone();
+        crate::access::read_scope(server::identity_of(&request), scope, &pool).await?;
         let request = request.into_inner();
         let filter = Filter::from_scope(request.scope.as_ref())?;
         let mut feed = self.feed.clone();

@@ -13,6 +13,7 @@
 //! The modules are the crate's own; the binary and the test harness get
 //! [`Application`], [`Config`] and [`serving_checkpoint`].
 
+pub(crate) mod access;
 pub(crate) mod admin;
 pub(crate) mod apply;
 pub(crate) mod asof;
@@ -119,7 +120,8 @@ impl Application {
             self.config.max_batch as usize,
             channels.swaps,
             shutdown.clone(),
-        );
+        )
+        .serving_province(self.config.shared.province.clone());
         let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
             .with_tls(self.config.shared.tls_files())?
             .with_auth(self.config.shared.auth_files().load()?)
@@ -134,6 +136,7 @@ impl Application {
             .add_service(ParkedEventsServer::new(admin::ParkedService::new(
                 serving.clone(),
                 channels.replays,
+                self.config.shared.province.clone(),
             )));
         Ok(server)
     }

@@ -59,6 +59,9 @@ pub struct Rebuilder {
     swaps: mpsc::Sender<Swap>,
     stop: CancellationToken,
     run: Arc<Mutex<Option<Run>>>,
+    /// The province this deployment serves (`--province`), whose
+    /// operators may rebuild.
+    served: Option<String>,
 }
 
 impl std::fmt::Debug for Rebuilder {
@@ -86,7 +89,15 @@ impl Rebuilder {
             swaps,
             stop,
             run: Arc::new(Mutex::new(None)),
+            served: None,
         }
+    }
+
+    /// Lets operators of `province` (this deployment's) rebuild once
+    /// authentication is on.
+    pub fn serving_province(mut self, province: Option<String>) -> Self {
+        self.served = province;
+        self
     }
 
     fn with_run<T>(&self, f: impl FnOnce(&mut Option<Run>) -> T) -> T {
@@ -294,15 +305,25 @@ impl Rebuilder {
 impl pb::rebuilds_server::Rebuilds for Rebuilder {
     async fn start_rebuild(
         &self,
-        _request: Request<pb::StartRebuildRequest>,
+        request: Request<pb::StartRebuildRequest>,
     ) -> Result<Response<pb::RebuildStatus>, Status> {
+        crate::access::whole_log(
+            server::identity_of(&request),
+            self.served.as_deref(),
+            "rebuild the projection",
+        )?;
         Ok(Response::new(self.start().await?))
     }
 
     async fn get_rebuild(
         &self,
-        _request: Request<pb::GetRebuildRequest>,
+        request: Request<pb::GetRebuildRequest>,
     ) -> Result<Response<pb::RebuildStatus>, Status> {
+        crate::access::whole_log(
+            server::identity_of(&request),
+            self.served.as_deref(),
+            "follow a rebuild",
+        )?;
         Ok(Response::new(self.status()))
     }
 }

@@ -420,6 +420,8 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::StatisticsRequest>,
     ) -> Result<Response<pb::Statistics>, Status> {
+        let scope = request.get_ref().scope.as_ref();
+        crate::access::read_scope(server::identity_of(&request), scope, &self.pool()).await?;
         Ok(Response::new(self.statistics(request.get_ref()).await?))
     }
 
@@ -427,6 +429,8 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::StatisticsRequest>,
     ) -> Result<Response<pb::SurveyAggregate>, Status> {
+        let scope = request.get_ref().scope.as_ref();
+        crate::access::read_scope(server::identity_of(&request), scope, &self.pool()).await?;
         Ok(Response::new(self.surveys(request.get_ref()).await?))
     }
 
@@ -434,6 +438,18 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::YearlySeriesRequest>,
     ) -> Result<Response<pb::YearlySeries>, Status> {
+        let caller = server::identity_of(&request);
+        let r = request.get_ref();
+        match (r.office_code.as_str(), r.province_code.as_str()) {
+            (office, "") if !office.is_empty() => {
+                crate::access::read_office(caller, office, &self.pool()).await?;
+            }
+            ("", province) if !province.is_empty() => {
+                crate::access::read_province(caller, province)?;
+            }
+            // Neither or both: the series' own check refuses it.
+            _ => {}
+        }
         Ok(Response::new(self.yearly(request.get_ref()).await?))
     }
 
@@ -441,6 +457,8 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::ListUnitsRequest>,
     ) -> Result<Response<pb::ListUnitsResponse>, Status> {
+        let province = &request.get_ref().province_code;
+        crate::access::list_units(server::identity_of(&request), province)?;
         Ok(Response::new(self.units(request.get_ref()).await?))
     }
 
@@ -448,6 +466,8 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::ProcedureCountsRequest>,
     ) -> Result<Response<pb::ProcedureCounts>, Status> {
+        let province = &request.get_ref().province_code;
+        crate::access::read_province(server::identity_of(&request), province)?;
         let counts = crate::catalog::procedure_counts(&self.pool(), request.get_ref()).await?;
         Ok(Response::new(counts))
     }

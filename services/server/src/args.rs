@@ -71,6 +71,12 @@ pub struct SharedArgs {
     #[arg(long, env = "MOTCUA_AUTH_TOKENS")]
     pub auth_tokens: Option<PathBuf>,
 
+    /// The province this deployment serves. Its operators may run the
+    /// operations on the whole log (republish, rebuild, parked events,
+    /// reading the log); without it, nobody may once authentication is on.
+    #[arg(long, env = "MOTCUA_PROVINCE")]
+    pub province: Option<String>,
+
     /// Serve a non-loopback address without TLS or authentication. Anyone
     /// who reaches the port can then read and write every office: for a
     /// network that is itself closed, never for a province's.

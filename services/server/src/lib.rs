@@ -4,7 +4,8 @@
 //! clear line and a failing exit code on error), the gRPC server
 //! ([`GrpcServer`]: health and reflection for exactly the services added,
 //! TLS from files reloaded when they change ([`ReloadingTls`]), bearer
-//! tokens checked in front of every service ([`AuthLayer`]), graceful
+//! tokens checked in front of every service ([`AuthLayer`]), the
+//! answer to a call outside the caller's scope ([`authorize`]), graceful
 //! stop) and draining background work under a time limit
 //! ([`drain`]).
 //!
@@ -16,6 +17,7 @@ mod auth;
 mod grpc;
 mod reflection;
 mod run;
+mod scope;
 mod tls;
 
 pub use args::SharedArgs;
@@ -23,4 +25,7 @@ pub use auth::{AuthFiles, AuthLayer, Authenticate, identity_of};
 pub use grpc::GrpcServer;
 pub use reflection::{HEALTH_SERVICE, REFLECTION_SERVICES, listed_services};
 pub use run::{Service, ServiceConfig, drain, run};
+pub use scope::{
+    ERROR_DOMAIN, OUTSIDE_SCOPE, authorize, authorize_desk, authorize_whole_log, permission_denied,
+};
 pub use tls::{ReloadingTls, TlsFiles};

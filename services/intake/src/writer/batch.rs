@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet, hash_map::Entry};
 
 use domain::{Command, Dossier, ProcedureCommand, Timestamp};
+use identity::Action;
 use prost::Message as _;
 use proto::intake::v1::CommandReply;
 
@@ -275,6 +276,17 @@ impl<'b> Decided<'b> {
         now: Timestamp,
     ) {
         let at = s.occurred_at.unwrap_or(now);
+        if let (Some(caller), Some(province)) = (&s.caller, catalog.province_of(&s.dossier_id))
+            && !caller.may(Action::Operate { province })
+        {
+            // The catalog is public: no need to hide that it exists.
+            self.outcomes
+                .push(Outcome::Refused(IntakeError::OutsideScope {
+                    caller: Box::new(caller.clone()),
+                    what: format!("change procedure {} of province {province}", s.dossier_id),
+                }));
+            return;
+        }
         match catalog.decide(&s.dossier_id, command, at, now, &s.actor, &s.request_id) {
             Ok(event) => {
                 self.events.push(crate::catalog::new_event(&event));
@@ -313,7 +325,29 @@ impl<'b> Decided<'b> {
             at = at.max(d.last_occurred_at);
         }
         let terms = catalog.terms();
-        match domain::decide_with(&s.dossier_id, state.as_ref(), &s.command, at, &terms) {
+        // A dossier outside the caller's office is decided as if it had
+        // never been received, so the refusal is the unknown dossier's,
+        // word for word. A receipt under its id is refused all the same:
+        // the id is taken whoever asks, and that is all it is told (not
+        // the dossier's status or office).
+        let hidden = state
+            .as_ref()
+            .is_some_and(|d| !visible_to(s.caller.as_ref(), d));
+        let opens = matches!(
+            s.command,
+            Command::Receive { .. } | Command::SubmitOnline { .. }
+        );
+        if hidden && opens {
+            let refusal = domain::Refusal::InvalidTransition {
+                dossier_id: s.dossier_id.clone(),
+                action: s.command.action(),
+                reason: "already exists".into(),
+            };
+            self.outcomes.push(Outcome::Refused(refusal.into()));
+            return Ok(());
+        }
+        let seen = if hidden { None } else { state.as_ref() };
+        match domain::decide_with(&s.dossier_id, seen, &s.command, at, &terms) {
             Ok(payload) => {
                 let (next, event) = record(
                     &s.dossier_id,
@@ -334,6 +368,18 @@ impl<'b> Decided<'b> {
         }
         Ok(())
     }
+}
+
+/// Whether `caller` may issue desk commands on dossier `d`, by the office
+/// and province its receipt recorded. No caller: intake itself, or no
+/// authentication.
+fn visible_to(caller: Option<&identity::Identity>, d: &Dossier) -> bool {
+    caller.is_none_or(|who| {
+        who.may(Action::Desk {
+            province: &d.province_code,
+            office: &d.office_code,
+        })
+    })
 }
 
 /// The reply to the submission that made event `index`, the batch's

@@ -86,6 +86,7 @@ fn request(
             0,
         )),
         command,
+        caller: None,
     }
 }
 

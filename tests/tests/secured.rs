@@ -89,6 +89,59 @@ fn receipt(dossier: &str) -> pb::ReceiveDossierRequest {
     }
 }
 
+/// `motcua report` as a clerk would run it, against `projection` over
+/// TLS, with `ca` trusted (or not) and `token` sent.
+async fn cli(
+    projection: std::net::SocketAddr,
+    ca: Option<&Path>,
+    token: &str,
+) -> anyhow::Result<std::process::Output> {
+    let mut command = tokio::process::Command::new(tests::binary("motcua")?);
+    command
+        .args(["report", "--office", "TUYPHONG"])
+        .env(
+            "MOTCUA_PROJECTION",
+            format!("https://localhost:{}", projection.port()),
+        )
+        .env("MOTCUA_TOKEN", token)
+        .env_remove("MOTCUA_CA")
+        .env_remove("MOTCUA_TOKEN_FILE");
+    if let Some(ca) = ca {
+        command.arg("--ca").arg(ca);
+    }
+    Ok(command.output().await?)
+}
+
+/// The CLI reaches a secured projection with its CA and token, and says
+/// which of the two failed when one does.
+async fn cli_credentials(
+    projection: std::net::SocketAddr,
+    dir: &Path,
+    ca: &str,
+) -> anyhow::Result<()> {
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca)?;
+    let served = cli(projection, Some(&ca_file), DESK_TOKEN).await?;
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(served.status.success(), "{}", stderr(&served));
+    let untrusted = cli(projection, None, DESK_TOKEN).await?;
+    assert!(!untrusted.status.success());
+    assert!(
+        stderr(&untrusted).contains("the TLS handshake with projection")
+            && stderr(&untrusted).contains("--ca"),
+        "{}",
+        stderr(&untrusted)
+    );
+    let refused = cli(projection, Some(&ca_file), "guess").await?;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("refused the token"),
+        "{}",
+        stderr(&refused)
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn only_a_valid_token_over_tls_is_served() -> anyhow::Result<()> {
     telemetry::init_tracing_with_default(telemetry::LogFormat::Pretty, "warn");
@@ -181,6 +234,8 @@ async fn only_a_valid_token_over_tls_is_served() -> anyhow::Result<()> {
         .clone()
         .get_statistics(with_token(own_office, Some(DESK_TOKEN))?)
         .await?;
+
+    cli_credentials(projection_addr, dir.path(), &ca).await?;
 
     let plain = Endpoint::from_shared(format!("http://{intake_addr}"))?
         .timeout(Duration::from_secs(5))

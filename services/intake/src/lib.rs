@@ -79,7 +79,7 @@ impl Application {
         // The store is the authority and the relay an outbox: intake serves
         // the desk while NATS is away, so it does not wait for NATS long.
         let nats_url = &config.shared.nats_url;
-        let nats = telemetry::nats_client(nats_url, "motcua-intake", None).await?;
+        let nats = telemetry::nats_client(&config.shared.nats_options("motcua-intake")).await?;
         if !nats_answers(&nats, NATS_START_WAIT).await {
             tracing::warn!(nats = %nats_url, "NATS does not answer yet; intake takes commands and its relay publishes them once NATS answers");
         }

@@ -157,13 +157,11 @@ impl server::Service for Application {
         let store = generations
             .open_store(generation, None, store::Fill::Live)
             .await?;
-        let nats = telemetry::connect_nats(
-            &config.shared.nats_url,
-            "motcua-projection",
-            Duration::from_secs(10),
-            Some(config.nats_buffer as usize),
-        )
-        .await?;
+        let nats_options = telemetry::NatsOptions {
+            buffer: Some(config.nats_buffer as usize),
+            ..config.shared.nats_options("motcua-projection")
+        };
+        let nats = telemetry::connect_nats(&nats_options, Duration::from_secs(10)).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("bind the gRPC port {}", config.listen))?;

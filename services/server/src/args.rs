@@ -14,6 +14,30 @@ pub struct SharedArgs {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
+    /// The NATS user this service connects as (the shipped server
+    /// configuration, deploy/nats, has one per service). Needs
+    /// --nats-password-file.
+    #[arg(long, env = "NATS_USER", requires = "nats_password_file")]
+    pub nats_user: Option<String>,
+
+    /// A file holding the NATS user's password (one line), read at start.
+    #[arg(long, env = "NATS_PASSWORD_FILE", requires = "nats_user")]
+    pub nats_password_file: Option<PathBuf>,
+
+    /// Connect to NATS over TLS, trusting this CA (PEM) for the server's
+    /// certificate.
+    #[arg(long, env = "NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+
+    /// Present this client certificate chain (PEM) to NATS, for a server
+    /// that verifies clients; implies TLS. Needs --nats-client-key.
+    #[arg(long, env = "NATS_CLIENT_CERT", requires = "nats_client_key")]
+    pub nats_client_cert: Option<PathBuf>,
+
+    /// The private key of --nats-client-cert (PEM).
+    #[arg(long, env = "NATS_CLIENT_KEY", requires = "nats_client_cert")]
+    pub nats_client_key: Option<PathBuf>,
+
     /// JetStream stream that carries the events.
     #[arg(long, env = "MOTCUA_STREAM", default_value = "MOTCUA_EVENTS")]
     pub stream: String,
@@ -91,6 +115,18 @@ impl SharedArgs {
             stream: self.stream.clone(),
             subject_prefix: self.subject_prefix.clone(),
             ..Default::default()
+        }
+    }
+
+    /// How this service, named `name` on the server, reaches NATS.
+    pub fn nats_options(&self, name: &str) -> telemetry::NatsOptions {
+        telemetry::NatsOptions {
+            user: self.nats_user.clone(),
+            password_file: self.nats_password_file.clone(),
+            ca: self.nats_ca.clone(),
+            client_cert: self.nats_client_cert.clone(),
+            client_key: self.nats_client_key.clone(),
+            ..telemetry::NatsOptions::plain(&self.nats_url, name)
         }
     }
 
@@ -248,6 +284,34 @@ mod tests {
         ]);
         assert!(both.check_exposure(open).is_ok());
         assert!(parse(&["x", "--insecure"]).check_exposure(open).is_ok());
+    }
+
+    #[test]
+    fn nats_credentials_come_in_pairs() {
+        for partial in [
+            &["x", "--nats-user", "intake"][..],
+            &["x", "--nats-password-file", "pw"],
+            &["x", "--nats-client-cert", "c.pem"],
+            &["x", "--nats-client-key", "k.pem"],
+        ] {
+            let error = Cli::try_parse_from(partial).err().map(|e| e.to_string());
+            assert!(error.is_some_and(|e| e.contains("required")), "{partial:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--nats-user",
+            "intake",
+            "--nats-password-file",
+            "pw",
+            "--nats-ca",
+            "ca.pem",
+        ])
+        .expect("a user, its password and a CA");
+        let options = cli.shared.nats_options("motcua-intake");
+        assert_eq!(options.user.as_deref(), Some("intake"));
+        assert_eq!(options.ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+        assert_eq!(options.name, "motcua-intake");
+        assert_eq!(options.url, "nats://127.0.0.1:4222");
     }
 
     #[test]

@@ -6,9 +6,15 @@
 //!
 //! This crate knows nothing of dossiers, events, databases or gRPC.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context as _;
+use async_nats::ConnectOptions;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -112,69 +118,200 @@ async fn wait_for_signal() {
     }
 }
 
+/// How a service reaches NATS: the server, the name it shows there, and the
+/// credentials and TLS the shipped server configuration (`deploy/nats`)
+/// requires. The files are read when the client is made, so a missing or
+/// unreadable one stops the service at start-up with one line naming it.
+#[derive(Clone, Debug, Default)]
+pub struct NatsOptions {
+    pub url: String,
+    /// The connection's name in the server's monitoring.
+    pub name: String,
+    /// How many messages each subscription holds for a reader that has not
+    /// taken them yet (the client's default when `None`); past it the
+    /// client drops what the server delivers, which a JetStream consumer
+    /// without acks never sees again.
+    pub buffer: Option<usize>,
+    /// The NATS user, with its password read from `password_file`.
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Trust this CA (PEM) for the server's certificate; requires TLS.
+    pub ca: Option<PathBuf>,
+    /// A client certificate chain and key (PEM), for a server that
+    /// verifies clients; requires TLS.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl NatsOptions {
+    /// Plaintext and anonymous, as a local nats-server without
+    /// configuration takes it.
+    pub fn plain(url: &str, name: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    fn tls(&self) -> bool {
+        self.ca.is_some() || self.client_cert.is_some()
+    }
+
+    /// The credentials and TLS files as the client's options, each file
+    /// checked now: the client reads the certificates again on every
+    /// (re)connection, where an error would only be retried.
+    fn secure(&self, mut options: ConnectOptions) -> anyhow::Result<ConnectOptions> {
+        match (&self.user, &self.password_file) {
+            (Some(user), Some(file)) => {
+                let password = std::fs::read_to_string(file)
+                    .with_context(|| format!("read the NATS password file {}", file.display()))?;
+                // Files usually end with a newline that is no part of it.
+                let password = password.trim_end_matches(['\r', '\n']).to_owned();
+                anyhow::ensure!(
+                    !password.is_empty(),
+                    "the NATS password file {} is empty",
+                    file.display()
+                );
+                options = options.user_and_password(user.clone(), password);
+            }
+            (None, None) => {}
+            _ => anyhow::bail!("a NATS user needs its password file, and a password file its user"),
+        }
+        if let Some(ca) = &self.ca {
+            read_certificates(ca, "NATS CA")?;
+            options = options.add_root_certificates(ca.clone());
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                read_certificates(cert, "NATS client certificate")?;
+                read_key(key)?;
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+            (None, None) => {}
+            _ => {
+                anyhow::bail!("a NATS client certificate needs its key, and a key its certificate")
+            }
+        }
+        Ok(options.require_tls(self.tls()))
+    }
+}
+
+fn read_certificates(path: &Path, what: &str) -> anyhow::Result<()> {
+    use async_nats::rustls::pki_types::{CertificateDer, pem::PemObject as _};
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("read the {what} file {}", path.display()))?;
+    anyhow::ensure!(
+        !certificates.is_empty(),
+        "the {what} file {} holds no PEM certificate",
+        path.display()
+    );
+    Ok(())
+}
+
+fn read_key(path: &Path) -> anyhow::Result<()> {
+    use async_nats::rustls::pki_types::{PrivateKeyDer, pem::PemObject as _};
+    PrivateKeyDer::from_pem_file(path)
+        .with_context(|| format!("read the NATS client key file {}", path.display()))?;
+    Ok(())
+}
+
 /// Connects to NATS, retrying in the background after the first success.
-/// The first connection must succeed within `timeout`, so a wrong URL is
-/// reported at start-up rather than hidden behind retries.
-///
-/// `buffer` is how many messages each subscription holds for a reader that
-/// has not taken them yet (the client's default when `None`); past it the
-/// client drops what the server delivers, which a JetStream consumer
-/// without acks never sees again.
+/// The first connection must succeed within `timeout`, so a wrong URL,
+/// password or CA is reported at start-up rather than hidden behind
+/// retries.
 pub async fn connect_nats(
-    url: &str,
-    name: &str,
+    options: &NatsOptions,
     timeout: Duration,
-    buffer: Option<usize>,
 ) -> anyhow::Result<async_nats::Client> {
-    let client = nats_client(url, name, buffer).await?;
+    let last_error = Arc::new(Mutex::new(None));
+    let client = client_with(options, Some(last_error.clone())).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     while client.connection_state() != async_nats::connection::State::Connected {
         if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!("no NATS server answered at {url} within {timeout:?}");
+            let url = &options.url;
+            let last = last_error.lock().map(|e| e.clone()).unwrap_or_default();
+            match last {
+                Some(error) => anyhow::bail!(
+                    "NATS at {url} did not take the connection within {timeout:?}: {error}"
+                ),
+                None => anyhow::bail!("no NATS server answered at {url} within {timeout:?}"),
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(client)
 }
 
-/// A NATS client for `url` that connects, and reconnects, in the
-/// background: it is returned at once, whether or not a server answers yet
-/// (intake takes commands while NATS is away; its relay publishes them
-/// when NATS is back). Fails only on a malformed URL or option.
-pub async fn nats_client(
-    url: &str,
-    name: &str,
-    buffer: Option<usize>,
+/// A NATS client that connects, and reconnects, in the background: it is
+/// returned at once, whether or not a server answers yet (intake takes
+/// commands while NATS is away; its relay publishes them when NATS is
+/// back). Fails only on a malformed URL or option, or a file of
+/// `options` that does not read.
+pub async fn nats_client(options: &NatsOptions) -> anyhow::Result<async_nats::Client> {
+    client_with(options, None).await
+}
+
+/// The last reason a connection attempt failed, for the start-up error.
+type LastError = Arc<Mutex<Option<String>>>;
+
+async fn client_with(
+    options: &NatsOptions,
+    last_error: Option<LastError>,
 ) -> anyhow::Result<async_nats::Client> {
-    let mut options = async_nats::ConnectOptions::new();
-    if let Some(buffer) = buffer {
-        options = options.subscription_capacity(buffer);
+    let mut connect = ConnectOptions::new();
+    if let Some(buffer) = options.buffer {
+        connect = connect.subscription_capacity(buffer);
     }
-    let options = options
-        .name(name)
+    let connect = options
+        .secure(connect)?
+        .name(&options.name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Disconnected => {
-                    tracing::warn!("NATS disconnected; reconnecting")
-                }
-                async_nats::Event::Connected => tracing::info!("NATS connected"),
-                // One event per message dropped: counted, not logged each.
-                async_nats::Event::SlowConsumer(sid) => {
-                    metrics::counter!("nats_messages_dropped_total").increment(1);
-                    tracing::debug!(
-                        subscription = sid,
-                        "NATS dropped a message for a reader that fell behind"
-                    );
-                }
-                other => tracing::debug!(event = %other, "NATS event"),
-            }
+        .event_callback(move |event| {
+            let last_error = last_error.clone();
+            async move { on_event(event, last_error.as_ref()) }
         });
-    options
-        .connect(url)
+    let url = &options.url;
+    connect
+        .connect(url.as_str())
         .await
         .with_context(|| format!("connect to NATS at {url}"))
+}
+
+fn on_event(event: async_nats::Event, last_error: Option<&LastError>) {
+    match event {
+        async_nats::Event::Disconnected => {
+            tracing::warn!("NATS disconnected; reconnecting")
+        }
+        async_nats::Event::Connected => tracing::info!("NATS connected"),
+        // One event per message dropped: counted, not logged each.
+        async_nats::Event::SlowConsumer(sid) => {
+            metrics::counter!("nats_messages_dropped_total").increment(1);
+            tracing::debug!(
+                subscription = sid,
+                "NATS dropped a message for a reader that fell behind"
+            );
+        }
+        async_nats::Event::ClientError(ref error) => {
+            // A refused password or certificate is retried like an absent
+            // server (the client logs each refusal itself); it is kept so
+            // start-up can say which it was.
+            let error = error.to_string();
+            tracing::debug!(%error, "NATS connection attempt failed");
+            if let Some(Ok(mut last)) = last_error.map(|l| l.lock()) {
+                *last = Some(error);
+            }
+        }
+        async_nats::Event::ServerError(ref error) => {
+            if let Some(Ok(mut last)) = last_error.map(|l| l.lock()) {
+                *last = Some(error.to_string());
+            }
+            tracing::warn!(%error, "NATS server error");
+        }
+        other => tracing::debug!(event = %other, "NATS event"),
+    }
 }
 
 /// `500ms`, `10s`, `2m` or a bare number of seconds.
@@ -209,4 +346,67 @@ pub fn parse_signed_micros(s: &str) -> Result<i64, String> {
     i64::try_from(d.as_micros())
         .map(|m| sign * m)
         .map_err(|_| format!("{s:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a client with `options` stops at, before any connection.
+    async fn refusal(options: NatsOptions) -> String {
+        nats_client(&options)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+            .err()
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_file_stops_the_client_naming_it() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let missing = dir.path().join("missing");
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "not a certificate\n")?;
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n")?;
+        let base = NatsOptions::plain("nats://127.0.0.1:1", "test");
+        let password = |file: &std::path::Path| NatsOptions {
+            user: Some("intake".into()),
+            password_file: Some(file.to_path_buf()),
+            ..base.clone()
+        };
+        let error = refusal(password(&missing)).await;
+        assert!(
+            error.contains("NATS password file") && error.contains("missing"),
+            "{error}"
+        );
+        let error = refusal(password(&empty)).await;
+        assert!(error.contains("is empty"), "{error}");
+        let error = refusal(NatsOptions {
+            ca: Some(not_pem.clone()),
+            ..base.clone()
+        })
+        .await;
+        assert!(
+            error.contains("NATS CA") && error.contains("no PEM certificate"),
+            "{error}"
+        );
+        let error = refusal(NatsOptions {
+            ca: Some(missing.clone()),
+            ..base.clone()
+        })
+        .await;
+        assert!(
+            error.contains("NATS CA") && error.contains("missing"),
+            "{error}"
+        );
+        let error = refusal(NatsOptions {
+            client_cert: Some(not_pem),
+            ..base
+        })
+        .await;
+        assert!(error.contains("needs its key"), "{error}");
+        Ok(())
+    }
 }

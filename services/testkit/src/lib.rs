@@ -58,14 +58,36 @@ pub struct NatsServer {
     pub port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
+    configured: Option<NatsConfig>,
+}
+
+/// A configuration file for [`NatsServer::start_configured`], the
+/// environment it reads, and how a client gets in to see that the server
+/// is ready (a secured server refuses the anonymous probe).
+pub struct NatsConfig {
+    pub file: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub probe: Box<dyn Fn() -> async_nats::ConnectOptions + Send + Sync>,
 }
 
 impl NatsServer {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// A server started with `-c config.file`, on a free loopback port
+    /// given on the command line (which takes precedence); the
+    /// configuration names JetStream's store (a folder the test keeps).
+    pub async fn start_configured(config: NatsConfig) -> anyhow::Result<Self> {
+        Self::start_with(Some(config)).await
+    }
+
+    async fn start_with(configured: Option<NatsConfig>) -> anyhow::Result<Self> {
         let mut server = Self {
             port: free_port(),
             store: tempfile::tempdir().context("create a JetStream store folder")?,
             child: None,
+            configured,
         };
         server.spawn().await?;
         Ok(server)
@@ -81,38 +103,50 @@ impl NatsServer {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
-        let child = Command::new(nats_server_binary())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
+        let mut command = Command::new(nats_server_binary());
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        match &self.configured {
+            None => {
+                command.args(["-js", "-sd"]).arg(self.store.path());
+            }
+            // JetStream and its store are the configuration's (nats-server
+            // refuses a store given twice); its log says why a
+            // configuration was refused.
+            Some(config) => {
+                command
+                    .arg("-c")
+                    .arg(&config.file)
+                    .envs(config.env.clone())
+                    .arg("-l")
+                    .arg(self.log_file());
+            }
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("start nats-server (is it on the PATH?)")?;
         self.child = Some(child);
         let url = self.url();
-        eventually(Duration::from_secs(10), || async {
-            let client = async_nats::connect(&url).await?;
-            // Until JetStream is up its account query is answered with an
-            // API error (or not at all), and `eventually` asks again. The
-            // body is left untyped: `query_account` would also require fields
-            // nats-server 2.9 does not send.
-            let info: Response<serde_json::Value> = async_nats::jetstream::new(client)
-                .request("INFO", b"")
-                .await?;
-            if let Response::Err { error } = info {
-                bail!("JetStream not ready: {error}");
-            }
-            Ok(())
-        })
-        .await
-        .context("wait for nats-server with JetStream")
+        match &self.configured {
+            None => eventually(Duration::from_secs(10), || jetstream_ready(&url))
+                .await
+                .context("wait for nats-server with JetStream"),
+            Some(config) => eventually(Duration::from_secs(10), || async {
+                (config.probe)().connect(&url).await?.flush().await?;
+                Ok(())
+            })
+            .await
+            .with_context(|| {
+                let log = std::fs::read_to_string(self.log_file()).unwrap_or_default();
+                format!("wait for nats-server with its configuration; its log:\n{log}")
+            }),
+        }
+    }
+
+    /// Where a configured server logs.
+    pub fn log_file(&self) -> PathBuf {
+        self.store.path().join("nats-server.log")
     }
 
     /// Kills the server (SIGKILL) and starts it again on the same port and store.
@@ -133,6 +167,20 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Until JetStream is up its account query is answered with an API error
+/// (or not at all), and `eventually` asks again. The body is left untyped:
+/// `query_account` would also require fields nats-server 2.9 does not send.
+async fn jetstream_ready(url: &str) -> anyhow::Result<()> {
+    let client = async_nats::connect(url).await?;
+    let info: Response<serde_json::Value> = async_nats::jetstream::new(client)
+        .request("INFO", b"")
+        .await?;
+    if let Response::Err { error } = info {
+        bail!("JetStream not ready: {error}");
+    }
+    Ok(())
 }
 
 fn nats_server_binary() -> PathBuf {

@@ -11,6 +11,7 @@ const FILES: &[&str] = &[
     "motcua/reports/v1/reports.proto",
     "motcua/reports/v1/deadlines.proto",
     "motcua/intake/v1/log.proto",
+    "motcua/intake/v1/dossiers.proto",
     "motcua/admin/v1/parked.proto",
     "motcua/reports/v1/rebuild.proto",
 ];

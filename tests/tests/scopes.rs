@@ -16,7 +16,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use proto::{
     admin::v1::{self as ad, parked_events_client::ParkedEventsClient},
     events::v1 as ev,
-    intake::v1::{self as pb, intake_client::IntakeClient, log_client::LogClient},
+    intake::v1::{
+        self as pb, dossiers_client::DossiersClient, intake_client::IntakeClient,
+        log_client::LogClient,
+    },
     reports::v1::{
         self as rp, deadlines_client::DeadlinesClient, rebuilds_client::RebuildsClient,
         reports_client::ReportsClient,
@@ -146,12 +149,20 @@ enum Needs {
     ReadOffice,
     ReadProvince,
     Operate,
+    /// A dossier's record: as ReadOffice, but out of scope is unknown.
+    ReadDossier,
+    /// Open to anyone holding the lookup code.
+    LookUp,
 }
 
 fn expected(needs: Needs, who: Who) -> Answer {
     use {Answer::*, Who::*};
     match (who, needs) {
+        // The lookup does not look at credentials, bad ones included.
+        (_, Needs::LookUp) => Served,
         (Nobody | Expired | WrongAudience | BadSignature, _) => Unauthenticated,
+        (ClerkX | ManagerX | ReaderP, Needs::ReadDossier) => Served,
+        (_, Needs::ReadDossier) => Unknown,
         (ClerkX, Needs::Desk | Needs::Take | Needs::ReadOffice) => Served,
         (ClerkY, Needs::Desk) => Unknown,
         (ManagerX | ReaderP, Needs::ReadOffice) => Served,
@@ -193,9 +204,11 @@ enum Rpc {
     GetRebuild,
     ListParked,
     ReplayParked,
+    GetDossier,
+    LookUpDossier,
 }
 
-const RPCS: [Rpc; 30] = [
+const RPCS: [Rpc; 32] = [
     Rpc::ReceiveDossier,
     Rpc::SubmitOnline,
     Rpc::RefuseAtIntake,
@@ -226,6 +239,8 @@ const RPCS: [Rpc; 30] = [
     Rpc::GetRebuild,
     Rpc::ListParked,
     Rpc::ReplayParked,
+    Rpc::GetDossier,
+    Rpc::LookUpDossier,
 ];
 
 impl Rpc {
@@ -245,6 +260,8 @@ impl Rpc {
             | Republish | ReadEvents | StartRebuild | GetRebuild | ListParked | ReplayParked => {
                 Needs::Operate
             }
+            GetDossier => Needs::ReadDossier,
+            LookUpDossier => Needs::LookUp,
         }
     }
 
@@ -415,6 +432,7 @@ impl World {
             return self.desk_call(rpc, who, target, "Lan").await;
         }
         match rpc.needs() {
+            Needs::ReadDossier | Needs::LookUp => self.dossier_call(rpc, who, target).await,
             Needs::ReadOffice | Needs::ReadProvince => self.read_call(rpc, who).await,
             _ => self.operate_call(rpc, who, target).await,
         }
@@ -778,6 +796,40 @@ impl World {
         }
     }
 
+    /// Receives dossier `id` of X as `who`; returns the slip's lookup code.
+    async fn receive_with_code(&self, who: Who, id: &str) -> anyhow::Result<String> {
+        let reply = self
+            .desk()
+            .receive_dossier(as_who(who, self.receipt(id, X, meta("Lan")))?)
+            .await?
+            .into_inner();
+        Ok(reply.lookup_code)
+    }
+
+    /// GetDossier of `target`, or LookUpDossier of `target` ("<id> <code>").
+    async fn dossier_call(&self, rpc: Rpc, who: Who, target: &str) -> Result<(), Status> {
+        let mut dossiers = DossiersClient::new(self.intake.clone());
+        match rpc {
+            Rpc::GetDossier => {
+                let request = pb::GetDossierRequest {
+                    dossier_id: target.into(),
+                };
+                dossiers.get_dossier(as_who(who, request)?).await.map(drop)
+            }
+            _ => {
+                let (id, code) = target.split_once(' ').unwrap_or((target, ""));
+                let request = pb::LookUpDossierRequest {
+                    dossier_id: id.into(),
+                    lookup_code: code.into(),
+                };
+                dossiers
+                    .look_up_dossier(as_who(who, request)?)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
     async fn head(&self) -> anyhow::Result<u64> {
         self.store.head().await
     }
@@ -789,6 +841,13 @@ impl World {
         if rpc.needs() == Needs::Desk {
             for step in rpc.preparation() {
                 self.desk_call(*step, Who::ClerkX, &target, "Lan").await?;
+            }
+        }
+        if matches!(rpc.needs(), Needs::ReadDossier | Needs::LookUp) {
+            let code = self.receive_with_code(Who::ClerkX, &target).await?;
+            // The lookup's target carries its code.
+            if rpc == Rpc::LookUpDossier {
+                return Ok(format!("{target} {code}"));
             }
         }
         if matches!(rpc, Rpc::ChangeProcedure | Rpc::WithdrawProcedure) {
@@ -917,5 +976,85 @@ async fn a_clerk_acts_only_as_itself_on_its_own_office() -> anyhow::Result<()> {
             ("IMPORTED-1".to_owned(), Who::OperatorP.actor("Hà")),
         ]
     );
+    world.stop().await
+}
+
+/// Given a dossier of X moved through the desk, when its manager asks for
+/// it, then its record shows every event with its verified actor and its
+/// request id; a clerk of Y is told it is unknown; the citizen holding the
+/// slip's code, without credentials, gets its state and dates, and a wrong
+/// code gets what an unknown dossier gets.
+#[tokio::test]
+async fn a_dossier_shows_its_history_and_the_citizen_its_status() -> anyhow::Result<()> {
+    let world = World::start().await?;
+    let code = world.receive_with_code(Who::ClerkX, "HS-1").await?;
+    assert_eq!(code.len(), 10, "{code}");
+    for rpc in [
+        Rpc::RequestSupplement,
+        Rpc::ProvideSupplement,
+        Rpc::RecordResult,
+    ] {
+        world.desk_call(rpc, Who::ClerkX, "HS-1", "Lan").await?;
+    }
+    let mut dossiers = DossiersClient::new(world.intake.clone());
+    let get = |who| {
+        let request = pb::GetDossierRequest {
+            dossier_id: "HS-1".into(),
+        };
+        as_who(who, request)
+    };
+    let record = dossiers
+        .get_dossier(get(Who::ManagerX)?)
+        .await?
+        .into_inner();
+    assert_eq!(
+        (record.office_code.as_str(), record.province_code.as_str()),
+        (X, P)
+    );
+    let status = record.status.clone().unwrap_or_default();
+    assert_eq!(status.state(), pb::DossierState::ResultReady);
+    let stored = world.store.read_after(0, 100).await?;
+    assert_eq!(record.history.len(), 4);
+    for (event, stored) in record.history.iter().zip(&stored) {
+        let logged = bus::decode_event(&stored.payload).map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_eq!(event.actor, Who::ClerkX.actor("Lan"));
+        assert_eq!(
+            (event.event_id.as_str(), event.request_id.as_str()),
+            (logged.event_id.as_str(), logged.request_id.as_str())
+        );
+        assert!(!event.request_id.is_empty() && event.occurred_at.is_some());
+    }
+    let hidden = dossiers.get_dossier(get(Who::ClerkY)?).await;
+    let never = dossiers
+        .get_dossier(as_who(
+            Who::ClerkY,
+            pb::GetDossierRequest {
+                dossier_id: "NEVER-RECEIVED".into(),
+            },
+        )?)
+        .await;
+    same_as_unknown(&hidden.map(drop), &never.map(drop), "HS-1");
+
+    let look_up = |id: &str, code: &str| pb::LookUpDossierRequest {
+        dossier_id: id.into(),
+        lookup_code: code.into(),
+    };
+    let typed = format!("{}-{}", &code[..5], &code[5..]).to_ascii_lowercase();
+    let seen = dossiers
+        .look_up_dossier(as_who(Who::Nobody, look_up("HS-1", &typed))?)
+        .await?
+        .into_inner();
+    assert_eq!(seen, status, "the citizen sees the state and the dates");
+    assert!(seen.received_at.is_some() && seen.result_ready_at.is_some());
+    let mut wrong = code.clone().into_bytes();
+    wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
+    let wrong = String::from_utf8(wrong)?;
+    let refused = dossiers
+        .look_up_dossier(as_who(Who::Nobody, look_up("HS-1", &wrong))?)
+        .await;
+    let unknown = dossiers
+        .look_up_dossier(as_who(Who::Nobody, look_up("NEVER-RECEIVED", &code))?)
+        .await;
+    same_as_unknown(&refused.map(drop), &unknown.map(drop), "HS-1");
     world.stop().await
 }

@@ -52,6 +52,12 @@ pub struct Config {
     #[arg(long, env = "MOTCUA_HOLIDAYS")]
     pub holidays: Option<std::path::PathBuf>,
 
+    /// The secret lookup codes are made with (16 bytes or more): the same
+    /// file for every intake of a deployment. Without it, intake makes one
+    /// at its first start and keeps it in its event store.
+    #[arg(long, env = "INTAKE_LOOKUP_SECRET_FILE")]
+    pub lookup_secret_file: Option<std::path::PathBuf>,
+
     /// NATS, the stream, logs and shutdown: the flags both services share.
     #[command(flatten)]
     pub shared: server::SharedArgs,

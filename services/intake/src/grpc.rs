@@ -25,6 +25,8 @@ pub struct IntakeService {
     /// The province this deployment serves (`--province`), whose
     /// operators may republish.
     served: Option<String>,
+    /// The codes printed on receipt slips.
+    codes: crate::lookup::LookupCodes,
 }
 
 impl IntakeService {
@@ -33,12 +35,14 @@ impl IntakeService {
         clock: crate::writer::Clock,
         relay: crate::relay::RelayHandle,
         served: Option<String>,
+        codes: crate::lookup::LookupCodes,
     ) -> Self {
         Self {
             writer,
             clock,
             relay,
             served,
+            codes,
         }
     }
 
@@ -77,7 +81,11 @@ impl IntakeService {
             ),
             None => (actor, fingerprint),
         };
-        let reply = self
+        let receipt = matches!(
+            command,
+            Command::Receive { .. } | Command::SubmitOnline { .. }
+        );
+        let mut reply = self
             .writer
             .submit(CommandRequest {
                 request_id,
@@ -89,6 +97,9 @@ impl IntakeService {
                 caller,
             })
             .await?;
+        if receipt {
+            reply.lookup_code = self.codes.code(&reply.dossier_id);
+        }
         Ok(Response::new(reply))
     }
 }

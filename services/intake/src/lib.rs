@@ -17,11 +17,13 @@
 pub(crate) mod access;
 pub(crate) mod catalog;
 pub(crate) mod config;
+pub(crate) mod dossiers;
 pub(crate) mod error;
 pub(crate) mod fingerprint;
 pub(crate) mod grpc;
 pub(crate) mod import;
 pub(crate) mod log;
+pub(crate) mod lookup;
 pub(crate) mod monitor;
 pub(crate) mod pipeline;
 pub(crate) mod relay;
@@ -32,7 +34,9 @@ pub(crate) mod writer;
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
-use proto::intake::v1::{intake_server::IntakeServer, log_server::LogServer};
+use proto::intake::v1::{
+    dossiers_server::DossiersServer, intake_server::IntakeServer, log_server::LogServer,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +45,9 @@ use pipeline::Pipeline;
 pub use pipeline::RELAY_HEALTH;
 pub use store::EventStore;
 pub use writer::{Clock, offset_clock, system_clock};
+
+/// The one RPC served without credentials.
+const LOOK_UP_DOSSIER: &str = "/motcua.intake.v1.Dossiers/LookUpDossier";
 
 /// How long start-up waits for NATS before serving without it.
 const NATS_START_WAIT: Duration = Duration::from_secs(2);
@@ -131,7 +138,10 @@ impl server::Service for Application {
         // start-up before any work.
         let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
             .with_tls(config.shared.tls_files())?
-            .with_auth(config.shared.auth_files().load()?);
+            .with_auth(config.shared.auth_files().load()?)
+            // The citizen has no credentials: the lookup code is theirs.
+            .open_to_anyone(LOOK_UP_DOSSIER);
+        let codes = lookup::LookupCodes::load(&store, config.lookup_secret_file.as_deref()).await?;
         let (pipeline, handles) = Pipeline::start(
             &store,
             &nats,
@@ -147,6 +157,11 @@ impl server::Service for Application {
                 clock,
                 handles.relay,
                 config.shared.province.clone(),
+                codes.clone(),
+            )))
+            .add_service(DossiersServer::new(dossiers::DossiersService::new(
+                store.clone(),
+                codes,
             )))
             .add_service(LogServer::new(log::LogService::new(
                 store.clone(),

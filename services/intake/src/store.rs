@@ -5,6 +5,7 @@
 mod identity;
 #[cfg(test)]
 mod migration_tests;
+mod secret;
 
 use std::collections::HashMap;
 

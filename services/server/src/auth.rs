@@ -72,11 +72,22 @@ pub fn identity_of<T>(request: &tonic::Request<T>) -> Option<&Identity> {
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     auth: Option<Arc<Authenticator>>,
+    open: Arc<[&'static str]>,
 }
 
 impl AuthLayer {
     pub fn new(auth: Option<Arc<Authenticator>>) -> Self {
-        Self { auth }
+        Self {
+            auth,
+            open: Arc::new([]),
+        }
+    }
+
+    /// Also serves these exact paths without credentials.
+    #[must_use]
+    pub fn open_to(mut self, paths: Vec<&'static str>) -> Self {
+        self.open = paths.into();
+        self
     }
 }
 
@@ -87,6 +98,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         Authenticate {
             inner,
             auth: self.auth.clone(),
+            open: self.open.clone(),
         }
     }
 }
@@ -96,6 +108,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct Authenticate<S> {
     inner: S,
     auth: Option<Arc<Authenticator>>,
+    open: Arc<[&'static str]>,
 }
 
 fn refused(error: &AuthError) -> tonic::Status {
@@ -133,7 +146,7 @@ where
             return Either::Left(self.inner.call(request));
         };
         let path = request.uri().path();
-        if OPEN.iter().any(|open| path.starts_with(open)) {
+        if OPEN.iter().any(|open| path.starts_with(open)) || self.open.contains(&path) {
             return Either::Left(self.inner.call(request));
         }
         let header = request

@@ -29,6 +29,8 @@ pub struct GrpcServer {
     health: HealthReporter,
     tls: Option<(ReloadingTls, CancellationToken)>,
     auth: Option<Arc<Authenticator>>,
+    /// Paths served without credentials besides health and reflection.
+    open: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -51,7 +53,17 @@ impl GrpcServer {
             health,
             tls: None,
             auth: None,
+            open: Vec::new(),
         }
+    }
+
+    /// Serves the RPC at `path` (`/package.Service/Method`) without
+    /// credentials even when authentication is on: for a caller who has
+    /// none, such as a citizen with a lookup code.
+    #[must_use]
+    pub fn open_to_anyone(mut self, path: &'static str) -> Self {
+        self.open.push(path);
+        self
     }
 
     /// Requires every call but health and reflection to carry credentials
@@ -124,7 +136,8 @@ impl GrpcServer {
                 self.descriptor_set,
                 &self.served,
             )?);
-        let mut server = tonic::transport::Server::builder().layer(AuthLayer::new(self.auth));
+        let mut server =
+            tonic::transport::Server::builder().layer(AuthLayer::new(self.auth).open_to(self.open));
         let router = server.add_routes(routes);
         let served = match self.tls {
             None => {

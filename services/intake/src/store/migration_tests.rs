@@ -17,7 +17,7 @@ async fn fresh_schema(backend: Backend) -> anyhow::Result<SchemaDescription> {
     let schema = describe(store.pool(), backend).await?;
     store.close().await;
     // The catalogue is read: a comparison with empty sets proves nothing.
-    assert_eq!(schema.tables.len(), 5, "{schema:?}");
+    assert_eq!(schema.tables.len(), 6, "{schema:?}");
     assert!(schema.indexes.iter().any(|i| i.contains("deadlines_at")));
     assert!(schema.columns.iter().any(|c| c.contains("fingerprint")));
     Ok(schema)

@@ -396,6 +396,8 @@ fn reply_for(
         event_id: events[index].event_id.clone(),
         position: first + index as u64,
         due_at: due[index].map(bus::timestamp_to_proto),
+        // Not stored: the gRPC layer derives a receipt's from the id.
+        lookup_code: String::new(),
     }
 }
 

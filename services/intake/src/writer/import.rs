@@ -317,6 +317,8 @@ fn reply_for(events: &[NewEvent], end: usize, due: Option<Timestamp>, first: u64
         event_id: last.event_id.clone(),
         position: first + (end - 1) as u64,
         due_at: due.map(bus::timestamp_to_proto),
+        // Not stored: the gRPC layer derives a receipt's from the id.
+        lookup_code: String::new(),
     }
 }
 

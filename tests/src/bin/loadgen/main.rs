@@ -6,6 +6,7 @@
 //!   cargo run --release -p tests --bin loadgen -- e2e         # accepted → visible latency at a fixed rate
 //!   cargo run --release -p tests --bin loadgen -- late        # due date ends → watching client, p99
 //!   cargo run --release -p tests --bin loadgen -- import      # CSV → durable → published, events/s vs raw JetStream publish
+//!   cargo run --release -p tests --bin loadgen -- secured     # TLS + JWT vs plaintext, commands/s and reports/s
 //!   cargo run --release -p tests --bin loadgen -- outage      # backlog after a NATS outage, events/s vs raw JetStream publish
 //!
 //! `import` runs the release `intake` and `motcua` binaries as child
@@ -16,6 +17,7 @@
 //! MOTCUA_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres).
 
 mod outage;
+mod secured;
 
 use std::{
     sync::{
@@ -97,6 +99,15 @@ enum Mode {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// intake over TLS with a JWT on every call against plaintext intake,
+    /// and reports read by a province reader against unscoped ones.
+    Secured {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds of each side in all, split over the rounds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// command accepted → visible in the statistics, at a fixed rate.
     E2e {
         #[arg(long, default_value_t = 1000)]
@@ -136,6 +147,9 @@ async fn main() -> anyhow::Result<()> {
         Mode::Import { dossiers } => import(backend(args.db), dossiers).await,
         Mode::Outage { rate, seconds } => {
             outage::outage(backend(args.db), rate, Duration::from_secs(seconds)).await
+        }
+        Mode::Secured { clients, seconds } => {
+            secured::secured(backend(args.db), clients, Duration::from_secs(seconds)).await
         }
         Mode::E2e { rate, seconds } => {
             end_to_end(backend(args.db), rate, Duration::from_secs(seconds)).await

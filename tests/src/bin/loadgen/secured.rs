@@ -1,0 +1,369 @@
+//! `loadgen secured`: what TLS and token checks cost (issue 21's
+//! performance lines), measured against the same work without them in the
+//! same run, the two in turn.
+//!
+//! - Desk commands: intake over TLS with a clerk's JWT verified on every
+//!   call (EdDSA, against a JWKS) against intake in plaintext without
+//!   authentication, each with `clients` concurrent clients, each on its
+//!   own database and stream of one nats-server.
+//! - Reports: a province's statistics read over TLS with a province
+//!   reader's JWT, scope checked, against the same report read in
+//!   plaintext without authentication, from two projections of the same
+//!   stream; and an office's statistics read by that reader, whose scope
+//!   check reads the office's province from the read models.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use domain::{LocalDay, Timestamp};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use proto::{
+    events::v1 as ev,
+    intake::v1::{self as pb, intake_client::IntakeClient},
+    reports::v1::{self as rp, reports_client::ReportsClient},
+};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use server::Service as _;
+use tests::{Backend, InProcess, NatsServer, TestDb, start_intake, unique_stream};
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    Request,
+    metadata::AsciiMetadataValue,
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+};
+
+use super::{ROUNDS, hammer};
+
+const KEYS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../services/identity/tests/keys"
+);
+const ISSUER: &str = "https://id.bench.local";
+const OFFICE: &str = "BENCH";
+const PROVINCE: &str = "BTH";
+
+/// A CA and a certificate for `localhost`, written to `dir`; the CA's PEM.
+fn certificates(dir: &std::path::Path) -> anyhow::Result<String> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &ca)?;
+    std::fs::write(dir.join("cert.pem"), cert.pem())?;
+    std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+    Ok(ca.pem())
+}
+
+/// `Bearer <JWT>` for `role` of the bench's office or province.
+fn bearer(role: &str) -> anyhow::Result<AsciiMetadataValue> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let office = (role == "clerk").then_some(OFFICE);
+    let claims = serde_json::json!({
+        "iss": ISSUER, "aud": "motcua", "exp": now + 3600, "nbf": now - 10,
+        "sub": format!("bench-{role}"), "motcua_role": role,
+        "motcua_province": PROVINCE, "motcua_office": office,
+    });
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("ed-1".into());
+    let key = EncodingKey::from_ed_pem(&std::fs::read(format!("{KEYS}/ed25519.pem"))?)?;
+    Ok(format!("Bearer {}", encode(&header, &claims, &key)?).parse()?)
+}
+
+fn secure(shared: &mut server::SharedArgs, dir: &std::path::Path) {
+    shared.tls_cert = Some(dir.join("cert.pem"));
+    shared.tls_key = Some(dir.join("key.pem"));
+    shared.auth_jwks = Some(format!("{KEYS}/jwks.json").into());
+    shared.auth_issuer = Some(ISSUER.into());
+    shared.province = Some(PROVINCE.into());
+}
+
+async fn tls_channel(addr: std::net::SocketAddr, ca: &str) -> anyhow::Result<Channel> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    Ok(
+        Endpoint::from_shared(format!("https://localhost:{}", addr.port()))?
+            .tls_config(tls)?
+            .connect()
+            .await?,
+    )
+}
+
+async fn plain_channel(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?)
+}
+
+fn with<T>(token: Option<&AsciiMetadataValue>, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", token.clone());
+    }
+    request
+}
+
+/// One desk side: an intake, its client and its stream.
+struct Side {
+    client: IntakeClient<Channel>,
+    token: Option<AsciiMetadataValue>,
+    stream: String,
+    service: InProcess,
+    store: intake::EventStore,
+}
+
+impl Side {
+    /// `clients` concurrent receipts for `duration`; commands/s, once the
+    /// round's events are published (so its work does not spill over).
+    async fn round(
+        &self,
+        tag: &str,
+        clients: usize,
+        duration: Duration,
+        js: &jetstream::Context,
+    ) -> anyhow::Result<f64> {
+        let (client, token) = (self.client.clone(), self.token.clone());
+        let at = tests::real_now();
+        let due = Timestamp::at_local(LocalDay::from_days(at.local_day().days() + 9), 17, 0);
+        let tag = tag.to_owned();
+        let (rate, _) = hammer(clients, duration, move |i| {
+            let (mut client, token) = (client.clone(), token.clone());
+            let request = pb::ReceiveDossierRequest {
+                meta: tests::meta(at),
+                dossier_id: format!("{tag}-{i}"),
+                office_code: OFFICE.into(),
+                province_code: PROVINCE.into(),
+                procedure: tests::procedure(),
+                channel: ev::Channel::InPerson.into(),
+                due_at: tests::ts(due),
+                due_on: None,
+            };
+            async move {
+                client
+                    .receive_dossier(with(token.as_ref(), request))
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        let appended = self.store.count().await?;
+        tests::eventually(Duration::from_secs(60), || async {
+            let published = js
+                .get_stream(&self.stream)
+                .await?
+                .info()
+                .await?
+                .state
+                .messages;
+            anyhow::ensure!(published >= appended, "{published} of {appended} published");
+            Ok(())
+        })
+        .await?;
+        Ok(rate)
+    }
+}
+
+pub async fn secured(backend: Backend, clients: usize, duration: Duration) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = certificates(dir.path())?;
+    let nats = NatsServer::start().await?;
+    let js = jetstream::new(async_nats::connect(nats.url()).await?);
+    let dbs = [
+        TestDb::new(backend, "bench_plain_intake").await?,
+        TestDb::new(backend, "bench_secured_intake").await?,
+    ];
+    let plain_stream = unique_stream();
+    let (service, store) = start_intake(&dbs[0].url, &nats.url(), &plain_stream).await?;
+    let plain = Side {
+        client: IntakeClient::new(plain_channel(service.addr).await?),
+        token: None,
+        stream: plain_stream,
+        service,
+        store,
+    };
+    let secured_stream = unique_stream();
+    let mut config = intake::Config::for_tests(&dbs[1].url, &nats.url(), &secured_stream);
+    secure(&mut config.shared, dir.path());
+    let app = intake::Application::build(config).await?;
+    let (addr, store) = (app.local_addr(), app.store().clone());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let secured = Side {
+        client: IntakeClient::new(tls_channel(addr, &ca).await?),
+        token: Some(bearer("clerk")?),
+        stream: secured_stream,
+        service: InProcess { addr, stop, task },
+        store,
+    };
+
+    let slice = duration / ROUNDS;
+    let mut rounds = Vec::new();
+    for round in 0..ROUNDS {
+        let p = plain
+            .round(&format!("P{round}"), clients, slice, &js)
+            .await?;
+        let s = secured
+            .round(&format!("S{round}"), clients, slice, &js)
+            .await?;
+        rounds.push((p, s));
+    }
+    println!(
+        "desk commands ({backend:?}, {clients} clients, every reply durable; plaintext and TLS+JWT in turn, {ROUNDS} rounds of {slice:?})"
+    );
+    print_rounds(&rounds, "plaintext, no auth", "TLS + JWT (clerk)");
+    let plain_stream = plain.stream.clone();
+    let events = plain.store.count().await?;
+    plain.service.shutdown().await?;
+    secured.service.shutdown().await?;
+
+    reports(
+        backend,
+        &nats,
+        &plain_stream,
+        events,
+        dir.path(),
+        &ca,
+        clients,
+        duration,
+    )
+    .await
+}
+
+fn print_rounds(rounds: &[(f64, f64)], base: &str, measured: &str) {
+    for (i, (b, m)) in rounds.iter().enumerate() {
+        println!(
+            "  round {}: {base} {b:>8.0}/s, {measured} {m:>8.0}/s, {:>5.1} %",
+            i + 1,
+            m / b * 100.0
+        );
+    }
+    let mean = |f: fn(&(f64, f64)) -> f64| rounds.iter().map(f).sum::<f64>() / rounds.len() as f64;
+    let (b, m) = (mean(|r| r.0), mean(|r| r.1));
+    println!("  {base}: {b:>9.0}/s");
+    println!("  {measured}: {m:>9.0}/s");
+    println!("  ratio: {:>5.1} % (mean of rounds)", m / b * 100.0);
+}
+
+/// A projection of `stream`, with authentication and TLS when `dir` is
+/// given; waits until it has applied `events`.
+async fn projection(
+    db: &TestDb,
+    nats: &NatsServer,
+    stream: &str,
+    events: u64,
+    secured: Option<&std::path::Path>,
+) -> anyhow::Result<InProcess> {
+    let mut config = projection::Config::for_tests(&db.url, &nats.url(), stream);
+    if let Some(dir) = secured {
+        secure(&mut config.shared, dir);
+    }
+    let app = projection::Application::build(config).await?;
+    let addr = app.local_addr();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+    tests::eventually(Duration::from_secs(600), || async {
+        let applied = tests::applied_through(&db.url).await?;
+        anyhow::ensure!(applied >= events, "{applied} of {events} applied");
+        Ok(())
+    })
+    .await
+    .context("the projection catches up")?;
+    Ok(InProcess { addr, stop, task })
+}
+
+fn statistics(unit: rp::scope::Unit) -> rp::StatisticsRequest {
+    let year = tests::real_now().local_day().ymd().0;
+    let date = |month, day| Some(rp::LocalDate { year, month, day });
+    rp::StatisticsRequest {
+        scope: Some(rp::Scope {
+            unit: Some(unit),
+            ..Default::default()
+        }),
+        first_day: date(1, 1),
+        last_day: date(12, 31),
+        as_of: None,
+    }
+}
+
+/// Statistics of `unit` read by `clients` clients for `duration`; reads/s.
+async fn read_round(
+    client: &ReportsClient<Channel>,
+    token: Option<&AsciiMetadataValue>,
+    unit: rp::scope::Unit,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    let (client, token, request) = (client.clone(), token.cloned(), Arc::new(statistics(unit)));
+    let (rate, _) = hammer(clients, duration, move |_| {
+        let (mut client, token, request) = (client.clone(), token.clone(), request.clone());
+        async move {
+            let reply = client
+                .get_statistics(with(token.as_ref(), (*request).clone()))
+                .await?;
+            anyhow::ensure!(reply.get_ref().received > 0, "empty figures");
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(rate)
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one bench's set-up, passed on once"
+)]
+async fn reports(
+    backend: Backend,
+    nats: &NatsServer,
+    stream: &str,
+    events: u64,
+    dir: &std::path::Path,
+    ca: &str,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let dbs = [
+        TestDb::new(backend, "bench_plain_projection").await?,
+        TestDb::new(backend, "bench_secured_projection").await?,
+    ];
+    let open = projection(&dbs[0], nats, stream, events, None).await?;
+    let guarded = projection(&dbs[1], nats, stream, events, Some(dir)).await?;
+    let plain = ReportsClient::new(plain_channel(open.addr).await?);
+    let secured = ReportsClient::new(tls_channel(guarded.addr, ca).await?);
+    let reader = bearer("province_reader")?;
+    let province = || rp::scope::Unit::ProvinceCode(PROVINCE.into());
+    let office = || rp::scope::Unit::OfficeCode(OFFICE.into());
+    let slice = duration / ROUNDS;
+    let (mut by_province, mut by_office) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let base = read_round(&plain, None, province(), clients, slice).await?;
+        let scoped = read_round(&secured, Some(&reader), province(), clients, slice).await?;
+        by_province.push((base, scoped));
+        let base = read_round(&plain, None, office(), clients, slice).await?;
+        let scoped = read_round(&secured, Some(&reader), office(), clients, slice).await?;
+        by_office.push((base, scoped));
+    }
+    println!(
+        "province statistics ({backend:?}, {events} events, {clients} clients; plaintext and TLS+JWT in turn, {ROUNDS} rounds of {slice:?})"
+    );
+    print_rounds(
+        &by_province,
+        "plaintext, unscoped",
+        "TLS + JWT, province reader",
+    );
+    println!(
+        "office statistics, read by the province reader (its scope check reads the office's province)"
+    );
+    print_rounds(
+        &by_office,
+        "plaintext, unscoped",
+        "TLS + JWT, province reader",
+    );
+    open.shutdown().await?;
+    guarded.shutdown().await
+}

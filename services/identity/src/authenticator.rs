@@ -1,15 +1,42 @@
 //! From the `authorization` metadata to an identity.
 
+use std::sync::{Arc, RwLock};
+
 use crate::{AuthError, Identity, JwtVerifier, StaticTokens};
 
-/// The configured ways to prove an identity.
+/// The configured ways to prove an identity. The JWT keys may be replaced
+/// while it serves (a JWKS fetched again from the identity provider).
 #[derive(Debug, Default)]
 pub struct Authenticator {
-    pub jwt: Option<JwtVerifier>,
-    pub tokens: Option<StaticTokens>,
+    jwt: RwLock<Option<Arc<JwtVerifier>>>,
+    tokens: Option<StaticTokens>,
 }
 
 impl Authenticator {
+    pub fn new(jwt: Option<JwtVerifier>, tokens: Option<StaticTokens>) -> Self {
+        Self {
+            jwt: RwLock::new(jwt.map(Arc::new)),
+            tokens,
+        }
+    }
+
+    /// Verifies JWTs with `jwt` from now on (calls in flight keep the
+    /// keys they began with).
+    pub fn replace_jwt(&self, jwt: JwtVerifier) {
+        let mut slot = self
+            .jwt
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = Some(Arc::new(jwt));
+    }
+
+    fn jwt(&self) -> Option<Arc<JwtVerifier>> {
+        self.jwt
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// The identity `authorization` (the metadata's value, if any) proves:
     /// `Bearer <token>`, a static token or a JWT.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Identity, AuthError> {
@@ -23,7 +50,7 @@ impl Authenticator {
             return Err(AuthError::Malformed);
         }
         let looks_like_jwt = token.bytes().filter(|b| *b == b'.').count() == 2;
-        match (&self.jwt, &self.tokens) {
+        match (self.jwt(), &self.tokens) {
             (Some(jwt), _) if looks_like_jwt => jwt.verify(token),
             (_, Some(tokens)) => tokens.verify(token),
             (Some(_), None) => Err(AuthError::Malformed),

@@ -247,10 +247,7 @@ fn static_tokens_are_found_by_their_digest_only() {
         .replace("SHA_DESK", &token_digest("desk-secret-1"))
         .replace("SHA_OPS", &token_digest("ops-secret"));
     let tokens = StaticTokens::parse(&text).expect("a token file");
-    let auth = Authenticator {
-        jwt: Some(verifier()),
-        tokens: Some(tokens),
-    };
+    let auth = Authenticator::new(Some(verifier()), Some(tokens));
     let desk = auth
         .authenticate(Some("Bearer desk-secret-1"))
         .expect("known");

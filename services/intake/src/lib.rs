@@ -138,7 +138,7 @@ impl server::Service for Application {
         // start-up before any work.
         let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
             .with_tls(config.shared.tls_files())?
-            .with_auth(config.shared.auth_files().load()?)
+            .with_auth(config.shared.auth_files()?.load().await?)
             // The citizen has no credentials: the lookup code is theirs.
             .open_to_anyone(LOOK_UP_DOSSIER);
         let codes = lookup::LookupCodes::load(&store, config.lookup_secret_file.as_deref()).await?;

@@ -103,6 +103,7 @@ impl Application {
     /// The reports, deadlines, rebuild and parked-event services.
     fn grpc_server(
         &self,
+        auth: Option<std::sync::Arc<identity::Authenticator>>,
         serving: &std::sync::Arc<generations::Serving>,
         channels: ConsumerChannels,
         shutdown: &CancellationToken,
@@ -124,7 +125,7 @@ impl Application {
         .serving_province(self.config.shared.province.clone());
         let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
             .with_tls(self.config.shared.tls_files())?
-            .with_auth(self.config.shared.auth_files().load()?)
+            .with_auth(auth)
             .add_service(ReportsServer::new(
                 reports::ReportsService::serving(serving.clone()).with_history(history),
             ))
@@ -178,11 +179,13 @@ impl server::Service for Application {
     /// Consumes and serves until `shutdown` is cancelled; then finishes the
     /// batch in hand (the rest stays in the stream) within the timeout.
     async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // TLS and identities are loaded here: a file that does not load
+        // (or a JWKS URL that does not answer) stops start-up before the
+        // consumer starts.
+        let auth = self.config.shared.auth_files()?.load().await?;
         let serving = generations::Serving::new(self.generation, self.store.clone());
         let (consumer, channels) = self.consumer();
-        // TLS and identities are loaded here: a file that does not load
-        // stops start-up before the consumer starts.
-        let server = self.grpc_server(&serving, channels, &shutdown)?;
+        let server = self.grpc_server(auth, &serving, channels, &shutdown)?;
         let consuming = tokio::spawn(consumer.run(shutdown.clone()));
         let Self {
             config,

@@ -73,10 +73,25 @@ pub struct SharedArgs {
     #[arg(long, env = "MOTCUA_TLS_RELOAD", default_value = "10s", value_parser = telemetry::parse_duration)]
     pub tls_reload: Duration,
 
-    /// Require bearer JWTs signed by a key of this JWKS file (the
-    /// province's identity provider). Needs --auth-issuer.
-    #[arg(long, env = "MOTCUA_AUTH_JWKS", requires = "auth_issuer")]
-    pub auth_jwks: Option<PathBuf>,
+    /// Require bearer JWTs signed by a key of this JWKS: a file, or an
+    /// http(s):// URL of the province's identity provider, fetched at
+    /// start and every --auth-jwks-refresh. Needs --auth-issuer.
+    #[arg(
+        long,
+        env = "MOTCUA_AUTH_JWKS",
+        requires = "auth_issuer",
+        value_name = "FILE|URL"
+    )]
+    pub auth_jwks: Option<String>,
+
+    /// How often a JWKS URL is fetched again (keys the provider rotates in).
+    #[arg(long, env = "MOTCUA_AUTH_JWKS_REFRESH", default_value = "5m", value_parser = telemetry::parse_duration)]
+    pub auth_jwks_refresh: Duration,
+
+    /// Trust this CA (PEM), beside the system's roots, for an https://
+    /// JWKS URL.
+    #[arg(long, env = "MOTCUA_AUTH_JWKS_CA")]
+    pub auth_jwks_ca: Option<PathBuf>,
 
     /// The `iss` the identity provider's tokens carry.
     #[arg(long, env = "MOTCUA_AUTH_ISSUER")]
@@ -141,18 +156,27 @@ impl SharedArgs {
     }
 
     /// The identity sources the flags name.
-    pub fn auth_files(&self) -> AuthFiles {
-        AuthFiles {
-            jwks: self.auth_jwks.clone().map(|path| {
+    pub fn auth_files(&self) -> anyhow::Result<AuthFiles> {
+        let jwks = match &self.auth_jwks {
+            None => None,
+            Some(value) => {
+                let source = crate::JwksSource::parse(
+                    value,
+                    self.auth_jwks_ca.clone(),
+                    self.auth_jwks_refresh,
+                )?;
                 let settings = identity::JwtSettings {
                     issuer: self.auth_issuer.clone().unwrap_or_default(),
                     audience: self.auth_audience.clone(),
                     leeway: self.auth_leeway,
                 };
-                (path, settings)
-            }),
+                Some((source, settings))
+            }
+        };
+        Ok(AuthFiles {
+            jwks,
             tokens: self.auth_tokens.clone(),
-        }
+        })
     }
 
     /// Refuses to serve `listen` beyond this machine without TLS and

@@ -13,7 +13,9 @@ use std::{
 
 use anyhow::Context as _;
 use futures::future::{Either, Ready, ready};
-use identity::{AuthError, Authenticator, Identity, JwtSettings, JwtVerifier, StaticTokens};
+use identity::{AuthError, Authenticator, Identity, JwtSettings, StaticTokens};
+
+use crate::JwksSource;
 
 /// Paths served without credentials.
 const OPEN: [&str; 3] = [
@@ -25,27 +27,21 @@ const OPEN: [&str; 3] = [
 /// Where identities come from, as the flags name them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuthFiles {
-    /// A JWKS file of the identity provider's keys, with the issuer and
+    /// The identity provider's JWKS (a file or a URL), with the issuer and
     /// audience its tokens must carry.
-    pub jwks: Option<(std::path::PathBuf, JwtSettings)>,
+    pub jwks: Option<(JwksSource, JwtSettings)>,
     /// A static token file.
     pub tokens: Option<std::path::PathBuf>,
 }
 
 impl AuthFiles {
     /// The authenticator, or `None` when no source is configured (the
-    /// local, loopback-only mode).
-    pub fn load(&self) -> anyhow::Result<Option<Arc<Authenticator>>> {
+    /// local, loopback-only mode). A JWKS URL is fetched now, and again
+    /// while the authenticator lives ([`JwksSource::keep_fresh`]).
+    pub async fn load(&self) -> anyhow::Result<Option<Arc<Authenticator>>> {
         let jwt = match &self.jwks {
             None => None,
-            Some((path, settings)) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("read the JWKS {}", path.display()))?;
-                Some(
-                    JwtVerifier::from_jwks(&text, settings)
-                        .with_context(|| format!("the JWKS {}", path.display()))?,
-                )
-            }
+            Some((source, settings)) => Some(source.verifier(settings).await?),
         };
         let tokens = match &self.tokens {
             None => None,
@@ -58,7 +54,14 @@ impl AuthFiles {
                 )
             }
         };
-        Ok((jwt.is_some() || tokens.is_some()).then(|| Arc::new(Authenticator { jwt, tokens })))
+        if jwt.is_none() && tokens.is_none() {
+            return Ok(None);
+        }
+        let auth = Arc::new(Authenticator::new(jwt, tokens));
+        if let Some((source, settings)) = &self.jwks {
+            source.clone().keep_fresh(&auth, settings.clone());
+        }
+        Ok(Some(auth))
     }
 }
 

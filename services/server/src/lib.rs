@@ -15,6 +15,7 @@
 mod args;
 mod auth;
 mod grpc;
+mod jwks;
 mod reflection;
 mod run;
 mod scope;
@@ -23,6 +24,7 @@ mod tls;
 pub use args::SharedArgs;
 pub use auth::{AuthFiles, AuthLayer, Authenticate, identity_of};
 pub use grpc::GrpcServer;
+pub use jwks::JwksSource;
 pub use reflection::{HEALTH_SERVICE, REFLECTION_SERVICES, listed_services};
 pub use run::{Service, ServiceConfig, drain, run};
 pub use scope::{

@@ -128,9 +128,11 @@ impl server::Service for Application {
         } = self;
         // TLS and identities first: a file that does not load stops
         // start-up before any work.
+        let limits = config.shared.limits(config.listen);
         let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
             .with_tls(config.shared.tls_files())?
-            .with_auth(config.shared.auth_files().load()?);
+            .with_auth(config.shared.auth_files().load()?)
+            .with_limits(limits);
         let (pipeline, handles) = Pipeline::start(
             &store,
             &nats,
@@ -141,12 +143,18 @@ impl server::Service for Application {
         )
         .await?;
         let server = server
-            .add_service(IntakeServer::new(grpc::IntakeService::new(
-                handles.writer,
-                clock,
-                handles.relay,
-            )))
-            .add_service(LogServer::new(log::LogService::new(store.clone())));
+            .add_service(
+                IntakeServer::new(grpc::IntakeService::new(
+                    handles.writer,
+                    clock,
+                    handles.relay,
+                ))
+                .max_decoding_message_size(limits.max_message_size),
+            )
+            .add_service(
+                LogServer::new(log::LogService::new(store.clone()))
+                    .max_decoding_message_size(limits.max_message_size),
+            );
         tokio::spawn(pipeline::report_relay_health(
             server.health(),
             handles.relay_state,

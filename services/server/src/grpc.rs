@@ -17,7 +17,9 @@ use tonic::{
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{AuthLayer, ReloadingTls, TlsFiles, reflection};
+use crate::{
+    AuthLayer, Limits, MessageSizeLayer, RateLimitLayer, ReloadingTls, TlsFiles, reflection,
+};
 
 /// A gRPC server being assembled. Each service added is served, reported
 /// `SERVING` by the health service and listed by reflection; nothing else
@@ -29,6 +31,7 @@ pub struct GrpcServer {
     health: HealthReporter,
     tls: Option<(ReloadingTls, CancellationToken)>,
     auth: Option<Arc<Authenticator>>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -51,7 +54,18 @@ impl GrpcServer {
             health,
             tls: None,
             auth: None,
+            limits: Limits::default(),
         }
+    }
+
+    /// Limits what each caller may send ([`Limits::default`] when not
+    /// called). The request message size is also each generated server's
+    /// `max_decoding_message_size`, which the service sets: this server
+    /// refuses a larger message first, with the status a client expects.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Requires every call but health and reflection to carry credentials
@@ -124,7 +138,13 @@ impl GrpcServer {
                 self.descriptor_set,
                 &self.served,
             )?);
-        let mut server = tonic::transport::Server::builder().layer(AuthLayer::new(self.auth));
+        // Outermost first: the size check wraps the body before anything
+        // reads it, and the rate limit counts the identity auth found.
+        let mut server = tonic::transport::Server::builder()
+            .max_concurrent_streams(self.limits.max_streams)
+            .layer(MessageSizeLayer::new(self.limits.max_message_size))
+            .layer(AuthLayer::new(self.auth))
+            .layer(RateLimitLayer::new(self.limits.rate));
         let router = server.add_routes(routes);
         let served = match self.tls {
             None => {

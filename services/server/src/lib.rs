@@ -4,7 +4,8 @@
 //! clear line and a failing exit code on error), the gRPC server
 //! ([`GrpcServer`]: health and reflection for exactly the services added,
 //! TLS from files reloaded when they change ([`ReloadingTls`]), bearer
-//! tokens checked in front of every service ([`AuthLayer`]), graceful
+//! tokens checked in front of every service ([`AuthLayer`]), limits on
+//! message size, streams and each caller's rate ([`Limits`]), graceful
 //! stop) and draining background work under a time limit
 //! ([`drain`]).
 //!
@@ -14,13 +15,19 @@
 mod args;
 mod auth;
 mod grpc;
+mod limits;
+mod rate;
 mod reflection;
 mod run;
+mod size;
 mod tls;
 
 pub use args::SharedArgs;
 pub use auth::{AuthFiles, AuthLayer, Authenticate, identity_of};
 pub use grpc::GrpcServer;
+pub use limits::{LimitArgs, Limits, Rate, RateSetting};
+pub use rate::{RateLimit, RateLimitLayer};
 pub use reflection::{HEALTH_SERVICE, REFLECTION_SERVICES, listed_services};
 pub use run::{Service, ServiceConfig, drain, run};
+pub use size::{MessageSize, MessageSizeLayer};
 pub use tls::{ReloadingTls, TlsFiles};

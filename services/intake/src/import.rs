@@ -109,7 +109,7 @@ fn tally(report: &mut pb::ImportReport, rows: Vec<(u64, String)>, outcomes: Vec<
 
 /// Checks a row's fields and turns it into a history: the receipt, then the
 /// other steps in time order (ties in the order of the columns).
-fn history(row: pb::ImportDossier, now: Timestamp) -> Result<History, IntakeError> {
+pub(crate) fn history(row: pb::ImportDossier, now: Timestamp) -> Result<History, IntakeError> {
     let request_id = request_id(&row);
     let actor = text(&row.actor, "actor", 0, 128)?;
     let dossier_id = code(&row.dossier_id, "dossier_id", 64)?;

@@ -28,6 +28,10 @@ pub(crate) mod store;
 pub(crate) mod validate;
 pub(crate) mod writer;
 
+/// Intake's request checks for the fuzz targets (`fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;

@@ -344,7 +344,7 @@ struct World {
 }
 
 fn secure(shared: &mut server::SharedArgs) {
-    shared.auth_jwks = Some(format!("{KEYS}/jwks.json").into());
+    shared.auth_jwks = Some(format!("{KEYS}/jwks.json"));
     shared.auth_issuer = Some(ISSUER.into());
     shared.province = Some(P.into());
 }

@@ -58,50 +58,121 @@ impl IntakeService {
         dossier_id: String,
         command: Result<Command, IntakeError>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let meta =
-            meta.ok_or_else(|| IntakeError::invalid("meta", "is required (request_id, actor)"))?;
-        let request_id = text(&meta.request_id, "meta.request_id", 1, 128)?;
-        let actor = text(&meta.actor, "meta.actor", 0, 128)?;
-        let dossier_id = code(&dossier_id, "dossier_id", 64)?;
-        let occurred_at = match meta.occurred_at.as_ref() {
-            None => None,
-            // The clock is read only for a command that gives its instant.
-            Some(t) => instant(Some(t), "meta.occurred_at", (self.clock)())?,
-        };
-        let command = command?;
-        crate::access::command(caller.as_ref(), &command)?;
-        check_dossier_id(&dossier_id, &command)?;
+        let mut request = command_request(fingerprint, meta, dossier_id, command, &self.clock)?;
+        crate::access::command(caller.as_ref(), &request.command)?;
         // The record names the verified identity; what the request typed is
         // a display name at most. Another identity repeating a request id
         // sends another command, so its fingerprint differs.
-        let (actor, fingerprint) = match &caller {
-            Some(who) => (
-                who.actor(&actor),
-                crate::fingerprint::with_subject(fingerprint, &who.subject),
-            ),
-            None => (actor, fingerprint),
-        };
+        if let Some(who) = &caller {
+            request.actor = who.actor(&request.actor);
+            request.fingerprint = request
+                .fingerprint
+                .map(|f| crate::fingerprint::with_subject(f, &who.subject));
+        }
+        request.caller = caller;
         let receipt = matches!(
-            command,
+            request.command,
             Command::Receive { .. } | Command::SubmitOnline { .. }
         );
-        let mut reply = self
-            .writer
-            .submit(CommandRequest {
-                request_id,
-                fingerprint: Some(fingerprint),
-                actor,
-                dossier_id,
-                occurred_at,
-                command,
-                caller,
-            })
-            .await?;
+        let mut reply = self.writer.submit(request).await?;
         if receipt {
             reply.lookup_code = self.codes.code(&reply.dossier_id);
         }
         Ok(Response::new(reply))
     }
+}
+
+/// Every check a desk command passes before the writer: the meta, the
+/// dossier id, the command's own fields (`command`, checked by one of the
+/// `*_command` functions below).
+pub(crate) fn command_request(
+    fingerprint: u64,
+    meta: Option<pb::CommandMeta>,
+    dossier_id: String,
+    command: Result<Command, IntakeError>,
+    clock: &crate::writer::Clock,
+) -> Result<CommandRequest, IntakeError> {
+    let meta =
+        meta.ok_or_else(|| IntakeError::invalid("meta", "is required (request_id, actor)"))?;
+    let request_id = text(&meta.request_id, "meta.request_id", 1, 128)?;
+    let actor = text(&meta.actor, "meta.actor", 0, 128)?;
+    let dossier_id = code(&dossier_id, "dossier_id", 64)?;
+    let occurred_at = match meta.occurred_at.as_ref() {
+        None => None,
+        // The clock is read only for a command that gives its instant.
+        Some(t) => instant(Some(t), "meta.occurred_at", clock())?,
+    };
+    let command = command?;
+    check_dossier_id(&dossier_id, &command)?;
+    Ok(CommandRequest {
+        request_id,
+        fingerprint: Some(fingerprint),
+        actor,
+        dossier_id,
+        occurred_at,
+        command,
+        caller: None,
+    })
+}
+
+pub(crate) fn receive_command(r: &pb::ReceiveDossierRequest) -> Result<Command, IntakeError> {
+    Ok(Command::Receive {
+        office_code: unit_code(&r.office_code, "office_code")?,
+        province_code: unit_code(&r.province_code, "province_code")?,
+        procedure: procedure(r.procedure.as_ref())?,
+        channel: channel(r.channel)?,
+        due_at: due(r.due_at.as_ref(), r.due_on.as_ref())?,
+    })
+}
+
+pub(crate) fn submit_online_command(r: &pb::SubmitOnlineRequest) -> Result<Command, IntakeError> {
+    Ok(Command::SubmitOnline {
+        office_code: unit_code(&r.office_code, "office_code")?,
+        province_code: unit_code(&r.province_code, "province_code")?,
+        procedure: procedure(r.procedure.as_ref())?,
+        channel: channel(r.channel)?,
+    })
+}
+
+pub(crate) fn refuse_command(r: &pb::RefuseAtIntakeRequest) -> Result<Command, IntakeError> {
+    reason(&r.reason, "reason", true).map(|reason| Command::RefuseAtIntake { reason })
+}
+
+pub(crate) fn request_supplement_command(
+    r: &pb::RequestSupplementRequest,
+) -> Result<Command, IntakeError> {
+    reason(&r.reason, "reason", true).map(|reason| Command::RequestSupplement { reason })
+}
+
+pub(crate) fn provide_supplement_command(
+    r: &pb::ProvideSupplementRequest,
+) -> Result<Command, IntakeError> {
+    due(r.due_at.as_ref(), r.due_on.as_ref()).map(|due_at| Command::ProvideSupplement { due_at })
+}
+
+pub(crate) fn reschedule_command(r: &pb::RescheduleRequest) -> Result<Command, IntakeError> {
+    Ok(Command::Reschedule {
+        due_at: due(r.due_at.as_ref(), r.due_on.as_ref())?.ok_or_else(|| {
+            IntakeError::invalid("due_at", "or due_on is required: the new due date")
+        })?,
+        reason: reason(&r.reason, "reason", true)?,
+    })
+}
+
+pub(crate) fn withdraw_command(r: &pb::WithdrawRequest) -> Result<Command, IntakeError> {
+    reason(&r.reason, "reason", false).map(|reason| Command::Withdraw { reason })
+}
+
+pub(crate) fn stop_command(r: &pb::StopRequest) -> Result<Command, IntakeError> {
+    reason(&r.reason, "reason", true).map(|reason| Command::Stop { reason })
+}
+
+pub(crate) fn survey_command(r: &pb::RecordSurveyRequest) -> Result<Command, IntakeError> {
+    Ok(Command::RecordSurvey {
+        scale: rating_scale(r.scale, "scale")?,
+        rating: rating(r.rating, "rating")?,
+        comment: reason(&r.comment, "comment", false)?,
+    })
 }
 
 #[tonic::async_trait]
@@ -147,15 +218,7 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
-        let command = (|| {
-            Ok(Command::Receive {
-                office_code: unit_code(&r.office_code, "office_code")?,
-                province_code: unit_code(&r.province_code, "province_code")?,
-                procedure: procedure(r.procedure.as_ref())?,
-                channel: channel(r.channel)?,
-                due_at: due(r.due_at.as_ref(), r.due_on.as_ref())?,
-            })
-        })();
+        let command = receive_command(&r);
         self.run(
             caller,
             of_request("ReceiveDossier", &r),
@@ -172,14 +235,7 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
-        let command = (|| {
-            Ok(Command::SubmitOnline {
-                office_code: unit_code(&r.office_code, "office_code")?,
-                province_code: unit_code(&r.province_code, "province_code")?,
-                procedure: procedure(r.procedure.as_ref())?,
-                channel: channel(r.channel)?,
-            })
-        })();
+        let command = submit_online_command(&r);
         self.run(
             caller,
             of_request("SubmitOnline", &r),
@@ -196,8 +252,7 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
-        let command =
-            reason(&r.reason, "reason", true).map(|reason| Command::RefuseAtIntake { reason });
+        let command = refuse_command(&r);
         self.run(
             caller,
             of_request("RefuseAtIntake", &r),
@@ -214,8 +269,7 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
-        let command =
-            reason(&r.reason, "reason", true).map(|reason| Command::RequestSupplement { reason });
+        let command = request_supplement_command(&r);
         self.run(
             caller,
             of_request("RequestSupplement", &r),
@@ -232,8 +286,7 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
-        let command = due(r.due_at.as_ref(), r.due_on.as_ref())
-            .map(|due_at| Command::ProvideSupplement { due_at });
+        let command = provide_supplement_command(&r);
         self.run(
             caller,
             of_request("ProvideSupplement", &r),
@@ -250,14 +303,7 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
-        let command = (|| {
-            Ok(Command::Reschedule {
-                due_at: due(r.due_at.as_ref(), r.due_on.as_ref())?.ok_or_else(|| {
-                    IntakeError::invalid("due_at", "or due_on is required: the new due date")
-                })?,
-                reason: reason(&r.reason, "reason", true)?,
-            })
-        })();
+        let command = reschedule_command(&r);
         self.run(
             caller,
             of_request("Reschedule", &r),
@@ -306,7 +352,7 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
-        let command = reason(&r.reason, "reason", false).map(|reason| Command::Withdraw { reason });
+        let command = withdraw_command(&r);
         self.run(
             caller,
             of_request("Withdraw", &r),
@@ -323,7 +369,7 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
-        let command = reason(&r.reason, "reason", true).map(|reason| Command::Stop { reason });
+        let command = stop_command(&r);
         self.run(
             caller,
             of_request("Stop", &r),
@@ -340,13 +386,7 @@ impl pb::intake_server::Intake for IntakeService {
     ) -> Result<Response<pb::CommandReply>, Status> {
         let caller = server::identity_of(&request).cloned();
         let r = request.into_inner();
-        let command = (|| {
-            Ok(Command::RecordSurvey {
-                scale: rating_scale(r.scale, "scale")?,
-                rating: rating(r.rating, "rating")?,
-                comment: reason(&r.comment, "comment", false)?,
-            })
-        })();
+        let command = survey_command(&r);
         self.run(
             caller,
             of_request("RecordSurvey", &r),

@@ -115,7 +115,7 @@ fn tally(report: &mut pb::ImportReport, rows: Vec<(u64, String)>, outcomes: Vec<
 
 /// Checks a row's fields and turns it into a history: the receipt, then the
 /// other steps in time order (ties in the order of the columns).
-fn history(
+pub(crate) fn history(
     row: pb::ImportDossier,
     now: Timestamp,
     caller: Option<&Identity>,

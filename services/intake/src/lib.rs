@@ -31,6 +31,10 @@ pub(crate) mod store;
 pub(crate) mod validate;
 pub(crate) mod writer;
 
+/// Intake's request checks for the fuzz targets (`fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
@@ -136,11 +140,13 @@ impl server::Service for Application {
         } = self;
         // TLS and identities first: a file that does not load stops
         // start-up before any work.
+        let limits = config.shared.limits(config.listen);
         let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
             .with_tls(config.shared.tls_files())?
             .with_auth(config.shared.auth_files()?.load().await?)
             // The citizen has no credentials: the lookup code is theirs.
-            .open_to_anyone(LOOK_UP_DOSSIER);
+            .open_to_anyone(LOOK_UP_DOSSIER)
+            .with_limits(limits);
         let codes = lookup::LookupCodes::load(&store, config.lookup_secret_file.as_deref()).await?;
         let (pipeline, handles) = Pipeline::start(
             &store,
@@ -152,21 +158,27 @@ impl server::Service for Application {
         )
         .await?;
         let server = server
-            .add_service(IntakeServer::new(grpc::IntakeService::new(
-                handles.writer,
-                clock,
-                handles.relay,
-                config.shared.province.clone(),
-                codes.clone(),
-            )))
-            .add_service(DossiersServer::new(dossiers::DossiersService::new(
-                store.clone(),
-                codes,
-            )))
-            .add_service(LogServer::new(log::LogService::new(
-                store.clone(),
-                config.shared.province.clone(),
-            )));
+            .add_service(
+                IntakeServer::new(grpc::IntakeService::new(
+                    handles.writer,
+                    clock,
+                    handles.relay,
+                    config.shared.province.clone(),
+                    codes.clone(),
+                ))
+                .max_decoding_message_size(limits.max_message_size),
+            )
+            .add_service(
+                DossiersServer::new(dossiers::DossiersService::new(store.clone(), codes))
+                    .max_decoding_message_size(limits.max_message_size),
+            )
+            .add_service(
+                LogServer::new(log::LogService::new(
+                    store.clone(),
+                    config.shared.province.clone(),
+                ))
+                .max_decoding_message_size(limits.max_message_size),
+            );
         tokio::spawn(pipeline::report_relay_health(
             server.health(),
             handles.relay_state,

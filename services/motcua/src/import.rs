@@ -158,6 +158,18 @@ fn read_file(
     read_rows(open()?, lines, path, actor)
 }
 
+/// The rows of an import file held in memory, as [`read_file`] reads a
+/// file: for the fuzz target of the parser (`fuzz/`); not an API.
+#[doc(hidden)]
+#[allow(clippy::type_complexity)] // reason: as read_file
+pub fn read_bytes(
+    bytes: &[u8],
+    actor: &str,
+) -> anyhow::Result<(Vec<pb::ImportDossier>, Vec<(u64, String)>)> {
+    let lines = lines::LineCounter::new(bytes);
+    read_rows(bytes, lines, std::path::Path::new("input.csv"), actor)
+}
+
 /// [`read_file`] on `input`, whose lines `lines` counts; `path` names it in
 /// errors. Each row's number is the line it starts on (the header is line 1).
 #[allow(clippy::type_complexity)] // reason: as read_file

@@ -123,22 +123,34 @@ impl Application {
             shutdown.clone(),
         )
         .serving_province(self.config.shared.province.clone());
+        let limits = self.config.shared.limits(self.config.listen);
+        let max = limits.max_message_size;
         let server = server::GrpcServer::new(proto::FILE_DESCRIPTOR_SET)
             .with_tls(self.config.shared.tls_files())?
             .with_auth(auth)
-            .add_service(ReportsServer::new(
-                reports::ReportsService::serving(serving.clone()).with_history(history),
-            ))
-            .add_service(DeadlinesServer::new(deadlines::DeadlinesService::new(
-                serving.clone(),
-                shutdown.clone(),
-            )))
-            .add_service(RebuildsServer::new(rebuilder))
-            .add_service(ParkedEventsServer::new(admin::ParkedService::new(
-                serving.clone(),
-                channels.replays,
-                self.config.shared.province.clone(),
-            )));
+            .with_limits(limits)
+            .add_service(
+                ReportsServer::new(
+                    reports::ReportsService::serving(serving.clone()).with_history(history),
+                )
+                .max_decoding_message_size(max),
+            )
+            .add_service(
+                DeadlinesServer::new(deadlines::DeadlinesService::new(
+                    serving.clone(),
+                    shutdown.clone(),
+                ))
+                .max_decoding_message_size(max),
+            )
+            .add_service(RebuildsServer::new(rebuilder).max_decoding_message_size(max))
+            .add_service(
+                ParkedEventsServer::new(admin::ParkedService::new(
+                    serving.clone(),
+                    channels.replays,
+                    self.config.shared.province.clone(),
+                ))
+                .max_decoding_message_size(max),
+            );
         Ok(server)
     }
 }

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 
-use crate::{AuthFiles, TlsFiles};
+use crate::{AuthFiles, LimitArgs, Limits, TlsFiles};
 
 /// Flags every Motcua service shares; a service's own `Config` flattens
 /// them (`#[command(flatten)]`), so `--help` lists them with its own.
@@ -121,6 +121,10 @@ pub struct SharedArgs {
     /// network that is itself closed, never for a province's.
     #[arg(long, env = "MOTCUA_INSECURE")]
     pub insecure: bool,
+
+    /// Message size, streams per connection, calls per caller.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 impl SharedArgs {
@@ -153,6 +157,12 @@ impl SharedArgs {
             client_ca: self.tls_client_ca.clone(),
             reload_every: self.tls_reload,
         })
+    }
+
+    /// The limits for a server listening on `listen` (the rate limit's
+    /// `auto` depends on it).
+    pub fn limits(&self, listen: std::net::SocketAddr) -> Limits {
+        self.limits.resolve(listen)
     }
 
     /// The identity sources the flags name.

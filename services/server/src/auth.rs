@@ -24,6 +24,12 @@ const OPEN: [&str; 3] = [
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
+/// Whether `path` is health's or reflection's: served without
+/// credentials, and not counted by the rate limit.
+pub(crate) fn is_open(path: &str) -> bool {
+    OPEN.iter().any(|open| path.starts_with(open))
+}
+
 /// Where identities come from, as the flags name them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuthFiles {
@@ -149,7 +155,7 @@ where
             return Either::Left(self.inner.call(request));
         };
         let path = request.uri().path();
-        if OPEN.iter().any(|open| path.starts_with(open)) || self.open.contains(&path) {
+        if is_open(path) || self.open.contains(&path) {
             return Either::Left(self.inner.call(request));
         }
         let header = request

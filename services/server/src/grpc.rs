@@ -17,7 +17,9 @@ use tonic::{
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{AuthLayer, ReloadingTls, TlsFiles, reflection};
+use crate::{
+    AuthLayer, Limits, MessageSizeLayer, RateLimitLayer, ReloadingTls, TlsFiles, reflection,
+};
 
 /// A gRPC server being assembled. Each service added is served, reported
 /// `SERVING` by the health service and listed by reflection; nothing else
@@ -31,6 +33,7 @@ pub struct GrpcServer {
     auth: Option<Arc<Authenticator>>,
     /// Paths served without credentials besides health and reflection.
     open: Vec<&'static str>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -54,15 +57,27 @@ impl GrpcServer {
             tls: None,
             auth: None,
             open: Vec::new(),
+            limits: Limits::default(),
         }
     }
 
     /// Serves the RPC at `path` (`/package.Service/Method`) without
     /// credentials even when authentication is on: for a caller who has
-    /// none, such as a citizen with a lookup code.
+    /// none, such as a citizen with a lookup code. The rate limit still
+    /// counts it, by the caller's address.
     #[must_use]
     pub fn open_to_anyone(mut self, path: &'static str) -> Self {
         self.open.push(path);
+        self
+    }
+
+    /// Limits what each caller may send ([`Limits::default`] when not
+    /// called). The request message size is also each generated server's
+    /// `max_decoding_message_size`, which the service sets: this server
+    /// refuses a larger message first, with the status a client expects.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -136,8 +151,13 @@ impl GrpcServer {
                 self.descriptor_set,
                 &self.served,
             )?);
-        let mut server =
-            tonic::transport::Server::builder().layer(AuthLayer::new(self.auth).open_to(self.open));
+        // Outermost first: the size check wraps the body before anything
+        // reads it, and the rate limit counts the identity auth found.
+        let mut server = tonic::transport::Server::builder()
+            .max_concurrent_streams(self.limits.max_streams)
+            .layer(MessageSizeLayer::new(self.limits.max_message_size))
+            .layer(AuthLayer::new(self.auth).open_to(self.open))
+            .layer(RateLimitLayer::new(self.limits.rate));
         let router = server.add_routes(routes);
         let served = match self.tls {
             None => {

@@ -75,7 +75,7 @@ fn bearer(role: &str) -> anyhow::Result<AsciiMetadataValue> {
 fn secure(shared: &mut server::SharedArgs, dir: &std::path::Path) {
     shared.tls_cert = Some(dir.join("cert.pem"));
     shared.tls_key = Some(dir.join("key.pem"));
-    shared.auth_jwks = Some(format!("{KEYS}/jwks.json").into());
+    shared.auth_jwks = Some(format!("{KEYS}/jwks.json"));
     shared.auth_issuer = Some(ISSUER.into());
     shared.province = Some(PROVINCE.into());
 }

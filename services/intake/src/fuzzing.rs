@@ -10,7 +10,7 @@ use proto::intake::v1 as pb;
 use crate::{error::IntakeError, fingerprint::of_request, grpc};
 
 /// The RPCs [`check_request`] knows: every request message of
-/// `motcua.intake.v1` (`Intake` and `Log`).
+/// `motcua.intake.v1` (`Intake`, `Log` and `Dossiers`).
 pub const RPCS: &[&str] = &[
     "ReceiveDossier",
     "SubmitOnline",
@@ -29,6 +29,8 @@ pub const RPCS: &[&str] = &[
     "ImportDossiers",
     "Republish",
     "ReadEvents",
+    "GetDossier",
+    "LookUpDossier",
 ];
 
 /// A fixed instant for the checks that read the clock (2025-01-01), so a
@@ -88,6 +90,20 @@ pub fn check_request(rpc: &str, bytes: &[u8]) {
         }
         "ReadEvents" => {
             let _ = pb::ReadEventsRequest::decode(bytes);
+        }
+        // The id's check, then (the lookup) the code's.
+        "GetDossier" => {
+            if let Ok(r) = pb::GetDossierRequest::decode(bytes) {
+                let _ = crate::validate::code(&r.dossier_id, "dossier_id", 64);
+            }
+        }
+        "LookUpDossier" => {
+            if let Ok(r) = pb::LookUpDossierRequest::decode(bytes)
+                && crate::validate::code(&r.dossier_id, "dossier_id", 64).is_ok()
+            {
+                let codes = crate::lookup::LookupCodes::from_secret(b"fuzzing secret, 16+");
+                let _ = codes.matches(&r.dossier_id, &r.lookup_code);
+            }
         }
         _ => {}
     }

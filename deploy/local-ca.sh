@@ -215,7 +215,7 @@ echo "In $out:"
 echo "  wrote nats.env, tokens.toml"
 cat <<EOF
 
-Then: docker compose up --build
+docker-compose.yml reads deploy/local: docker compose up --build
 A token with the motcua CLI, e.g. the clerk's (also office_manager,
 province_reader, operator):
   motcua --token-file $out/tokens/clerk.token --ca $out/ca.pem \\

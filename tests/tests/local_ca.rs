@@ -165,7 +165,12 @@ fn flags<C: CommandFactory>(
         );
         let long = arg.get_long().context("a flag without a long name")?;
         let value = if value.starts_with('/') {
-            mounts.host(value)?.display().to_string()
+            let path = mounts.host(value)?;
+            anyhow::ensure!(
+                path.exists(),
+                "{name}: {key} names {value}, which its container would not have"
+            );
+            path.display().to_string()
         } else {
             value.clone()
         };

@@ -86,7 +86,11 @@ fn expected(own: &[&str]) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_address_lists_exactly_what_it_serves_in_both_versions() -> anyhow::Result<()> {
     let pair = Pair::start(Backend::Sqlite).await?;
-    let intake = expected(&["motcua.intake.v1.Intake", "motcua.intake.v1.Log"]);
+    let intake = expected(&[
+        "motcua.intake.v1.Intake",
+        "motcua.intake.v1.Log",
+        "motcua.intake.v1.Dossiers",
+    ]);
     let projection = expected(&[
         "motcua.reports.v1.Reports",
         "motcua.reports.v1.Deadlines",

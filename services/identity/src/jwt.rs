@@ -49,9 +49,39 @@ struct Key {
     validation: Validation,
 }
 
+/// What a token's payload is decoded into: Motcua's claims and the expiry
+/// (the validation has checked every registered claim already).
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(flatten)]
+    claims: Claims,
+    exp: u64,
+}
+
+/// Verified tokens kept at most; beyond, the expired ones go, and if that
+/// is not enough, all.
+const CACHE_LIMIT: usize = 10_000;
+
 /// Verifies bearer JWTs against a key set.
+///
+/// A verified token is remembered until it expires (its `exp` plus the
+/// leeway, as the validation would accept it): a desk client sends the
+/// same token with every call, and checking its signature each time
+/// (EdDSA, RSA) cost more than the rest of the call's authentication
+/// (BENCHMARKS.md). Only a token that verified is remembered, by its whole
+/// text, so a changed byte is verified afresh; a new key set (a JWKS
+/// fetched again) is a new verifier and starts empty.
 pub struct JwtVerifier {
     keys: HashMap<String, Key>,
+    verified: std::sync::Mutex<HashMap<String, (Identity, u64)>>,
+    /// Seconds since the epoch, for the cache's expiry.
+    now: fn() -> u64,
+}
+
+fn system_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -111,11 +141,46 @@ impl JwtVerifier {
             keys.insert(kid, Key { key, validation });
         }
         anyhow::ensure!(!keys.is_empty(), "the JWKS has no key");
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            verified: std::sync::Mutex::new(HashMap::new()),
+            now: system_now,
+        })
+    }
+
+    /// The same verifier reading time from `now` (tests of the cache).
+    #[doc(hidden)]
+    pub fn with_clock(mut self, now: fn() -> u64) -> Self {
+        self.now = now;
+        self
     }
 
     /// The identity a token proves.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let now = (self.now)();
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((identity, until)) = verified.get(token) {
+            if now <= *until {
+                return Ok(identity.clone());
+            }
+            verified.remove(token);
+        }
+        drop(verified);
+        let (identity, until) = self.verify_signed(token)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= CACHE_LIMIT {
+            verified.retain(|_, (_, until)| now <= *until);
+            if verified.len() >= CACHE_LIMIT {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_owned(), (identity.clone(), until));
+        Ok(identity)
+    }
+
+    /// Checks the token's signature and claims; the identity, and until
+    /// when (seconds since the epoch) the validation would accept it.
+    fn verify_signed(&self, token: &str) -> Result<(Identity, u64), AuthError> {
         let header = decode_header(token).map_err(|e| refusal(e.kind()))?;
         let key = match header.kid.as_deref() {
             Some(kid) => self.keys.get(kid),
@@ -124,16 +189,18 @@ impl JwtVerifier {
             None => None,
         }
         .ok_or(AuthError::UnknownKey)?;
-        let claims = decode::<Claims>(token, &key.key, &key.validation)
+        let payload = decode::<Payload>(token, &key.key, &key.validation)
             .map_err(|e| refusal(e.kind()))?
             .claims;
-        Identity::new(
+        let claims = payload.claims;
+        let identity = Identity::new(
             claims.sub,
             claims.motcua_role,
             claims.motcua_province,
             claims.motcua_office,
             claims.name,
-        )
+        )?;
+        Ok((identity, payload.exp.saturating_add(key.validation.leeway)))
     }
 }
 
@@ -152,5 +219,45 @@ fn refusal(kind: &ErrorKind) -> AuthError {
         }
         ErrorKind::Json(e) => AuthError::BadClaims(e.to_string()),
         _ => AuthError::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::Role;
+
+    static NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    fn fake_now() -> u64 {
+        NOW.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Given a token remembered as verified until 1000, then it is taken
+    /// as verified up to 1000 and checked afresh (and refused, not being a
+    /// real token) from 1001 on.
+    #[test]
+    fn a_remembered_token_expires_with_its_validity() {
+        let settings = JwtSettings {
+            issuer: "i".into(),
+            audience: "motcua".into(),
+            leeway: std::time::Duration::from_secs(0),
+        };
+        let jwks = include_str!("../tests/keys/jwks.json");
+        let verifier = JwtVerifier::from_jwks(jwks, &settings)
+            .expect("the test JWKS")
+            .with_clock(fake_now);
+        let identity =
+            Identity::new("s".into(), Role::Operator, "68".into(), None, None).expect("valid");
+        verifier
+            .verified
+            .lock()
+            .expect("not poisoned")
+            .insert("remembered".into(), (identity.clone(), 1000));
+        NOW.store(1000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(verifier.verify("remembered"), Ok(identity));
+        NOW.store(1001, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(verifier.verify("remembered"), Err(AuthError::Malformed));
+        assert!(verifier.verified.lock().expect("not poisoned").is_empty());
     }
 }

@@ -261,13 +261,17 @@ async fn projection(
     let mut config = projection::Config::for_tests(&db.url, &nats.url(), stream);
     if let Some(dir) = secured {
         secure(&mut config.shared, dir);
+        // Its own durable consumer: two projections on one name would
+        // take it from each other.
+        config.consumer = "projection-secured".to_owned();
     }
+    let consumer = config.consumer.clone();
     let app = projection::Application::build(config).await?;
     let addr = app.local_addr();
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(stop.clone()));
     tests::eventually(Duration::from_secs(600), || async {
-        let applied = tests::applied_through(&db.url).await?;
+        let applied = projection::serving_checkpoint(&db.url, &consumer).await?;
         anyhow::ensure!(applied >= events, "{applied} of {events} applied");
         Ok(())
     })
@@ -276,16 +280,21 @@ async fn projection(
     Ok(InProcess { addr, stop, task })
 }
 
+/// Statistics of today: the bench's receipts all fall on it.
 fn statistics(unit: rp::scope::Unit) -> rp::StatisticsRequest {
-    let year = tests::real_now().local_day().ymd().0;
-    let date = |month, day| Some(rp::LocalDate { year, month, day });
+    let (year, month, day) = tests::real_now().local_day().ymd();
+    let today = Some(rp::LocalDate {
+        year,
+        month: i32::from(month),
+        day: i32::from(day),
+    });
     rp::StatisticsRequest {
         scope: Some(rp::Scope {
             unit: Some(unit),
             ..Default::default()
         }),
-        first_day: date(1, 1),
-        last_day: date(12, 31),
+        first_day: today,
+        last_day: today,
         as_of: None,
     }
 }

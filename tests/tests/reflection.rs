@@ -89,7 +89,7 @@ async fn each_address_lists_exactly_what_it_serves_in_both_versions() -> anyhow:
     let intake = expected(&[
         "motcua.intake.v1.Intake",
         "motcua.intake.v1.Log",
-        "motcua.intake.v1.Dossiers",
+        "motcua.intake.v1.DossierService",
     ]);
     let projection = expected(&[
         "motcua.reports.v1.Reports",

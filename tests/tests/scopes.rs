@@ -17,7 +17,7 @@ use proto::{
     admin::v1::{self as ad, parked_events_client::ParkedEventsClient},
     events::v1 as ev,
     intake::v1::{
-        self as pb, dossiers_client::DossiersClient, intake_client::IntakeClient,
+        self as pb, dossier_service_client::DossierServiceClient, intake_client::IntakeClient,
         log_client::LogClient,
     },
     reports::v1::{
@@ -808,7 +808,7 @@ impl World {
 
     /// GetDossier of `target`, or LookUpDossier of `target` ("<id> <code>").
     async fn dossier_call(&self, rpc: Rpc, who: Who, target: &str) -> Result<(), Status> {
-        let mut dossiers = DossiersClient::new(self.intake.clone());
+        let mut dossiers = DossierServiceClient::new(self.intake.clone());
         match rpc {
             Rpc::GetDossier => {
                 let request = pb::GetDossierRequest {
@@ -996,7 +996,7 @@ async fn a_dossier_shows_its_history_and_the_citizen_its_status() -> anyhow::Res
     ] {
         world.desk_call(rpc, Who::ClerkX, "HS-1", "Lan").await?;
     }
-    let mut dossiers = DossiersClient::new(world.intake.clone());
+    let mut dossiers = DossierServiceClient::new(world.intake.clone());
     let get = |who| {
         let request = pb::GetDossierRequest {
             dossier_id: "HS-1".into(),
@@ -1044,6 +1044,7 @@ async fn a_dossier_shows_its_history_and_the_citizen_its_status() -> anyhow::Res
         .look_up_dossier(as_who(Who::Nobody, look_up("HS-1", &typed))?)
         .await?
         .into_inner();
+    let seen = seen.status.unwrap_or_default();
     assert_eq!(seen, status, "the citizen sees the state and the dates");
     assert!(seen.received_at.is_some() && seen.result_ready_at.is_some());
     let mut wrong = code.clone().into_bytes();

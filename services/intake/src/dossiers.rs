@@ -1,4 +1,4 @@
-//! The `motcua.intake.v1.Dossiers` service: one dossier as the log holds
+//! The `motcua.intake.v1.DossierService`: one dossier as the log holds
 //! it. `GetDossier` gives its state and whole history to a caller whose
 //! scope covers its office (by the office its receipt recorded);
 //! `LookUpDossier` gives the citizen holding the slip's lookup code its
@@ -117,18 +117,18 @@ fn status(d: &Dossier, events: &[(Event, ev::Event)]) -> pb::DossierStatus {
 }
 
 #[tonic::async_trait]
-impl pb::dossiers_server::Dossiers for DossiersService {
+impl pb::dossier_service_server::DossierService for DossiersService {
     async fn get_dossier(
         &self,
         request: Request<pb::GetDossierRequest>,
-    ) -> Result<Response<pb::DossierRecord>, Status> {
+    ) -> Result<Response<pb::GetDossierResponse>, Status> {
         let caller = server::identity_of(&request).cloned();
         let dossier_id = code(&request.get_ref().dossier_id, "dossier_id", 64)?;
         let events = self.events(&dossier_id).await?;
         let Some(d) = fold(&events)?.filter(|d| may_read(caller.as_ref(), d)) else {
             return Err(not_found(&dossier_id));
         };
-        Ok(Response::new(pb::DossierRecord {
+        Ok(Response::new(pb::GetDossierResponse {
             status: Some(status(&d, &events)),
             office_code: d.office_code.clone(),
             province_code: d.province_code.clone(),
@@ -144,7 +144,7 @@ impl pb::dossiers_server::Dossiers for DossiersService {
     async fn look_up_dossier(
         &self,
         request: Request<pb::LookUpDossierRequest>,
-    ) -> Result<Response<pb::DossierStatus>, Status> {
+    ) -> Result<Response<pb::LookUpDossierResponse>, Status> {
         let r = request.into_inner();
         let dossier_id = code(&r.dossier_id, "dossier_id", 64)?;
         // The code first: a wrong one learns nothing, not even whether the
@@ -158,6 +158,8 @@ impl pb::dossiers_server::Dossiers for DossiersService {
             return Err(not_found(&dossier_id));
         };
         metrics::counter!("intake_lookups_total", "outcome" => "found").increment(1);
-        Ok(Response::new(status(&d, &events)))
+        Ok(Response::new(pb::LookUpDossierResponse {
+            status: Some(status(&d, &events)),
+        }))
     }
 }

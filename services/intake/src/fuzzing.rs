@@ -10,7 +10,7 @@ use proto::intake::v1 as pb;
 use crate::{error::IntakeError, fingerprint::of_request, grpc};
 
 /// The RPCs [`check_request`] knows: every request message of
-/// `motcua.intake.v1` (`Intake`, `Log` and `Dossiers`).
+/// `motcua.intake.v1` (`Intake`, `Log` and `DossierService`).
 pub const RPCS: &[&str] = &[
     "ReceiveDossier",
     "SubmitOnline",

@@ -39,7 +39,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use proto::intake::v1::{
-    dossiers_server::DossiersServer, intake_server::IntakeServer, log_server::LogServer,
+    dossier_service_server::DossierServiceServer, intake_server::IntakeServer,
+    log_server::LogServer,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -51,7 +52,7 @@ pub use store::EventStore;
 pub use writer::{Clock, offset_clock, system_clock};
 
 /// The one RPC served without credentials.
-const LOOK_UP_DOSSIER: &str = "/motcua.intake.v1.Dossiers/LookUpDossier";
+const LOOK_UP_DOSSIER: &str = "/motcua.intake.v1.DossierService/LookUpDossier";
 
 /// How long start-up waits for NATS before serving without it.
 const NATS_START_WAIT: Duration = Duration::from_secs(2);
@@ -169,7 +170,7 @@ impl server::Service for Application {
                 .max_decoding_message_size(limits.max_message_size),
             )
             .add_service(
-                DossiersServer::new(dossiers::DossiersService::new(store.clone(), codes))
+                DossierServiceServer::new(dossiers::DossiersService::new(store.clone(), codes))
                     .max_decoding_message_size(limits.max_message_size),
             )
             .add_service(

@@ -1,5 +1,5 @@
 //! Lookup codes: what the receipt slip carries so that its holder, and
-//! only its holder, can look the dossier up (`Dossiers.LookUpDossier`).
+//! only its holder, can look the dossier up (`DossierService.LookUpDossier`).
 //!
 //! A code is the HMAC-SHA256 of the dossier id under intake's secret, its
 //! first 50 bits in Crockford's base32 (10 characters, no I, L, O or U to

@@ -827,3 +827,35 @@ fn clock_ticks_per_second() -> f64 {
 pub async fn applied_through(database_url: &str) -> anyhow::Result<u64> {
     projection::serving_checkpoint(database_url, "projection").await
 }
+
+/// A test CA and a certificate for `localhost` and 127.0.0.1 signed by it,
+/// written to `dir` as `ca.pem`, `cert.pem` and `key.pem`; the CA's PEM.
+pub fn test_certificates(dir: &std::path::Path) -> anyhow::Result<String> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let cert = CertificateParams::new(names)?.signed_by(&key, &ca)?;
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    std::fs::write(dir.join("cert.pem"), cert.pem())?;
+    std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+    Ok(ca.pem())
+}
+
+/// A receipt now at office TUYPHONG of BTH, due in 30 days: the deadline
+/// monitor marks nothing late while a test counts events.
+pub fn receipt_due_later(dossier: &str) -> pb::ReceiveDossierRequest {
+    let now = real_now();
+    pb::ReceiveDossierRequest {
+        meta: meta(now),
+        dossier_id: dossier.into(),
+        office_code: "TUYPHONG".into(),
+        province_code: "BTH".into(),
+        procedure: procedure(),
+        channel: ev::Channel::InPerson.into(),
+        due_at: ts(now.plus_micros(30 * 86_400_000_000)),
+        due_on: None,
+    }
+}

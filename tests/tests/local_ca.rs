@@ -20,9 +20,8 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
-use domain::Timestamp;
 use proto::{
-    intake::v1::{self as pb, intake_client::IntakeClient},
+    intake::v1::intake_client::IntakeClient,
     reports::v1::{self as rp, reports_client::ReportsClient},
 };
 use server::Service as _;
@@ -421,21 +420,6 @@ fn as_role<T>(message: T, out: &Path, role: &str) -> anyhow::Result<Request<T>> 
     Ok(request)
 }
 
-/// A receipt at TUYPHONG now, due in 30 days (nothing turns late while
-/// the test counts).
-fn receipt(dossier: &str, now: Timestamp) -> pb::ReceiveDossierRequest {
-    pb::ReceiveDossierRequest {
-        meta: tests::meta(now),
-        dossier_id: dossier.into(),
-        office_code: "TUYPHONG".into(),
-        province_code: "BTH".into(),
-        procedure: tests::procedure(),
-        channel: proto::events::v1::Channel::InPerson.into(),
-        due_at: tests::ts(now.plus_micros(30 * 86_400_000_000)),
-        due_on: None,
-    }
-}
-
 #[tokio::test]
 async fn the_compose_configuration_runs_secured() -> anyhow::Result<()> {
     telemetry::init_tracing_with_default(telemetry::LogFormat::Pretty, "warn");
@@ -473,11 +457,15 @@ async fn the_compose_configuration_runs_secured() -> anyhow::Result<()> {
     let desk = IntakeClient::new(channel(intake.addr, &ca).await?);
     let now = tests::real_now();
     desk.clone()
-        .receive_dossier(as_role(receipt("D-1", now), &out, "clerk")?)
+        .receive_dossier(as_role(tests::receipt_due_later("D-1"), &out, "clerk")?)
         .await?;
     let refused = desk
         .clone()
-        .receive_dossier(as_role(receipt("D-2", now), &out, "province_reader")?)
+        .receive_dossier(as_role(
+            tests::receipt_due_later("D-2"),
+            &out,
+            "province_reader",
+        )?)
         .await
         .map(|_| ())
         .map_err(|s| s.code());

@@ -16,7 +16,6 @@ use domain::Timestamp;
 use proto::reports::v1::{
     self as rp, rebuilds_client::RebuildsClient, reports_client::ReportsClient,
 };
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use server::Service as _;
 use testkit::NatsConfig;
 use tests::{Backend, Desk, InProcess, NatsServer, Province, TestDb, eventually};
@@ -40,7 +39,7 @@ struct Bus {
 impl Bus {
     async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        certificates(dir.path())?;
+        tests::test_certificates(dir.path())?;
         std::fs::write(dir.path().join("intake.password"), INTAKE_PASSWORD)?;
         std::fs::write(dir.path().join("projection.password"), PROJECTION_PASSWORD)?;
         let path = |name: &str| dir.path().join(name).display().to_string();
@@ -96,41 +95,11 @@ fn shipped_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/nats-server.conf")
 }
 
-/// A test CA, and a server certificate for `localhost` and 127.0.0.1.
-fn certificates(dir: &Path) -> anyhow::Result<()> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-    let key = KeyPair::generate()?;
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-    let cert = CertificateParams::new(names)?.signed_by(&key, &ca)?;
-    std::fs::write(dir.join("ca.pem"), ca.pem())?;
-    std::fs::write(dir.join("cert.pem"), cert.pem())?;
-    std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
-    Ok(())
-}
-
 /// A client over TLS trusting `ca`, as `name`.
 fn user(name: &str, password: &str, ca: &Path) -> ConnectOptions {
     ConnectOptions::with_user_and_password(name.to_owned(), password.to_owned())
         .add_root_certificates(ca.to_path_buf())
         .require_tls(true)
-}
-
-/// A receipt now, due in 30 days: the deadline monitor appends nothing
-/// while the test counts the stream's events.
-fn receipt(dossier: &str) -> proto::intake::v1::ReceiveDossierRequest {
-    let now = now();
-    proto::intake::v1::ReceiveDossierRequest {
-        meta: tests::meta(now),
-        dossier_id: dossier.into(),
-        office_code: "TUYPHONG".into(),
-        province_code: "BTH".into(),
-        procedure: tests::procedure(),
-        channel: proto::events::v1::Channel::InPerson.into(),
-        due_at: tests::ts(now.plus_micros(30 * 86_400_000_000)),
-        due_on: None,
-    }
 }
 
 fn now() -> Timestamp {
@@ -212,7 +181,7 @@ async fn receive_until_counted(
 ) -> anyhow::Result<()> {
     Desk::connect(intake)
         .await?
-        .receive_with(receipt(dossier))
+        .receive_with(tests::receipt_due_later(dossier))
         .await?;
     let today = now().local_day();
     let figures = eventually(Duration::from_secs(30), || async {

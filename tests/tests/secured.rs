@@ -7,11 +7,10 @@ use server::Service as _;
 use std::{path::Path, time::Duration};
 
 use proto::{
-    intake::v1::{self as pb, intake_client::IntakeClient},
+    intake::v1::intake_client::IntakeClient,
     reports::v1::{self as rp, reports_client::ReportsClient},
 };
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use tests::{Backend, NatsServer, TestDb, meta, procedure, ts, unique_stream};
+use tests::{Backend, NatsServer, TestDb, unique_stream};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     Code, Request,
@@ -20,18 +19,6 @@ use tonic::{
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const DESK_TOKEN: &str = "desk-1-secret-5f0c2a";
-
-/// A CA and a server certificate for `localhost`, written to `dir`.
-fn certificates(dir: &Path) -> anyhow::Result<String> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-    let key = KeyPair::generate()?;
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &ca)?;
-    std::fs::write(dir.join("cert.pem"), cert.pem())?;
-    std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
-    Ok(ca.pem())
-}
 
 fn token_file(dir: &Path) -> anyhow::Result<()> {
     let text = format!(
@@ -68,25 +55,6 @@ fn with_token<T>(message: T, token: Option<&str>) -> anyhow::Result<Request<T>> 
             .insert("authorization", format!("Bearer {token}").parse()?);
     }
     Ok(request)
-}
-
-fn receipt(dossier: &str) -> pb::ReceiveDossierRequest {
-    // Received now and due in 30 days: the deadline monitor must not mark
-    // it late while the test counts events.
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-    let now = domain::Timestamp::from_micros(micros);
-    pb::ReceiveDossierRequest {
-        meta: meta(now),
-        dossier_id: dossier.into(),
-        office_code: "TUYPHONG".into(),
-        province_code: "BTH".into(),
-        procedure: procedure(),
-        channel: proto::events::v1::Channel::InPerson.into(),
-        due_at: ts(now.plus_micros(30 * 86_400_000_000)),
-        due_on: None,
-    }
 }
 
 /// `motcua report` as a clerk would run it, against `projection` over
@@ -146,7 +114,7 @@ async fn cli_credentials(
 async fn only_a_valid_token_over_tls_is_served() -> anyhow::Result<()> {
     telemetry::init_tracing_with_default(telemetry::LogFormat::Pretty, "warn");
     let dir = tempfile::tempdir()?;
-    let ca = certificates(dir.path())?;
+    let ca = tests::test_certificates(dir.path())?;
     token_file(dir.path())?;
     let nats = NatsServer::start().await?;
     let (intake_db, projection_db) = (
@@ -178,7 +146,7 @@ async fn only_a_valid_token_over_tls_is_served() -> anyhow::Result<()> {
     ] {
         let refused = desk
             .clone()
-            .receive_dossier(with_token(receipt("D-1"), token)?)
+            .receive_dossier(with_token(tests::receipt_due_later("D-1"), token)?)
             .await;
         assert_eq!(
             refused.map_err(|s| s.code()).err(),
@@ -193,7 +161,10 @@ async fn only_a_valid_token_over_tls_is_served() -> anyhow::Result<()> {
     assert_eq!(health.into_inner().status, 1, "health is open to probes");
 
     desk.clone()
-        .receive_dossier(with_token(receipt("D-1"), Some(DESK_TOKEN))?)
+        .receive_dossier(with_token(
+            tests::receipt_due_later("D-1"),
+            Some(DESK_TOKEN),
+        )?)
         .await?;
     assert_eq!(store.head().await?, 1);
 

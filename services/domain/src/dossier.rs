@@ -120,6 +120,24 @@ pub enum Command {
 }
 
 impl Command {
+    /// The office and province a command that opens a dossier (a receipt,
+    /// an online submission) names; `None` for every other command.
+    pub fn opened_unit(&self) -> Option<(&str, &str)> {
+        match self {
+            Command::Receive {
+                office_code,
+                province_code,
+                ..
+            }
+            | Command::SubmitOnline {
+                office_code,
+                province_code,
+                ..
+            } => Some((office_code, province_code)),
+            _ => None,
+        }
+    }
+
     /// What the clerk tried, as a phrase for messages.
     pub fn action(&self) -> &'static str {
         match self {

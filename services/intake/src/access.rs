@@ -24,47 +24,29 @@ fn outside(caller: &Identity, what: String) -> IntakeError {
 /// change or withdrawal: of the procedure's, checked by the writer).
 pub(crate) fn command(caller: Option<&Identity>, command: &Command) -> Result<(), IntakeError> {
     let Some(who) = caller else { return Ok(()) };
-    let allowed = match command {
-        Command::Receive {
-            office_code,
-            province_code,
-            ..
-        }
-        | Command::SubmitOnline {
-            office_code,
-            province_code,
-            ..
-        } => who.may(Action::Desk {
-            province: province_code,
-            office: office_code,
-        }),
-        Command::Procedure(ProcedureCommand::Register { province_code, .. }) => {
+    let opened = command.opened_unit();
+    let allowed = match (opened, command) {
+        (Some((office, province)), _) => who.may(Action::Desk { province, office }),
+        (None, Command::Procedure(ProcedureCommand::Register { province_code, .. })) => {
             who.may(Action::Operate {
                 province: province_code,
             })
         }
-        Command::Procedure(_) => who.role == Role::Operator,
-        _ => who.role == Role::Clerk,
+        (None, Command::Procedure(_)) => who.role == Role::Operator,
+        (None, _) => who.role == Role::Clerk,
     };
     if allowed {
         return Ok(());
     }
-    let what = match command {
-        Command::Receive {
-            office_code,
-            province_code,
-            ..
+    let what = match (opened, command) {
+        (Some((office, province)), _) => {
+            format!("take dossiers for office {office} of province {province}")
         }
-        | Command::SubmitOnline {
-            office_code,
-            province_code,
-            ..
-        } => format!("take dossiers for office {office_code} of province {province_code}"),
-        Command::Procedure(ProcedureCommand::Register { province_code, .. }) => {
+        (None, Command::Procedure(ProcedureCommand::Register { province_code, .. })) => {
             format!("register procedures of province {province_code}")
         }
-        Command::Procedure(_) => "change the procedure catalog".to_owned(),
-        other => format!("{} (a desk command)", other.action()),
+        (None, Command::Procedure(_)) => "change the procedure catalog".to_owned(),
+        (None, other) => format!("{} (a desk command)", other.action()),
     };
     Err(outside(who, what))
 }

@@ -70,10 +70,7 @@ impl IntakeService {
                 .map(|f| crate::fingerprint::with_subject(f, &who.subject));
         }
         request.caller = caller;
-        let receipt = matches!(
-            request.command,
-            Command::Receive { .. } | Command::SubmitOnline { .. }
-        );
+        let receipt = request.command.opened_unit().is_some();
         let mut reply = self.writer.submit(request).await?;
         if receipt {
             reply.lookup_code = self.codes.code(&reply.dossier_id);

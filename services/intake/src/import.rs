@@ -128,10 +128,8 @@ pub(crate) fn history(
     };
     let dossier_id = code(&row.dossier_id, "dossier_id", 64)?;
     let receive = receipt(&row)?;
-    if let Command::Receive { province_code, .. } | Command::SubmitOnline { province_code, .. } =
-        &receive
-    {
-        crate::access::import_row(caller, province_code)?;
+    if let Some((_, province)) = receive.opened_unit() {
+        crate::access::import_row(caller, province)?;
     }
     check_dossier_id(&dossier_id, &receive)?;
     let received_at = instant(row.received_at.as_ref(), "received_at", now)?

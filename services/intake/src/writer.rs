@@ -445,22 +445,10 @@ pub(crate) fn record(
     actor: &str,
     request_id: &str,
 ) -> anyhow::Result<(Dossier, NewEvent)> {
-    let (office_code, province_code) = match (command, state.as_ref()) {
-        (_, Some(d)) => (d.office_code.clone(), d.province_code.clone()),
-        (
-            Command::Receive {
-                office_code,
-                province_code,
-                ..
-            }
-            | Command::SubmitOnline {
-                office_code,
-                province_code,
-                ..
-            },
-            None,
-        ) => (office_code.clone(), province_code.clone()),
-        (_, None) => (String::new(), String::new()),
+    let (office_code, province_code) = match (state.as_ref(), command.opened_unit()) {
+        (Some(d), _) => (d.office_code.clone(), d.province_code.clone()),
+        (None, Some((office, province))) => (office.to_owned(), province.to_owned()),
+        (None, None) => (String::new(), String::new()),
     };
     let event = Event {
         event_id: uuid::Uuid::now_v7().to_string(),

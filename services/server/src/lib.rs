@@ -33,8 +33,6 @@ pub use limits::{LimitArgs, Limits, Rate, RateSetting};
 pub use rate::{RateLimit, RateLimitLayer};
 pub use reflection::{HEALTH_SERVICE, REFLECTION_SERVICES, listed_services};
 pub use run::{Service, ServiceConfig, drain, run};
-pub use scope::{
-    ERROR_DOMAIN, OUTSIDE_SCOPE, authorize, authorize_desk, authorize_whole_log, permission_denied,
-};
+pub use scope::{ERROR_DOMAIN, OUTSIDE_SCOPE, authorize, authorize_whole_log, permission_denied};
 pub use size::{MessageSize, MessageSizeLayer};
 pub use tls::{ReloadingTls, TlsFiles};

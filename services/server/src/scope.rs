@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use identity::{Action, Identity, Role};
+use identity::{Action, Identity};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
@@ -70,18 +70,9 @@ pub fn authorize_whole_log(
     }
 }
 
-/// Whether `caller` may issue desk commands at all (a clerk); which
-/// dossiers it may touch is judged against the log, by the service.
-pub fn authorize_desk(caller: Option<&Identity>, what: &str) -> Result<(), Status> {
-    match caller {
-        Some(who) if who.role != Role::Clerk => Err(permission_denied(who, what)),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use identity::Scope;
+    use identity::{Role, Scope};
 
     use super::*;
 
@@ -134,18 +125,5 @@ mod tests {
             status.message()
         );
         assert!(authorize_whole_log(None, None, "rebuild").is_ok());
-    }
-
-    #[test]
-    fn desk_commands_are_for_clerks() {
-        assert!(authorize_desk(Some(&who(Role::Clerk, Some("X"))), "x").is_ok());
-        for role in [Role::OfficeManager, Role::ProvinceReader, Role::Operator] {
-            let office = role.has_office().then_some("X");
-            assert!(
-                authorize_desk(Some(&who(role, office)), "x").is_err(),
-                "{role:?}"
-            );
-        }
-        assert!(authorize_desk(None, "x").is_ok());
     }
 }

@@ -98,12 +98,7 @@ impl Writer {
         if optimistic {
             let mut seen: HashSet<&str> = HashSet::new();
             for s in batch {
-                if seen.insert(s.dossier_id.as_str())
-                    && matches!(
-                        s.command,
-                        Command::Receive { .. } | Command::SubmitOnline { .. }
-                    )
-                {
+                if seen.insert(s.dossier_id.as_str()) && s.command.opened_unit().is_some() {
                     opened.insert(s.dossier_id.as_str());
                 }
             }
@@ -333,10 +328,7 @@ impl<'b> Decided<'b> {
         let hidden = state
             .as_ref()
             .is_some_and(|d| !visible_to(s.caller.as_ref(), d));
-        let opens = matches!(
-            s.command,
-            Command::Receive { .. } | Command::SubmitOnline { .. }
-        );
+        let opens = s.command.opened_unit().is_some();
         if hidden && opens {
             let refusal = domain::Refusal::InvalidTransition {
                 dossier_id: s.dossier_id.clone(),

@@ -23,7 +23,6 @@ use proto::{
     intake::v1::{self as pb, intake_client::IntakeClient},
     reports::v1::{self as rp, reports_client::ReportsClient},
 };
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use server::Service as _;
 use tests::{Backend, InProcess, NatsServer, TestDb, start_intake, unique_stream};
 use tokio_util::sync::CancellationToken;
@@ -42,18 +41,6 @@ const KEYS: &str = concat!(
 const ISSUER: &str = "https://id.bench.local";
 const OFFICE: &str = "BENCH";
 const PROVINCE: &str = "BTH";
-
-/// A CA and a certificate for `localhost`, written to `dir`; the CA's PEM.
-fn certificates(dir: &std::path::Path) -> anyhow::Result<String> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-    let key = KeyPair::generate()?;
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &ca)?;
-    std::fs::write(dir.join("cert.pem"), cert.pem())?;
-    std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
-    Ok(ca.pem())
-}
 
 /// `Bearer <JWT>` for `role` of the bench's office or province.
 fn bearer(role: &str) -> anyhow::Result<AsciiMetadataValue> {
@@ -170,7 +157,7 @@ impl Side {
 
 pub async fn secured(backend: Backend, clients: usize, duration: Duration) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let ca = certificates(dir.path())?;
+    let ca = tests::test_certificates(dir.path())?;
     let nats = NatsServer::start().await?;
     let js = jetstream::new(async_nats::connect(nats.url()).await?);
     let dbs = [

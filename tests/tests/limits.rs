@@ -7,7 +7,9 @@
 use std::num::NonZeroU32;
 
 use domain::Timestamp;
-use proto::intake::v1::{self as pb, intake_client::IntakeClient};
+use proto::intake::v1::{
+    self as pb, dossier_service_client::DossierServiceClient, intake_client::IntakeClient,
+};
 use server::{RateSetting, Service as _};
 use tests::{Backend, Desk, InProcess, NatsServer, TestDb, meta, procedure, ts, unique_stream};
 use tokio_util::sync::CancellationToken;
@@ -138,6 +140,19 @@ async fn a_burst_over_the_rate_is_refused_and_appends_nothing() -> anyhow::Resul
         served,
         "a refused call appends nothing"
     );
+    // The citizen lookup, open to callers without credentials, draws on
+    // the same caller's bucket: guessing codes is as slow as anything else.
+    let lookup = DossierServiceClient::new(
+        Channel::from_shared(format!("http://{}", intake.addr))?
+            .connect()
+            .await?,
+    )
+    .look_up_dossier(pb::LookUpDossierRequest {
+        dossier_id: "R-0".into(),
+        lookup_code: "0000000000".into(),
+    })
+    .await;
+    assert_eq!(code(lookup), Some(Code::ResourceExhausted));
 
     let health = tests::health(intake.addr, "motcua.intake.v1.Intake").await?;
     assert_eq!(health, 1, "health is not counted");

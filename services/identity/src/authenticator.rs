@@ -1,8 +1,9 @@
-//! From the `authorization` metadata to an identity.
+//! From the `authorization` metadata, or a client certificate's names, to
+//! an identity.
 
 use std::sync::{Arc, RwLock};
 
-use crate::{AuthError, Identity, JwtVerifier, StaticTokens};
+use crate::{AuthError, CertificateIdentities, Identity, JwtVerifier, StaticTokens};
 
 /// The configured ways to prove an identity. The JWT keys may be replaced
 /// while it serves (a JWKS fetched again from the identity provider).
@@ -10,6 +11,7 @@ use crate::{AuthError, Identity, JwtVerifier, StaticTokens};
 pub struct Authenticator {
     jwt: RwLock<Option<Arc<JwtVerifier>>>,
     tokens: Option<StaticTokens>,
+    certificates: Option<CertificateIdentities>,
 }
 
 impl Authenticator {
@@ -17,7 +19,33 @@ impl Authenticator {
         Self {
             jwt: RwLock::new(jwt.map(Arc::new)),
             tokens,
+            certificates: None,
         }
+    }
+
+    /// Also takes a verified client certificate named in `certificates`
+    /// in place of a token.
+    #[must_use]
+    pub fn with_certificates(mut self, certificates: CertificateIdentities) -> Self {
+        self.certificates = Some(certificates);
+        self
+    }
+
+    /// Whether a client certificate may stand in for a token.
+    pub fn takes_certificates(&self) -> bool {
+        self.certificates.is_some()
+    }
+
+    /// The identity of a caller without a token whose client certificate,
+    /// verified by the TLS handshake, carries `names`.
+    pub fn authenticate_certificate<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Identity, AuthError> {
+        self.certificates
+            .as_ref()
+            .ok_or(AuthError::Missing)?
+            .verify(names)
     }
 
     /// Verifies JWTs with `jwt` from now on (calls in flight keep the

@@ -24,6 +24,10 @@ pub enum AuthError {
     UnknownKey,
     #[error("the token is not one this service knows")]
     UnknownToken,
+    #[error("the client certificate names no identity this service knows")]
+    UnknownCertificate,
+    #[error("the client certificate names more than one identity")]
+    AmbiguousCertificate,
     #[error("the token's claims are not an identity: {0}")]
     BadClaims(String),
 }

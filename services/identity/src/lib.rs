@@ -1,7 +1,8 @@
 //! Who is calling and what they may do. A bearer token from the gRPC
-//! `authorization` metadata — a JWT signed by the province's identity
-//! provider and verified against its keys ([`JwtVerifier`]), or a static
-//! token of a small office stored hashed ([`StaticTokens`]) — becomes an
+//! `authorization` metadata (a JWT signed by the province's identity
+//! provider and verified against its keys, [`JwtVerifier`], or a static
+//! token of a small office stored hashed, [`StaticTokens`]) or the names of
+//! a verified client certificate ([`CertificateIdentities`]) becomes an
 //! [`Identity`]: a subject, a [`Role`] and the office or province it is
 //! scoped to. [`Identity::may`] is the one table of what each role may do
 //! ([`Action`]).
@@ -12,6 +13,7 @@
 
 mod access;
 mod authenticator;
+mod certificates;
 mod error;
 mod jwt;
 mod static_tokens;
@@ -19,6 +21,7 @@ mod who;
 
 pub use access::{Action, Scope};
 pub use authenticator::Authenticator;
+pub use certificates::CertificateIdentities;
 pub use error::AuthError;
 pub use jwt::{Claims, JwtSettings, JwtVerifier};
 pub use static_tokens::{StaticTokens, token_digest};

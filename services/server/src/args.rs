@@ -110,6 +110,13 @@ pub struct SharedArgs {
     #[arg(long, env = "MOTCUA_AUTH_TOKENS")]
     pub auth_tokens: Option<PathBuf>,
 
+    /// Take a client certificate (verified against --tls-client-ca) in
+    /// place of a token, for the identities this TOML file names by the
+    /// certificate's URI or DNS names. A call with a token is judged by
+    /// its token.
+    #[arg(long, env = "MOTCUA_AUTH_CLIENT_CERTS", requires = "tls_client_ca")]
+    pub auth_client_certs: Option<PathBuf>,
+
     /// The province this deployment serves. Its operators may run the
     /// operations on the whole log (republish, rebuild, parked events,
     /// reading the log); without it, nobody may once authentication is on.
@@ -186,6 +193,7 @@ impl SharedArgs {
         Ok(AuthFiles {
             jwks,
             tokens: self.auth_tokens.clone(),
+            client_certificates: self.auth_client_certs.clone(),
         })
     }
 
@@ -193,7 +201,9 @@ impl SharedArgs {
     /// authentication, unless --insecure says so (then warns).
     pub fn check_exposure(&self, listen: std::net::SocketAddr) -> anyhow::Result<()> {
         let tls = self.tls_cert.is_some();
-        let auth = self.auth_jwks.is_some() || self.auth_tokens.is_some();
+        let auth = self.auth_jwks.is_some()
+            || self.auth_tokens.is_some()
+            || self.auth_client_certs.is_some();
         if listen.ip().is_loopback() || (tls && auth) {
             return Ok(());
         }
@@ -271,6 +281,7 @@ mod tests {
             &["x", "--tls-cert", "c.pem"][..],
             &["x", "--tls-key", "k.pem"],
             &["x", "--tls-client-ca", "ca.pem"],
+            &["x", "--auth-client-certs", "clients.toml"],
         ] {
             let error = Cli::try_parse_from(partial).err().map(|e| e.to_string());
             assert!(error.is_some_and(|e| e.contains("required")), "{partial:?}");

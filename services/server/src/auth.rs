@@ -1,5 +1,7 @@
 //! Authentication in front of every gRPC service: each call's
-//! `authorization` metadata becomes an [`identity::Identity`] in the
+//! `authorization` metadata (or, for a call without one, the names of the
+//! client certificate the TLS handshake verified) becomes an
+//! [`identity::Identity`] in the
 //! request's extensions, where the services' handlers judge what it may
 //! do; a call without valid credentials is answered `UNAUTHENTICATED`
 //! before any service sees it. Health and reflection stay open: probes and
@@ -13,7 +15,10 @@ use std::{
 
 use anyhow::Context as _;
 use futures::future::{Either, Ready, ready};
-use identity::{AuthError, Authenticator, Identity, JwtSettings, StaticTokens};
+use identity::{
+    AuthError, Authenticator, CertificateIdentities, Identity, JwtSettings, StaticTokens,
+};
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::JwksSource;
 
@@ -38,6 +43,12 @@ pub struct AuthFiles {
     pub jwks: Option<(JwksSource, JwtSettings)>,
     /// A static token file.
     pub tokens: Option<std::path::PathBuf>,
+    /// A file naming the identities client certificates stand for.
+    pub client_certificates: Option<std::path::PathBuf>,
+}
+
+fn read_file(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("read the {what} {}", path.display()))
 }
 
 impl AuthFiles {
@@ -51,19 +62,26 @@ impl AuthFiles {
         };
         let tokens = match &self.tokens {
             None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("read the token file {}", path.display()))?;
-                Some(
-                    StaticTokens::parse(&text)
-                        .with_context(|| format!("the token file {}", path.display()))?,
-                )
-            }
+            Some(path) => Some(
+                StaticTokens::parse(&read_file(path, "token file")?)
+                    .with_context(|| format!("the token file {}", path.display()))?,
+            ),
         };
-        if jwt.is_none() && tokens.is_none() {
+        let certificates = match &self.client_certificates {
+            None => None,
+            Some(path) => Some(
+                CertificateIdentities::parse(&read_file(path, "client certificate file")?)
+                    .with_context(|| format!("the client certificate file {}", path.display()))?,
+            ),
+        };
+        if jwt.is_none() && tokens.is_none() && certificates.is_none() {
             return Ok(None);
         }
-        let auth = Arc::new(Authenticator::new(jwt, tokens));
+        let mut auth = Authenticator::new(jwt, tokens);
+        if let Some(certificates) = certificates {
+            auth = auth.with_certificates(certificates);
+        }
+        let auth = Arc::new(auth);
         if let Some((source, settings)) = &self.jwks {
             source.clone().keep_fresh(&auth, settings.clone());
         }
@@ -131,6 +149,8 @@ fn refused(error: &AuthError) -> tonic::Status {
         AuthError::BadSignature => "bad_signature",
         AuthError::UnknownKey => "unknown_key",
         AuthError::UnknownToken => "unknown_token",
+        AuthError::UnknownCertificate => "unknown_certificate",
+        AuthError::AmbiguousCertificate => "ambiguous_certificate",
         AuthError::BadClaims(_) => "bad_claims",
     };
     metrics::counter!("auth_refusals_total", "reason" => reason).increment(1);
@@ -163,6 +183,10 @@ where
             .get(http::header::AUTHORIZATION)
             .map(|value| value.to_str().map_err(|_| AuthError::Malformed));
         let identity = match header.transpose() {
+            Ok(None) if auth.takes_certificates() => match client_certificate_names(&request) {
+                Some(names) => auth.authenticate_certificate(names.iter().map(String::as_str)),
+                None => Err(AuthError::Missing),
+            },
             Ok(value) => auth.authenticate(value),
             Err(e) => Err(e),
         };
@@ -174,4 +198,22 @@ where
             Err(error) => Either::Right(ready(Ok(refused(&error).into_http()))),
         }
     }
+}
+
+/// The subject alternative names (URIs, then DNS names) of the client
+/// certificate this call's connection presented, if it presented one. The
+/// handshake has verified it against the client CAs; a certificate that
+/// does not parse names nothing.
+fn client_certificate_names<B>(request: &http::Request<B>) -> Option<Vec<String>> {
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?
+        .peer_certs()?;
+    let leaf = webpki::EndEntityCert::try_from(certs.first()?).ok()?;
+    Some(
+        leaf.valid_uri_names()
+            .chain(leaf.valid_dns_names())
+            .map(str::to_owned)
+            .collect(),
+    )
 }

@@ -87,7 +87,7 @@ fn files(url: &str) -> anyhow::Result<AuthFiles> {
     let source = JwksSource::parse(url, None, Duration::from_millis(50))?;
     Ok(AuthFiles {
         jwks: Some((source, settings)),
-        tokens: None,
+        ..AuthFiles::default()
     })
 }
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use domain::{LocalDay, Timestamp};
 use futures::StreamExt as _;
-use proto::events::v1 as ev;
+use proto::{events::v1 as ev, reports::v1 as rp};
 
-use crate::Desk;
+use crate::{Desk, Province};
 
 pub const OFFICE: &str = "TUY-PHONG";
 
@@ -269,4 +269,79 @@ where
             Err(status) => return Err(anyhow::Error::new(status)),
         }
     }
+}
+
+/// The scripts of the file's `years`.
+pub fn years(years: &[i32]) -> anyhow::Result<Vec<Script>> {
+    Ok(figures()?
+        .iter()
+        .filter(|y| years.contains(&y.year))
+        .flat_map(scripts)
+        .collect())
+}
+
+/// Everything a province can read about the district office.
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    pub series: rp::YearlySeries,
+    pub whole: rp::Statistics,
+}
+
+pub async fn snapshot(province: &Province) -> anyhow::Result<Snapshot> {
+    let (from, to) = (
+        LocalDay::from_ymd(2015, 1, 1).context("date")?,
+        LocalDay::from_ymd(2020, 12, 31).context("date")?,
+    );
+    Ok(Snapshot {
+        series: province.yearly(OFFICE).await?,
+        whole: province.statistics(OFFICE, from, to).await?,
+    })
+}
+
+/// Waits until the projection shows every dossier of `scripts` received,
+/// resolved and surveyed as they say.
+pub async fn wait_for(province: &Province, scripts: &[Script]) -> anyhow::Result<Snapshot> {
+    let dossiers = scripts.len() as u64;
+    let surveys = scripts.iter().filter(|s| s.survey.is_some()).count() as u64;
+    crate::eventually(Duration::from_secs(120), || async {
+        // Two RPCs, so both halves must show everything: the series is read
+        // first and could lag the statistics by a batch.
+        let s = snapshot(province).await?;
+        let sum = |f: fn(&rp::YearRow) -> u64| s.series.rows.iter().map(f).sum::<u64>();
+        let (received, resolved, surveyed) =
+            (sum(|r| r.received), sum(|r| r.resolved), sum(|r| r.surveys));
+        anyhow::ensure!(
+            s.whole.received == dossiers
+                && s.whole.resolved == dossiers
+                && received == dossiers
+                && resolved == dossiers
+                && surveyed == surveys,
+            "behind: {received} received, {resolved} resolved, {surveyed} surveys"
+        );
+        Ok(s)
+    })
+    .await
+}
+
+/// Asserts that the figures `seen` equal the file's for every year shown.
+pub fn assert_figures_match(seen: &Snapshot) -> anyhow::Result<()> {
+    let file = figures()?;
+    for row in &seen.series.rows {
+        let y = file
+            .iter()
+            .find(|y| y.year == row.year)
+            .context("a year the file does not have")?;
+        assert_eq!(
+            (
+                row.received,
+                row.resolved_in_time,
+                row.resolved_late,
+                row.surveys
+            ),
+            (y.received, y.in_time, y.late, y.surveys),
+            "{}",
+            row.year
+        );
+    }
+    Ok(())
 }

@@ -28,7 +28,7 @@ use proto::{
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-pub use testkit::{Backend, NatsServer, TestDb, eventually, free_port, unique_stream};
+pub use testkit::{Backend, NatsCluster, NatsServer, TestDb, eventually, free_port, unique_stream};
 
 impl Desk {
     /// Receives dossiers `{prefix}-{n:04}` for each `n` of `ids` at `office`
@@ -138,6 +138,14 @@ pub async fn start_intake_with_clock(
     clock: intake::Clock,
 ) -> anyhow::Result<(InProcess, intake::EventStore)> {
     let config = intake::Config::for_tests(database_url, nats_url, stream);
+    start_intake_configured(config, clock).await
+}
+
+/// An intake built from `config` (see `intake::Config::for_tests`).
+pub async fn start_intake_configured(
+    config: intake::Config,
+    clock: intake::Clock,
+) -> anyhow::Result<(InProcess, intake::EventStore)> {
     let app = intake::Application::build_with_clock(config, clock).await?;
     let addr = app.local_addr();
     let store = app.store().clone();
@@ -164,6 +172,11 @@ pub async fn start_projection_named(
 ) -> anyhow::Result<InProcess> {
     let mut config = projection::Config::for_tests(database_url, nats_url, stream);
     config.consumer = consumer.to_owned();
+    start_projection_configured(config).await
+}
+
+/// A projection built from `config` (see `projection::Config::for_tests`).
+pub async fn start_projection_configured(config: projection::Config) -> anyhow::Result<InProcess> {
     let app = projection::Application::build(config).await?;
     let addr = app.local_addr();
     let stop = CancellationToken::new();

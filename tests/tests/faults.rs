@@ -8,56 +8,12 @@ use std::time::Duration;
 use async_nats::jetstream;
 use domain::LocalDay;
 use futures::StreamExt as _;
-use proto::{
-    admin::v1::{ListParkedRequest, parked_events_client::ParkedEventsClient},
-    reports::v1 as rp,
-};
+use proto::admin::v1::{ListParkedRequest, parked_events_client::ParkedEventsClient};
 use tests::{
-    Backend, ChildService, NatsServer, Province, TestDb, district, eventually, start_intake,
-    start_projection, start_projection_named, unique_stream,
+    Backend, ChildService, NatsServer, Province, TestDb, district,
+    district::{Snapshot, snapshot, wait_for},
+    eventually, start_intake, start_projection, start_projection_named, unique_stream,
 };
-
-/// Everything a province can read about the district office.
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    series: rp::YearlySeries,
-    whole: rp::Statistics,
-}
-
-async fn snapshot(province: &Province) -> anyhow::Result<Snapshot> {
-    let (from, to) = (
-        LocalDay::from_ymd(2015, 1, 1).expect("date"),
-        LocalDay::from_ymd(2020, 12, 31).expect("date"),
-    );
-    Ok(Snapshot {
-        series: province.yearly(district::OFFICE).await?,
-        whole: province.statistics(district::OFFICE, from, to).await?,
-    })
-}
-
-/// Waits until the projection has applied `events` dossier events.
-async fn wait_for(province: &Province, scripts: &[district::Script]) -> anyhow::Result<Snapshot> {
-    let dossiers = scripts.len() as u64;
-    let surveys = scripts.iter().filter(|s| s.survey.is_some()).count() as u64;
-    eventually(Duration::from_secs(120), || async {
-        // Two RPCs, so both halves must show everything: the series is read
-        // first and could lag the statistics by a batch.
-        let s = snapshot(province).await?;
-        let sum = |f: fn(&rp::YearRow) -> u64| s.series.rows.iter().map(f).sum::<u64>();
-        let (received, resolved, surveyed) =
-            (sum(|r| r.received), sum(|r| r.resolved), sum(|r| r.surveys));
-        anyhow::ensure!(
-            s.whole.received == dossiers
-                && s.whole.resolved == dossiers
-                && received == dossiers
-                && resolved == dossiers
-                && surveyed == surveys,
-            "behind: {received} received, {resolved} resolved, {surveyed} surveys"
-        );
-        Ok(s)
-    })
-    .await
-}
 
 /// What a projection serves once it has built the stream into a fresh
 /// database, without faults.
@@ -75,20 +31,12 @@ async fn from_scratch(
 
 /// One year of the district.
 fn year(year: i32) -> anyhow::Result<Vec<district::Script>> {
-    Ok(district::figures()?
-        .iter()
-        .filter(|y| y.year == year)
-        .flat_map(district::scripts)
-        .collect())
+    district::years(&[year])
 }
 
 /// Two years of the district: enough for many batches.
 fn workload() -> anyhow::Result<Vec<district::Script>> {
-    Ok(district::figures()?
-        .iter()
-        .filter(|y| y.year == 2018 || y.year == 2019)
-        .flat_map(district::scripts)
-        .collect())
+    district::years(&[2018, 2019])
 }
 
 fn projection_env(db: &TestDb, nats: &NatsServer, stream: &str) -> Vec<(&'static str, String)> {
@@ -286,21 +234,7 @@ async fn intake_killed_under_load_loses_and_duplicates_nothing() -> anyhow::Resu
     let late = store.kind_counts("late").await?;
     assert!(late.values().all(|n| *n == 1), "one Late per dossier");
     // And the figures equal the file's.
-    for row in &seen.series.rows {
-        let y = district::figures()?
-            .into_iter()
-            .find(|y| y.year == row.year)
-            .expect("year in the file");
-        assert_eq!(
-            (
-                row.received,
-                row.resolved_in_time,
-                row.resolved_late,
-                row.surveys
-            ),
-            (y.received, y.in_time, y.late, y.surveys)
-        );
-    }
+    district::assert_figures_match(&seen)?;
     projection.shutdown().await?;
     Ok(())
 }

@@ -8,6 +8,8 @@
 mod codec;
 mod procedure_codec;
 
+/// Where a stream lives in a JetStream cluster (its name, server tags).
+pub use async_nats::jetstream::stream::Placement;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -79,6 +81,13 @@ pub struct StreamSettings {
     pub subject_prefix: String,
     /// How long JetStream remembers a `Nats-Msg-Id` to drop a re-publish.
     pub duplicate_window: Duration,
+    /// How many servers of a JetStream cluster keep the stream (1, 3 or
+    /// 5); `None` leaves an existing stream's as they are and creates one
+    /// with one replica.
+    pub replicas: Option<usize>,
+    /// Where the stream lives: a cluster's name and server tags; `None`
+    /// leaves it to the server (or as it is).
+    pub placement: Option<Placement>,
 }
 
 impl Default for StreamSettings {
@@ -87,6 +96,8 @@ impl Default for StreamSettings {
             stream: "MOTCUA_EVENTS".into(),
             subject_prefix: "motcua.events".into(),
             duplicate_window: Duration::from_secs(600),
+            replicas: None,
+            placement: None,
         }
     }
 }
@@ -140,16 +151,45 @@ impl StreamSettings {
             discard: stream::DiscardPolicy::Old,
             duplicate_window: self.duplicate_window,
             description: Some("Motcua dossier lifecycle events (motcua.events.v1.Event)".into()),
+            num_replicas: self.replicas.unwrap_or(1),
+            placement: self.placement.clone(),
             ..Default::default()
         }
     }
 
-    /// Gets the stream, creating it with [`Self::config`] when absent.
+    /// Gets the stream, creating it with [`Self::config`] when absent. An
+    /// existing stream whose replicas or placement differ from those these
+    /// settings ask for is changed to them: raising a stream to three
+    /// replicas is a configuration change, not a migration (JetStream
+    /// copies the stream to the new replicas while it serves).
     pub async fn ensure_stream(
         &self,
         js: &jetstream::Context,
     ) -> Result<stream::Stream, async_nats::Error> {
-        Ok(js.get_or_create_stream(self.config()).await?)
+        let stream = js.get_or_create_stream(self.config()).await?;
+        let current = &stream.cached_info().config;
+        let replicas = self.replicas.filter(|r| *r != current.num_replicas);
+        let placement = self
+            .placement
+            .as_ref()
+            .filter(|p| current.placement.as_ref() != Some(*p));
+        if replicas.is_none() && placement.is_none() {
+            return Ok(stream);
+        }
+        let mut config = current.clone();
+        if let Some(replicas) = replicas {
+            config.num_replicas = replicas;
+        }
+        if let Some(placement) = placement {
+            config.placement = Some(placement.clone());
+        }
+        tracing::info!(
+            stream = %self.stream,
+            replicas = config.num_replicas,
+            "changing the event stream's replicas or placement to the configured ones"
+        );
+        js.update_stream(config).await?;
+        Ok(js.get_stream(&self.stream).await?)
     }
 }
 

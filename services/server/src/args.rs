@@ -46,6 +46,21 @@ pub struct SharedArgs {
     #[arg(long, env = "MOTCUA_SUBJECT_PREFIX", default_value = "motcua.events")]
     pub subject_prefix: String,
 
+    /// How many servers of the JetStream cluster keep the event stream (1,
+    /// 3 or 5). An existing stream is changed to it; unset, a new stream
+    /// gets one replica and an existing one keeps its own.
+    #[arg(long, env = "MOTCUA_STREAM_REPLICAS", value_parser = parse_replicas)]
+    pub stream_replicas: Option<usize>,
+
+    /// Place the event stream in this JetStream cluster (by its name).
+    #[arg(long, env = "MOTCUA_STREAM_CLUSTER")]
+    pub stream_cluster: Option<String>,
+
+    /// Place the event stream on servers with all these tags
+    /// (comma-separated, as the servers' `server_tags` give them).
+    #[arg(long, env = "MOTCUA_STREAM_TAGS", value_delimiter = ',')]
+    pub stream_tags: Vec<String>,
+
     /// Log format: pretty or json.
     #[arg(long, env = "MOTCUA_LOG_FORMAT", default_value = "pretty")]
     pub log_format: telemetry::LogFormat,
@@ -140,6 +155,13 @@ impl SharedArgs {
         bus::StreamSettings {
             stream: self.stream.clone(),
             subject_prefix: self.subject_prefix.clone(),
+            replicas: self.stream_replicas,
+            placement: (self.stream_cluster.is_some() || !self.stream_tags.is_empty()).then(|| {
+                bus::Placement {
+                    cluster: self.stream_cluster.clone(),
+                    tags: self.stream_tags.clone(),
+                }
+            }),
             ..Default::default()
         }
     }
@@ -230,6 +252,15 @@ impl SharedArgs {
         self.nats_url = nats_url.to_owned();
         self.stream = stream.to_owned();
         self.subject_prefix = format!("{}.events", stream.to_ascii_lowercase());
+    }
+}
+
+/// A stream's replicas: JetStream takes 1 to 5; an even count buys no
+/// more failures survived than the odd count below it.
+fn parse_replicas(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n @ (1 | 3 | 5)) => Ok(n),
+        _ => Err(format!("{s:?}: the stream's replicas are 1, 3 or 5")),
     }
 }
 
@@ -357,6 +388,27 @@ mod tests {
         assert_eq!(options.ca.as_deref(), Some(std::path::Path::new("ca.pem")));
         assert_eq!(options.name, "motcua-intake");
         assert_eq!(options.url, "nats://127.0.0.1:4222");
+    }
+
+    #[test]
+    fn the_stream_may_be_replicated_and_placed() {
+        let cli = Cli::try_parse_from(["x"]).expect("defaults parse");
+        let settings = cli.shared.stream_settings();
+        assert_eq!((settings.replicas, settings.placement), (None, None));
+        let cli = Cli::try_parse_from(["x", "--stream-replicas", "3", "--stream-tags", "ssd,hcm"])
+            .expect("flags parse");
+        let settings = cli.shared.stream_settings();
+        assert_eq!(settings.replicas, Some(3));
+        let placement = settings.placement.clone().expect("placed by tags");
+        assert_eq!(
+            (placement.cluster, placement.tags),
+            (None, vec!["ssd".into(), "hcm".into()])
+        );
+        assert_eq!(settings.config().num_replicas, 3);
+        let error = Cli::try_parse_from(["x", "--stream-replicas", "2"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("1, 3 or 5")));
     }
 
     #[test]

@@ -124,6 +124,7 @@ async fn wait_for_signal() {
 /// unreadable one stops the service at start-up with one line naming it.
 #[derive(Clone, Debug, Default)]
 pub struct NatsOptions {
+    /// A server's URL, or a cluster's seed URLs separated by commas.
     pub url: String,
     /// The connection's name in the server's monitoring.
     pub name: String,
@@ -275,9 +276,19 @@ async fn client_with(
         });
     let url = &options.url;
     connect
-        .connect(url.as_str())
+        .connect(seeds(url).as_slice())
         .await
         .with_context(|| format!("connect to NATS at {url}"))
+}
+
+/// The servers a URL names: one, or several separated by commas (a
+/// cluster's seeds, as NATS tools take them). The client tries them in
+/// turn and learns the rest of the cluster from the one it reaches.
+fn seeds(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|seed| !seed.is_empty())
+        .collect()
 }
 
 fn on_event(event: async_nats::Event, last_error: Option<&LastError>) {
@@ -351,6 +362,15 @@ pub fn parse_signed_micros(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_is_named_by_its_seeds() {
+        assert_eq!(seeds("nats://a:4222"), ["nats://a:4222"]);
+        assert_eq!(
+            seeds("nats://a:4222, nats://b:4222,,nats://c:4222"),
+            ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+        );
+    }
 
     /// The error a client with `options` stops at, before any connection.
     async fn refusal(options: NatsOptions) -> String {

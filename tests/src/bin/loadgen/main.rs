@@ -16,6 +16,8 @@
 //! Each mode starts its own nats-server and fresh databases (PostgreSQL at
 //! MOTCUA_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/postgres).
 
+mod cluster;
+mod desk;
 mod outage;
 mod secured;
 
@@ -108,6 +110,15 @@ enum Mode {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// intake on a three-node JetStream cluster with the stream at three
+    /// replicas against intake on one node, in turn.
+    Cluster {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds of each side in all, split over the rounds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// command accepted → visible in the statistics, at a fixed rate.
     E2e {
         #[arg(long, default_value_t = 1000)]
@@ -150,6 +161,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Mode::Secured { clients, seconds } => {
             secured::secured(backend(args.db), clients, Duration::from_secs(seconds)).await
+        }
+        Mode::Cluster { clients, seconds } => {
+            cluster::cluster(backend(args.db), clients, Duration::from_secs(seconds)).await
         }
         Mode::E2e { rate, seconds } => {
             end_to_end(backend(args.db), rate, Duration::from_secs(seconds)).await

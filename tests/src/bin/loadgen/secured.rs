@@ -16,31 +16,30 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use domain::{LocalDay, Timestamp};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use proto::{
-    events::v1 as ev,
-    intake::v1::{self as pb, intake_client::IntakeClient},
+    intake::v1::intake_client::IntakeClient,
     reports::v1::{self as rp, reports_client::ReportsClient},
 };
 use server::Service as _;
 use tests::{Backend, InProcess, NatsServer, TestDb, start_intake, unique_stream};
 use tokio_util::sync::CancellationToken;
 use tonic::{
-    Request,
     metadata::AsciiMetadataValue,
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
-use super::{ROUNDS, hammer};
+use super::{
+    ROUNDS,
+    desk::{DeskSide, OFFICE, PROVINCE, print_rounds, with},
+    hammer,
+};
 
 const KEYS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../services/identity/tests/keys"
 );
 const ISSUER: &str = "https://id.bench.local";
-const OFFICE: &str = "BENCH";
-const PROVINCE: &str = "BTH";
 
 /// `Bearer <JWT>` for `role` of the bench's office or province.
 fn bearer(role: &str) -> anyhow::Result<AsciiMetadataValue> {
@@ -85,76 +84,6 @@ async fn plain_channel(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
         .await?)
 }
 
-fn with<T>(token: Option<&AsciiMetadataValue>, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", token.clone());
-    }
-    request
-}
-
-/// One desk side: an intake, its client and its stream.
-struct Side {
-    client: IntakeClient<Channel>,
-    token: Option<AsciiMetadataValue>,
-    stream: String,
-    service: InProcess,
-    store: intake::EventStore,
-}
-
-impl Side {
-    /// `clients` concurrent receipts for `duration`; commands/s, once the
-    /// round's events are published (so its work does not spill over).
-    async fn round(
-        &self,
-        tag: &str,
-        clients: usize,
-        duration: Duration,
-        js: &jetstream::Context,
-    ) -> anyhow::Result<f64> {
-        let (client, token) = (self.client.clone(), self.token.clone());
-        let at = tests::real_now();
-        let due = Timestamp::at_local(LocalDay::from_days(at.local_day().days() + 9), 17, 0);
-        let tag = tag.to_owned();
-        let (rate, _) = hammer(clients, duration, move |i| {
-            let (mut client, token) = (client.clone(), token.clone());
-            let request = pb::ReceiveDossierRequest {
-                meta: tests::meta(at),
-                dossier_id: format!("{tag}-{i}"),
-                office_code: OFFICE.into(),
-                province_code: PROVINCE.into(),
-                procedure: tests::procedure(),
-                channel: ev::Channel::InPerson.into(),
-                due_at: tests::ts(due),
-                due_on: None,
-            };
-            async move {
-                client
-                    .receive_dossier(with(token.as_ref(), request))
-                    .await?;
-                Ok(())
-            }
-        })
-        .await?;
-        let appended = self.store.count().await?;
-        tests::eventually(Duration::from_secs(60), || async {
-            let published = js
-                .get_stream(&self.stream)
-                .await?
-                .info()
-                .await?
-                .state
-                .messages;
-            anyhow::ensure!(published >= appended, "{published} of {appended} published");
-            Ok(())
-        })
-        .await?;
-        Ok(rate)
-    }
-}
-
 pub async fn secured(backend: Backend, clients: usize, duration: Duration) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let ca = tests::test_certificates(dir.path())?;
@@ -166,9 +95,10 @@ pub async fn secured(backend: Backend, clients: usize, duration: Duration) -> an
     ];
     let plain_stream = unique_stream();
     let (service, store) = start_intake(&dbs[0].url, &nats.url(), &plain_stream).await?;
-    let plain = Side {
+    let plain = DeskSide {
         client: IntakeClient::new(plain_channel(service.addr).await?),
         token: None,
+        js: js.clone(),
         stream: plain_stream,
         service,
         store,
@@ -180,9 +110,10 @@ pub async fn secured(backend: Backend, clients: usize, duration: Duration) -> an
     let (addr, store) = (app.local_addr(), app.store().clone());
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(stop.clone()));
-    let secured = Side {
+    let secured = DeskSide {
         client: IntakeClient::new(tls_channel(addr, &ca).await?),
         token: Some(bearer("clerk")?),
+        js: js.clone(),
         stream: secured_stream,
         service: InProcess { addr, stop, task },
         store,
@@ -191,12 +122,8 @@ pub async fn secured(backend: Backend, clients: usize, duration: Duration) -> an
     let slice = duration / ROUNDS;
     let mut rounds = Vec::new();
     for round in 0..ROUNDS {
-        let p = plain
-            .round(&format!("P{round}"), clients, slice, &js)
-            .await?;
-        let s = secured
-            .round(&format!("S{round}"), clients, slice, &js)
-            .await?;
+        let p = plain.round(&format!("P{round}"), clients, slice).await?;
+        let s = secured.round(&format!("S{round}"), clients, slice).await?;
         rounds.push((p, s));
     }
     println!(
@@ -219,21 +146,6 @@ pub async fn secured(backend: Backend, clients: usize, duration: Duration) -> an
         duration,
     )
     .await
-}
-
-fn print_rounds(rounds: &[(f64, f64)], base: &str, measured: &str) {
-    for (i, (b, m)) in rounds.iter().enumerate() {
-        println!(
-            "  round {}: {base} {b:>8.0}/s, {measured} {m:>8.0}/s, {:>5.1} %",
-            i + 1,
-            m / b * 100.0
-        );
-    }
-    let mean = |f: fn(&(f64, f64)) -> f64| rounds.iter().map(f).sum::<f64>() / rounds.len() as f64;
-    let (b, m) = (mean(|r| r.0), mean(|r| r.1));
-    println!("  {base}: {b:>9.0}/s");
-    println!("  {measured}: {m:>9.0}/s");
-    println!("  ratio: {:>5.1} % (mean of rounds)", m / b * 100.0);
 }
 
 /// A projection of `stream`, with authentication and TLS when `dir` is

@@ -1,6 +1,6 @@
 //! Intake and the projection on a three-node JetStream cluster of real
-//! `nats-server` processes, the stream at three replicas, each service
-//! given every node as a seed. A node killed (SIGKILL) under desk load and
+//! `nats-server` processes, the stream raised from one replica to three by
+//! configuration, each service given every node as a seed. A node killed (SIGKILL) under desk load and
 //! brought back, first one that does not lead the stream, then its
 //! leader, loses nothing and doubles nothing: the district's commands (the
 //! client's ledger: each has a request id and is retried until answered)
@@ -68,6 +68,12 @@ async fn a_node_killed_under_load_loses_and_doubles_nothing() -> anyhow::Result<
     let stream = unique_stream();
     let intake_db = TestDb::new(Backend::Sqlite, "intake").await?;
     let projection_db = TestDb::new(Backend::Sqlite, "projection").await?;
+    // The stream exists with one replica, as a deployment on one node left
+    // it; configured for three, intake raises it to three.
+    tests::stream_settings(&stream)
+        .ensure_stream(&jetstream::new(cluster.client().await?))
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     let mut intake_config = intake::Config::for_tests(&intake_db.url, &cluster.urls(), &stream);
     intake_config.shared.stream_replicas = Some(3);
     let (intake, store) = start_intake_configured(intake_config, intake::system_clock()).await?;

@@ -161,7 +161,10 @@ impl StreamSettings {
     /// existing stream whose replicas or placement differ from those these
     /// settings ask for is changed to them: raising a stream to three
     /// replicas is a configuration change, not a migration (JetStream
-    /// copies the stream to the new replicas while it serves).
+    /// copies the stream to the new replicas while it serves). A change
+    /// the server refuses (a user without the permission, as the shipped
+    /// configuration gives the projection; fewer servers than replicas) is
+    /// logged, and the stream served as it is: its events are the same.
     pub async fn ensure_stream(
         &self,
         js: &jetstream::Context,
@@ -183,13 +186,24 @@ impl StreamSettings {
         if let Some(placement) = placement {
             config.placement = Some(placement.clone());
         }
-        tracing::info!(
-            stream = %self.stream,
-            replicas = config.num_replicas,
-            "changing the event stream's replicas or placement to the configured ones"
-        );
-        js.update_stream(config).await?;
-        Ok(js.get_stream(&self.stream).await?)
+        match js.update_stream(&config).await {
+            Ok(_) => {
+                tracing::info!(
+                    stream = %self.stream,
+                    replicas = config.num_replicas,
+                    "changed the event stream's replicas or placement to the configured ones"
+                );
+                Ok(js.get_stream(&self.stream).await?)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    stream = %self.stream,
+                    error = %e,
+                    "the event stream's replicas or placement differ from the configured ones, and could not be changed; serving it as it is"
+                );
+                Ok(stream)
+            }
+        }
     }
 }
 

@@ -5,8 +5,16 @@
 //! once its events are in the stream, so the relay's acknowledged
 //! publishing (a quorum of replicas per batch) is part of the rate. All
 //! four servers share this machine's cores.
+//!
+//! Then failover: under a steady desk load the node leading the stream is
+//! killed (SIGKILL), and the time is taken until a projection of the
+//! cluster's stream has applied every event intake had committed when the
+//! node died: the relay finding the new leader, publishing again, and the
+//! projection's consumer delivering again, all in one figure.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
 
 use proto::intake::v1::intake_client::IntakeClient;
 use tests::{Backend, NatsCluster, NatsServer, TestDb, start_intake, unique_stream};
@@ -66,5 +74,63 @@ pub async fn cluster(backend: Backend, clients: usize, duration: Duration) -> an
     );
     print_rounds(&rounds, "1 node, R1", "3 nodes, R3");
     one.service.shutdown().await?;
+
+    let db = TestDb::new(backend, "bench_cluster_projection").await?;
+    failover(nodes, &three, &db).await?;
     three.service.shutdown().await
+}
+
+/// Kills the stream's leader three times under load; prints how long the
+/// projection took each time to apply what intake had committed.
+async fn failover(mut nodes: NatsCluster, three: &DeskSide, db: &TestDb) -> anyhow::Result<()> {
+    let config = projection::Config::for_tests(&db.url, &nodes.urls(), &three.stream);
+    let consumer = config.consumer.clone();
+    let projection = tests::start_projection_configured(config).await?;
+    let applied = || projection::serving_checkpoint(&db.url, &consumer);
+    let committed = three.store.count().await?;
+    tests::eventually(Duration::from_secs(600), || async {
+        let done = applied().await?;
+        anyhow::ensure!(done >= committed, "{done} of {committed} applied");
+        Ok(())
+    })
+    .await?;
+    println!("failover (the stream's leader killed under 16 clients' load):");
+    for kill in 1..=3 {
+        let load = three.load(&format!("F{kill}"), 16, Duration::from_secs(6));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let leader = leader_of(&nodes, &three.stream).await?;
+        let died = Instant::now();
+        nodes.kill(leader);
+        let committed = three.store.count().await?;
+        loop {
+            if applied().await? >= committed {
+                break;
+            }
+            anyhow::ensure!(
+                died.elapsed() < Duration::from_secs(60),
+                "no progress in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let caught_up = died.elapsed();
+        let rate = load.await??;
+        nodes.restart(leader).await?;
+        println!(
+            "  kill {kill}: n{} (leader) died; every event committed then applied after {:>5} ms (load {rate:.0}/s)",
+            leader + 1,
+            caught_up.as_millis()
+        );
+    }
+    projection.shutdown().await
+}
+
+/// The index of the node leading `stream`, once it has one.
+async fn leader_of(nodes: &NatsCluster, stream: &str) -> anyhow::Result<usize> {
+    let js = async_nats::jetstream::new(nodes.client().await?);
+    tests::eventually(Duration::from_secs(30), || async {
+        let info = js.get_stream(stream).await?.info().await?.clone();
+        let leader = info.cluster.and_then(|c| c.leader).context("no leader")?;
+        nodes.index_of(&leader).context("an unknown leader")
+    })
+    .await
 }

@@ -50,30 +50,7 @@ impl DeskSide {
         clients: usize,
         duration: Duration,
     ) -> anyhow::Result<f64> {
-        let (client, token) = (self.client.clone(), self.token.clone());
-        let at = tests::real_now();
-        let due = Timestamp::at_local(LocalDay::from_days(at.local_day().days() + 9), 17, 0);
-        let tag = tag.to_owned();
-        let (rate, _) = hammer(clients, duration, move |i| {
-            let (mut client, token) = (client.clone(), token.clone());
-            let request = pb::ReceiveDossierRequest {
-                meta: tests::meta(at),
-                dossier_id: format!("{tag}-{i}"),
-                office_code: OFFICE.into(),
-                province_code: PROVINCE.into(),
-                procedure: tests::procedure(),
-                channel: ev::Channel::InPerson.into(),
-                due_at: tests::ts(due),
-                due_on: None,
-            };
-            async move {
-                client
-                    .receive_dossier(with(token.as_ref(), request))
-                    .await?;
-                Ok(())
-            }
-        })
-        .await?;
+        let rate = self.load(tag, clients, duration).await??;
         let appended = self.store.count().await?;
         tests::eventually(Duration::from_secs(60), || async {
             let published = self
@@ -89,6 +66,43 @@ impl DeskSide {
         })
         .await?;
         Ok(rate)
+    }
+
+    /// `clients` concurrent receipts for `duration`, on a task of its own;
+    /// commands/s.
+    pub(crate) fn load(
+        &self,
+        tag: &str,
+        clients: usize,
+        duration: Duration,
+    ) -> tokio::task::JoinHandle<anyhow::Result<f64>> {
+        let (client, token) = (self.client.clone(), self.token.clone());
+        let at = tests::real_now();
+        let due = Timestamp::at_local(LocalDay::from_days(at.local_day().days() + 9), 17, 0);
+        let tag = tag.to_owned();
+        tokio::spawn(async move {
+            let (rate, _) = hammer(clients, duration, move |i| {
+                let (mut client, token) = (client.clone(), token.clone());
+                let request = pb::ReceiveDossierRequest {
+                    meta: tests::meta(at),
+                    dossier_id: format!("{tag}-{i}"),
+                    office_code: OFFICE.into(),
+                    province_code: PROVINCE.into(),
+                    procedure: tests::procedure(),
+                    channel: ev::Channel::InPerson.into(),
+                    due_at: tests::ts(due),
+                    due_on: None,
+                };
+                async move {
+                    client
+                        .receive_dossier(with(token.as_ref(), request))
+                        .await?;
+                    Ok(())
+                }
+            })
+            .await?;
+            Ok(rate)
+        })
     }
 }
 

@@ -65,8 +65,14 @@ impl Pipeline {
             .run(monitor_stop.clone()),
         );
 
+        // An acknowledgement's wait starts when the relay awaits it, in
+        // order, so a batch's last one does not wait for the whole batch:
+        // a short timeout gives up soon on one that will never come (its
+        // server died, or the stream's leader did), and the relay resumes
+        // from what was acknowledged.
         let js = async_nats::jetstream::ContextBuilder::new()
             .max_ack_inflight(8_192)
+            .timeout(std::time::Duration::from_secs(2))
             .build(nats.clone());
         let relay_stop = CancellationToken::new();
         let (relay_handle, republish) = relay::RelayHandle::new();

@@ -405,12 +405,22 @@ impl Relay {
     /// down); what is left then is relayed at the next start.
     pub async fn run(mut self, stop: CancellationToken) {
         const RETRIES_WHEN_STOPPING: u32 = 10;
-        let mut backoff = Duration::from_millis(100);
+        const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+        // Short: a retry costs one request, and a stream whose leader died
+        // answers again as soon as its replicas have elected another.
+        const MAX_BACKOFF: Duration = Duration::from_secs(1);
+        let mut backoff = FIRST_BACKOFF;
         let mut failed_when_stopping = 0;
         loop {
+            let before = self.acked;
             match self.publish_until(&stop).await {
                 Ok(()) => return,
                 Err(e) => {
+                    // A failure after progress starts the back-off over:
+                    // the wait grows only while nothing gets through.
+                    if self.acked != before {
+                        backoff = FIRST_BACKOFF;
+                    }
                     metrics::counter!("intake_relay_errors_total").increment(1);
                     if let Some(foreign) = e.downcast_ref::<ForeignStream>() {
                         // Said once, when it starts; checked again after
@@ -436,7 +446,7 @@ impl Relay {
                             () = stop.cancelled() => {}
                         }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

@@ -78,13 +78,18 @@ impl Consumer {
     /// Consumes until `stop` is cancelled; the batch in hand is finished
     /// first, what was not taken stays in the stream for the next start.
     pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
-        let mut backoff = Duration::from_millis(100);
+        const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+        // Short: a retry costs a consumer's creation, and a stream whose
+        // leader died answers again as soon as another is elected.
+        const MAX_BACKOFF: Duration = Duration::from_secs(1);
+        let mut backoff = FIRST_BACKOFF;
         let mut held = self.store.held_count().await?;
         let mut replays = self.replays.take();
         metrics::gauge!("projection_held_events").set(held as f64);
         self.count_parked().await;
         loop {
             let mut writing = None;
+            let checkpoint = self.checkpoint().await;
             let result = self
                 .consume(&stop, &mut held, &mut replays, &mut writing)
                 .await;
@@ -121,6 +126,11 @@ impl Consumer {
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "consumer interrupted; resuming from the checkpoint");
                     metrics::counter!("projection_consumer_errors_total").increment(1);
+                    // A failure after progress starts the back-off over:
+                    // the wait grows only while nothing gets through.
+                    if self.checkpoint().await != checkpoint {
+                        backoff = FIRST_BACKOFF;
+                    }
                     let pause = tokio::time::sleep(backoff);
                     tokio::pin!(pause);
                     loop {
@@ -130,10 +140,20 @@ impl Consumer {
                             () = stop.cancelled() => return Ok(()),
                         }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
+    }
+
+    /// The stream sequence the read models hold; `None` when it cannot be
+    /// read (then compared as unchanged).
+    async fn checkpoint(&self) -> Option<u64> {
+        self.store
+            .resume_point(&self.name)
+            .await
+            .ok()
+            .map(|c| c.stream_seq)
     }
 
     /// Runs an operator's replay of parked events: between two batches, as

@@ -82,9 +82,14 @@ impl Application {
     fn consumer(&self) -> (consumer::Consumer, ConsumerChannels) {
         let (swaps, swaps_rx) = mpsc::channel(1);
         let (replays, replay_jobs) = mpsc::channel(8);
+        // A request to a stream whose server died, or whose leader is being
+        // elected, is given up soon and the consumer made again.
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(std::time::Duration::from_secs(2))
+            .build(self.nats.clone());
         let consumer = consumer::Consumer {
             store: self.store.clone(),
-            js: async_nats::jetstream::new(self.nats.clone()),
+            js,
             settings: self.config.stream_settings(),
             name: self.config.consumer.clone(),
             max_batch: self.config.max_batch as usize,

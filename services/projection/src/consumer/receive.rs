@@ -76,6 +76,14 @@ impl Consumer {
                 },
                 ack_policy: AckPolicy::None,
                 filter_subject: self.settings.all_events_filter(stream.cached_info()),
+                // The checkpoint lives in the read models and the consumer
+                // is made anew from it at every start, so the server's
+                // copy of its state is worth nothing: one replica, in
+                // memory, spares a replicated stream's cluster a Raft
+                // group per projection, and a consumer whose server died
+                // is made again on another without waiting for an election.
+                num_replicas: 1,
+                memory_storage: true,
                 ..Default::default()
             })
             .await
@@ -85,7 +93,9 @@ impl Consumer {
         let messages = consumer
             .stream()
             .max_messages_per_batch(self.max_batch.min(PULL_BATCH))
-            .heartbeat(Duration::from_secs(5))
+            // Two missed heartbeats end the pull: a consumer whose server
+            // died is noticed in about two seconds and made again.
+            .heartbeat(Duration::from_secs(1))
             .expires(Duration::from_secs(30))
             .messages()
             .await

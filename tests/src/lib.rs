@@ -28,7 +28,9 @@ use proto::{
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-pub use testkit::{Backend, NatsCluster, NatsServer, TestDb, eventually, free_port, unique_stream};
+pub use testkit::{
+    Backend, NatsCluster, NatsServer, PgServer, TestDb, eventually, free_port, unique_stream,
+};
 
 impl Desk {
     /// Receives dossiers `{prefix}-{n:04}` for each `n` of `ids` at `office`

@@ -161,16 +161,37 @@ pub struct EventStore {
 
 pub use identity::LogIdentity;
 
+/// How long intake waits for a PostgreSQL connection before a command
+/// fails UNAVAILABLE. Its pools serve one writer and a few readers, so a
+/// longer wait means the database is away, not busy.
+const POSTGRES_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl EventStore {
     /// Opens the store at `url`, creating or migrating its tables
     /// ([`MIGRATIONS`]).
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let (pool, backend) = sqlkit::connect(url, 8).await?;
+        // PostgreSQL may be away (restarted, failed over): a command then
+        // fails soon with UNAVAILABLE, for the client to retry with its
+        // request id, rather than after the default wait.
+        let acquire_timeout = match Backend::from_url(url)? {
+            Backend::Postgres => POSTGRES_ACQUIRE_TIMEOUT,
+            Backend::Sqlite => sqlkit::ACQUIRE_TIMEOUT,
+        };
+        let (pool, backend) =
+            sqlkit::connect_in_with(url, None, 8, sqlkit::Durability::Durable, acquire_timeout)
+                .await?;
         sqlkit::migrate(&pool, backend, &MIGRATIONS).await?;
         let pg = match backend {
-            Backend::Postgres => {
-                Some(sqlkit::connect_postgres(url, None, 4, sqlkit::Durability::Durable).await?)
-            }
+            Backend::Postgres => Some(
+                sqlkit::connect_postgres(
+                    url,
+                    None,
+                    4,
+                    sqlkit::Durability::Durable,
+                    acquire_timeout,
+                )
+                .await?,
+            ),
             Backend::Sqlite => None,
         };
         let identity = LogIdentity::load_or_create(&pool).await?;

@@ -81,9 +81,16 @@ impl ReadStore {
         let (pool, backend) =
             sqlkit::connect_in(url, schema, 8, sqlkit::Durability::Relaxed).await?;
         let pg = match backend {
-            Backend::Postgres => {
-                Some(sqlkit::connect_postgres(url, schema, 3, sqlkit::Durability::Relaxed).await?)
-            }
+            Backend::Postgres => Some(
+                sqlkit::connect_postgres(
+                    url,
+                    schema,
+                    3,
+                    sqlkit::Durability::Relaxed,
+                    sqlkit::ACQUIRE_TIMEOUT,
+                )
+                .await?,
+            ),
             Backend::Sqlite => None,
         };
         let report_indexes = schema::create(&pool, backend, fill).await?;

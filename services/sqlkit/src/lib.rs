@@ -96,6 +96,7 @@ pub async fn connect_postgres(
     schema: Option<&str>,
     max_connections: u32,
     durability: Durability,
+    acquire_timeout: Duration,
 ) -> anyhow::Result<sqlx::PgPool> {
     let mut settings = postgres_settings(schema, durability)?;
     settings.push(("enable_seqscan", "off"));
@@ -104,7 +105,7 @@ pub async fn connect_postgres(
         .options(settings);
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await
         .with_context(|| format!("connect to the database at {}", redact(url)))
@@ -134,6 +135,10 @@ pub fn column<'a, T, U>(items: &'a [T], value: impl Fn(&'a T) -> U) -> Vec<U> {
     items.iter().map(value).collect()
 }
 
+/// How long a caller waits for a pooled connection, unless it says
+/// otherwise: long enough for a busy pool to free one.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// As [`connect`]; on PostgreSQL every connection works in `schema`
 /// (created when absent). SQLite has no schemas: `schema` must be None.
 pub async fn connect_in(
@@ -141,6 +146,19 @@ pub async fn connect_in(
     schema: Option<&str>,
     max_connections: u32,
     durability: Durability,
+) -> anyhow::Result<(AnyPool, Backend)> {
+    connect_in_with(url, schema, max_connections, durability, ACQUIRE_TIMEOUT).await
+}
+
+/// As [`connect_in`], waiting at most `acquire_timeout` for a connection
+/// (also while the database does not answer): a service that would rather
+/// fail a call soon than hold it sets it short.
+pub async fn connect_in_with(
+    url: &str,
+    schema: Option<&str>,
+    max_connections: u32,
+    durability: Durability,
+    acquire_timeout: Duration,
 ) -> anyhow::Result<(AnyPool, Backend)> {
     sqlx::any::install_default_drivers();
     let backend = Backend::from_url(url)?;
@@ -191,7 +209,7 @@ pub async fn connect_in(
         AnyConnectOptions::from_str(&url).with_context(|| format!("parse database URL {url:?}"))?;
     let pool = AnyPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .after_connect(move |conn, _meta| {
             let session = session.clone();
             Box::pin(async move {

@@ -1,6 +1,8 @@
 //! Test fixtures for Motcua's crates, without the services: a real
 //! `nats-server` with JetStream and its own store on a free port
-//! ([`NatsServer`]) or a cluster of them ([`NatsCluster`]), a fresh database per test, an empty PostgreSQL database
+//! ([`NatsServer`]) or a cluster of them ([`NatsCluster`]), a PostgreSQL
+//! server of a test's own that it may stop ([`PgServer`]), a fresh
+//! database per test, an empty PostgreSQL database
 //! or a temporary SQLite file ([`TestDb`], [`Backend`]), and bounded retries
 //! ([`eventually`]) instead of bare sleeps. The services' component tests
 //! use it as a dev-dependency, and the end-to-end harness (`tests`) builds on
@@ -24,6 +26,8 @@ use anyhow::{Context as _, bail};
 mod cluster;
 use async_nats::jetstream::response::Response;
 pub use cluster::NatsCluster;
+mod postgres;
+pub use postgres::PgServer;
 
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> u16 {

@@ -859,6 +859,54 @@ pub fn test_certificates(dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(ca.pem())
 }
 
+/// A gRPC channel over TLS to `localhost` on `addr`'s port, trusting the
+/// CA `ca` (PEM) and presenting the client certificate `identity`, if any.
+pub async fn tls_channel(
+    addr: SocketAddr,
+    ca: &str,
+    identity: Option<tonic::transport::Identity>,
+) -> anyhow::Result<Channel> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some(identity) = identity {
+        tls = tls.identity(identity);
+    }
+    Ok(
+        Endpoint::from_shared(format!("https://localhost:{}", addr.port()))?
+            .tls_config(tls)?
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await?,
+    )
+}
+
+/// The environment the shipped NATS configuration (`deploy/nats`) reads:
+/// its JetStream store in `dir/store`, the certificates
+/// [`test_certificates`] wrote in `dir`, and the two users' passwords.
+pub fn shipped_nats_env(
+    dir: &std::path::Path,
+    store: &str,
+    intake_password: &str,
+    projection_password: &str,
+) -> Vec<(String, String)> {
+    let path = |name: &str| dir.join(name).display().to_string();
+    [
+        ("MOTCUA_NATS_STORE_DIR", path(store)),
+        ("MOTCUA_NATS_TLS_CERT", path("cert.pem")),
+        ("MOTCUA_NATS_TLS_KEY", path("key.pem")),
+        ("MOTCUA_NATS_TLS_CA", path("ca.pem")),
+        ("MOTCUA_NATS_INTAKE_PASSWORD", intake_password.to_owned()),
+        (
+            "MOTCUA_NATS_PROJECTION_PASSWORD",
+            projection_password.to_owned(),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec()
+}
+
 /// A receipt now at office TUYPHONG of BTH, due in 30 days: the deadline
 /// monitor marks nothing late while a test counts events.
 pub fn receipt_due_later(dossier: &str) -> pb::ReceiveDossierRequest {

@@ -5,7 +5,7 @@
 //! a token sent beside a certificate is judged as a token; a certificate
 //! from another CA does not get past the handshake.
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use proto::intake::v1::{
     self as pb, dossier_service_client::DossierServiceClient, intake_client::IntakeClient,
@@ -16,7 +16,7 @@ use tests::{Backend, NatsServer, TestDb, unique_stream};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     Code, Request,
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+    transport::{Channel, Identity},
 };
 
 const ROBOT: &str = "spiffe://bth.example/desk-robot";
@@ -62,19 +62,7 @@ async fn channel(
     identity: Option<Identity>,
 ) -> anyhow::Result<Channel> {
     let ca = std::fs::read_to_string(dir.join("ca.pem"))?;
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .domain_name("localhost");
-    if let Some(identity) = identity {
-        tls = tls.identity(identity);
-    }
-    Ok(
-        Endpoint::from_shared(format!("https://localhost:{}", addr.port()))?
-            .tls_config(tls)?
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await?,
-    )
+    tests::tls_channel(addr, &ca, identity).await
 }
 
 fn code<T>(result: Result<T, tonic::Status>) -> Option<Code> {

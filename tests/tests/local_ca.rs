@@ -28,10 +28,7 @@ use server::Service as _;
 use testkit::NatsConfig;
 use tests::{Backend, InProcess, NatsServer, TestDb, eventually};
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    Code, Request,
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
-};
+use tonic::{Code, Request, transport::Channel};
 
 const COMPOSE: &str = include_str!("../../docker-compose.yml");
 
@@ -398,16 +395,7 @@ fn check_shared(shared: &server::SharedArgs, name: &str) {
 // --- clients ----------------------------------------------------------------
 
 async fn channel(addr: SocketAddr, ca: &Path) -> anyhow::Result<Channel> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(std::fs::read(ca)?))
-        .domain_name("localhost");
-    Ok(
-        Endpoint::from_shared(format!("https://localhost:{}", addr.port()))?
-            .tls_config(tls)?
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await?,
-    )
+    tests::tls_channel(addr, &read(ca)?, None).await
 }
 
 /// `message` with the token of `role` from the script's tokens/.

@@ -42,22 +42,12 @@ impl Bus {
         tests::test_certificates(dir.path())?;
         std::fs::write(dir.path().join("intake.password"), INTAKE_PASSWORD)?;
         std::fs::write(dir.path().join("projection.password"), PROJECTION_PASSWORD)?;
-        let path = |name: &str| dir.path().join(name).display().to_string();
-        let env = [
-            ("MOTCUA_NATS_STORE_DIR", path("store")),
-            ("MOTCUA_NATS_TLS_CERT", path("cert.pem")),
-            ("MOTCUA_NATS_TLS_KEY", path("key.pem")),
-            ("MOTCUA_NATS_TLS_CA", path("ca.pem")),
-            ("MOTCUA_NATS_INTAKE_PASSWORD", INTAKE_PASSWORD.to_owned()),
-            (
-                "MOTCUA_NATS_PROJECTION_PASSWORD",
-                PROJECTION_PASSWORD.to_owned(),
-            ),
-        ];
+        let env =
+            tests::shipped_nats_env(dir.path(), "store", INTAKE_PASSWORD, PROJECTION_PASSWORD);
         let ca = dir.path().join("ca.pem");
         let nats = NatsServer::start_configured(NatsConfig {
             file: shipped_config(),
-            env: env.map(|(k, v)| (k.to_owned(), v)).to_vec(),
+            env,
             probe: Box::new(move || user("projection", PROJECTION_PASSWORD, &ca)),
         })
         .await?;

@@ -14,7 +14,7 @@ use tests::{Backend, NatsServer, TestDb, unique_stream};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     Code, Request,
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+    transport::{Channel, Endpoint},
 };
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -35,16 +35,7 @@ fn secure(shared: &mut server::SharedArgs, dir: &Path) {
 }
 
 async fn channel(addr: std::net::SocketAddr, ca: &str) -> anyhow::Result<Channel> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .domain_name("localhost");
-    Ok(
-        Endpoint::from_shared(format!("https://localhost:{}", addr.port()))?
-            .tls_config(tls)?
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await?,
-    )
+    tests::tls_channel(addr, ca, None).await
 }
 
 fn with_token<T>(message: T, token: Option<&str>) -> anyhow::Result<Request<T>> {

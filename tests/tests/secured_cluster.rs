@@ -45,28 +45,30 @@ async fn start_cluster(dir: &Path) -> anyhow::Result<Vec<NatsServer>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let path = |name: &str| dir.join(name).display().to_string();
     let mut nodes = Vec::new();
     for (index, route) in routes.iter().enumerate() {
-        let env = [
-            ("MOTCUA_NATS_STORE_DIR", path(&format!("store-{index}"))),
-            ("MOTCUA_NATS_TLS_CERT", path("cert.pem")),
-            ("MOTCUA_NATS_TLS_KEY", path("key.pem")),
-            ("MOTCUA_NATS_TLS_CA", path("ca.pem")),
-            ("MOTCUA_NATS_INTAKE_PASSWORD", INTAKE_PASSWORD.to_owned()),
+        let mut env = tests::shipped_nats_env(
+            dir,
+            &format!("store-{index}"),
+            INTAKE_PASSWORD,
+            PROJECTION_PASSWORD,
+        );
+        env.extend([
             (
-                "MOTCUA_NATS_PROJECTION_PASSWORD",
-                PROJECTION_PASSWORD.to_owned(),
+                "MOTCUA_NATS_SERVER_NAME".to_owned(),
+                format!("n{}", index + 1),
             ),
-            ("MOTCUA_NATS_SERVER_NAME", format!("n{}", index + 1)),
-            ("MOTCUA_NATS_CLUSTER_LISTEN", format!("127.0.0.1:{route}")),
-            ("MOTCUA_NATS_ROUTES", route_list.clone()),
-        ];
+            (
+                "MOTCUA_NATS_CLUSTER_LISTEN".to_owned(),
+                format!("127.0.0.1:{route}"),
+            ),
+            ("MOTCUA_NATS_ROUTES".to_owned(), route_list.clone()),
+        ]);
         let ca = dir.join("ca.pem");
         nodes.push(
             NatsServer::start_configured(NatsConfig {
                 file: shipped("cluster.conf"),
-                env: env.map(|(k, v)| (k.to_owned(), v)).to_vec(),
+                env,
                 probe: Box::new(move || user("projection", PROJECTION_PASSWORD, &ca)),
             })
             .await?,

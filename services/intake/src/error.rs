@@ -32,6 +32,7 @@ pub mod reason {
     pub const CONFLICT: &str = "CONFLICT";
     /// UNAVAILABLE: the event store failed; retry as is.
     pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+    pub const STORE_FULL: &str = "STORE_FULL";
     /// UNAVAILABLE: intake is stopping; retry as is.
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
 }
@@ -65,6 +66,11 @@ pub enum IntakeError {
     /// The event store failed; nothing was appended.
     #[error("the event store is unavailable; retry with the same request id ({0})")]
     Unavailable(String),
+    /// The event store's disk is full; nothing was appended.
+    #[error(
+        "the event store's disk is full; nothing was appended; retry with the same request id once an operator has made room"
+    )]
+    StoreFull,
     #[error("intake is shutting down; retry with the same request id")]
     ShuttingDown,
     /// The caller's role or scope does not cover the command (a dossier
@@ -77,6 +83,16 @@ pub enum IntakeError {
 }
 
 impl IntakeError {
+    /// What a failed append tells the caller: the disk is full (no retry
+    /// helps until an operator makes room), or the store is unavailable.
+    pub(crate) fn from_append(e: &anyhow::Error) -> Self {
+        if crate::store::is_disk_full(e) {
+            Self::StoreFull
+        } else {
+            Self::Unavailable(format!("{e:#}"))
+        }
+    }
+
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::InvalidArgument {
             field,
@@ -152,6 +168,7 @@ impl From<IntakeError> for Status {
             IntakeError::Unavailable(_) => {
                 (Code::Unavailable, reason::STORE_UNAVAILABLE, Vec::new())
             }
+            IntakeError::StoreFull => (Code::ResourceExhausted, reason::STORE_FULL, Vec::new()),
             IntakeError::ShuttingDown => (Code::Unavailable, reason::SHUTTING_DOWN, Vec::new()),
             IntakeError::OutsideScope { caller, what } => {
                 return server::permission_denied(&caller, &what);
@@ -288,6 +305,11 @@ mod tests {
                 IntakeError::ShuttingDown,
                 Code::Unavailable,
                 reason::SHUTTING_DOWN,
+            ),
+            (
+                IntakeError::StoreFull,
+                Code::ResourceExhausted,
+                reason::STORE_FULL,
             ),
         ] {
             let status = Status::from(error);

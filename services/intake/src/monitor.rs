@@ -146,7 +146,11 @@ impl DeadlineMonitor {
             match result {
                 Ok(_) => marked += 1,
                 Err(IntakeError::ShuttingDown) => return Ok(Pass::Stopped),
-                Err(e @ (IntakeError::Unavailable(_) | IntakeError::Conflict)) => {
+                Err(
+                    e @ (IntakeError::Unavailable(_)
+                    | IntakeError::StoreFull
+                    | IntakeError::Conflict),
+                ) => {
                     // Retried after a backoff; the request id keeps it once.
                     anyhow::bail!("mark dossier {} late: {e}", p.dossier_id)
                 }

@@ -311,13 +311,18 @@ impl EventStore {
         if let Some(pg) = &self.pg {
             return append_postgres(pg, events, replies, deadlines).await;
         }
-        let mut tx = self.pool.begin().await.context("begin an append")?;
-        let first = take_positions(&mut tx, events.len()).await?;
-        insert_events(self.backend, &mut tx, first, events).await?;
-        insert_replies(self.backend, &mut tx, first, replies).await?;
-        write_deadlines(self.backend, &mut tx, deadlines).await?;
-        tx.commit().await.context("commit the append")?;
-        Ok(first)
+        let mut conn = self.pool.acquire().await.context("acquire a connection")?;
+        let appended = append_sqlite(self.backend, &mut conn, events, replies, deadlines).await;
+        if appended.is_err() {
+            // A COMMIT that failed (SQLITE_FULL, SQLITE_BUSY) leaves its
+            // transaction open, and the driver may then count it wrong: the
+            // next append on this connection would run inside it, answer
+            // "appended" and be lost with it, while every other connection
+            // waits for its lock (seen on a full disk, tests/tests/disk_full.rs).
+            // Closing the connection rolls back whatever it held.
+            conn.close_on_drop();
+        }
+        appended
     }
 
     /// Up to `limit` events after `position`, in position order.
@@ -496,6 +501,24 @@ async fn append_postgres(
     }
 }
 
+/// One append on SQLite, in a transaction of `conn`.
+async fn append_sqlite(
+    backend: Backend,
+    conn: &mut sqlx::AnyConnection,
+    events: &[NewEvent],
+    replies: &[NewReply],
+    deadlines: &[DeadlineChange],
+) -> Result<u64, AppendError> {
+    use sqlx::Connection as _;
+    let mut tx = conn.begin().await.context("begin an append")?;
+    let first = take_positions(&mut tx, events.len()).await?;
+    insert_events(backend, &mut tx, first, events).await?;
+    insert_replies(backend, &mut tx, first, replies).await?;
+    write_deadlines(backend, &mut tx, deadlines).await?;
+    tx.commit().await.context("commit the append")?;
+    Ok(first)
+}
+
 /// Takes `count` positions from the head row and returns the first.
 async fn take_positions(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -638,6 +661,20 @@ async fn write_deadlines(
             .context("set deadlines")?;
     }
     Ok(())
+}
+
+/// Whether an append failed because the database's disk is full:
+/// SQLite's `SQLITE_FULL` (13), PostgreSQL's `disk_full` (53100), or an
+/// I/O error saying so, anywhere in the error's chain. An operator must
+/// make room; a retry before that fails the same way.
+pub fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .any(|e| match e {
+            sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("13" | "53100")),
+            sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        })
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

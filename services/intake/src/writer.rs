@@ -306,7 +306,7 @@ impl Writer {
                         AppendError::Conflict => IntakeError::Conflict,
                         AppendError::Other(e) => {
                             tracing::error!(error = ?e, "append failed");
-                            IntakeError::Unavailable(format!("{e:#}"))
+                            IntakeError::from_append(&e)
                         }
                     };
                     for s in batch {

@@ -112,7 +112,7 @@ impl Writer {
                         AppendError::Conflict => break Err(IntakeError::Conflict),
                         AppendError::Other(e) => {
                             tracing::error!(error = ?e, "import append failed");
-                            break Err(IntakeError::Unavailable(format!("{e:#}")));
+                            break Err(IntakeError::from_append(&e));
                         }
                     }
                 }

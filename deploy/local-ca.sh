@@ -120,7 +120,13 @@ trap 'rm -f "$extensions" "$request"' EXIT
 for name in intake projection nats; do
     cert="$out/$name.pem"
     key="$out/$name-key.pem"
-    if ! stale "$cert"; then
+    names="DNS:$name,DNS:localhost,IP:127.0.0.1"
+    # NATS's certificate also serves the cluster profile's nodes, to clients
+    # and to each other on their routes.
+    [[ "$name" == nats ]] && names="$names,DNS:nats-1,DNS:nats-2,DNS:nats-3"
+    # (A NATS certificate made before the cluster profile lacks its names.)
+    if ! stale "$cert" && { [[ "$name" != nats ]] ||
+        openssl x509 -in "$cert" -noout -ext subjectAltName 2>/dev/null | grep -q 'DNS:nats-3'; }; then
         kept+=("$name.pem")
         continue
     fi
@@ -130,7 +136,7 @@ for name in intake projection nats; do
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth,clientAuth
-subjectAltName=DNS:$name,DNS:localhost,IP:127.0.0.1
+subjectAltName=$names
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid
 EOF

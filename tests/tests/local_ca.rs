@@ -66,12 +66,21 @@ fn section<'a>(service: &[&'a str], key: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// A service's `environment:` map.
+/// A service's `environment:` map, each `${VAR:-default}` read as compose
+/// reads it with `VAR` unset: its default.
 fn environment(service: &[&str]) -> Vec<(String, String)> {
     section(service, "environment")
         .into_iter()
         .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .map(|(k, v)| {
+            let v = v.trim_matches('"');
+            let v = v
+                .strip_prefix("${")
+                .and_then(|v| v.strip_suffix('}'))
+                .and_then(|v| v.split_once(":-"))
+                .map_or(v, |(_, default)| default);
+            (k.to_owned(), v.to_owned())
+        })
         .collect()
 }
 

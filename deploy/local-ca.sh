@@ -168,13 +168,18 @@ done
 } >"$out/nats.env"
 chmod 600 "$out/nats.env"
 
-if wanted "$out/lookup.secret"; then
-    random_hex >"$out/lookup.secret"
-    chmod 600 "$out/lookup.secret"
-    made+=("lookup.secret")
-else
-    kept+=("lookup.secret")
-fi
+# A random secret in $out/$1, kept when it exists (unless --force).
+secret() {
+    if wanted "$out/$1"; then
+        random_hex >"$out/$1"
+        chmod 600 "$out/$1"
+        made+=("$1")
+    else
+        kept+=("$1")
+    fi
+}
+
+secret lookup.secret
 
 # --- example tokens ---------------------------------------------------------
 # role subject province office
@@ -193,13 +198,7 @@ tokens="$out/tokens.toml"
 for identity in "${identities[@]}"; do
     read -r role subject province office <<<"$identity"
     file="$out/tokens/$role.token"
-    if wanted "$file"; then
-        random_hex >"$file"
-        chmod 600 "$file"
-        made+=("tokens/$role.token")
-    else
-        kept+=("tokens/$role.token")
-    fi
+    secret "tokens/$role.token"
     digest=$(head -n 1 "$file" | tr -d '\n' | sha256sum | cut -d ' ' -f 1)
     {
         echo

@@ -907,6 +907,19 @@ pub fn shipped_nats_env(
     .to_vec()
 }
 
+/// The dossier of every event in `store`'s log, as a set.
+pub async fn logged_dossiers(
+    store: &intake::EventStore,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    store
+        .read_after(0, u32::MAX)
+        .await?
+        .iter()
+        .map(|e| bus::decode_event(&e.payload).map(|e| e.dossier_id))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// A receipt now at office TUYPHONG of BTH, due in 30 days: the deadline
 /// monitor marks nothing late while a test counts events.
 pub fn receipt_due_later(dossier: &str) -> pb::ReceiveDossierRequest {

@@ -135,13 +135,7 @@ async fn intake_rides_through_a_database_restart() -> anyhow::Result<()> {
         "only UNAVAILABLE while the database was away: {:?}",
         ledger.refusals
     );
-    let logged: BTreeSet<String> = store
-        .read_after(0, u32::MAX)
-        .await?
-        .iter()
-        .map(|e| bus::decode_event(&e.payload).map(|e| e.dossier_id))
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let logged = tests::logged_dossiers(&store).await?;
     assert_eq!(logged, ledger.acknowledged, "the log is the ledger");
     assert_eq!(
         store.count().await?,

@@ -91,13 +91,7 @@ async fn a_full_disk_refuses_commands_cleanly_until_there_is_room() -> anyhow::R
         desk.receive_with(receipt.clone()).await?;
         acknowledged.insert(receipt.dossier_id);
     }
-    let logged: BTreeSet<String> = store
-        .read_after(0, u32::MAX)
-        .await?
-        .iter()
-        .map(|e| bus::decode_event(&e.payload).map(|e| e.dossier_id))
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let logged = tests::logged_dossiers(&store).await?;
     assert_eq!(logged, acknowledged, "the log is what was acknowledged");
     assert_eq!(store.count().await?, acknowledged.len() as u64);
     intake.shutdown().await

@@ -96,10 +96,6 @@ impl CertificateIdentities {
         }
         found.cloned().ok_or(AuthError::UnknownCertificate)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -405,22 +405,17 @@ impl Relay {
     /// down); what is left then is relayed at the next start.
     pub async fn run(mut self, stop: CancellationToken) {
         const RETRIES_WHEN_STOPPING: u32 = 10;
-        const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-        // Short: a retry costs one request, and a stream whose leader died
-        // answers again as soon as its replicas have elected another.
-        const MAX_BACKOFF: Duration = Duration::from_secs(1);
-        let mut backoff = FIRST_BACKOFF;
+        // At most 1 s: a retry costs one request, and a stream whose leader
+        // died answers again as soon as its replicas have elected another.
+        let mut backoff =
+            telemetry::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let mut failed_when_stopping = 0;
         loop {
             let before = self.acked;
             match self.publish_until(&stop).await {
                 Ok(()) => return,
                 Err(e) => {
-                    // A failure after progress starts the back-off over:
-                    // the wait grows only while nothing gets through.
-                    if self.acked != before {
-                        backoff = FIRST_BACKOFF;
-                    }
+                    let wait = backoff.after_failure(self.acked != before);
                     metrics::counter!("intake_relay_errors_total").increment(1);
                     if let Some(foreign) = e.downcast_ref::<ForeignStream>() {
                         // Said once, when it starts; checked again after
@@ -438,15 +433,14 @@ impl Relay {
                             );
                             return;
                         }
-                        tokio::time::sleep(backoff.min(Duration::from_millis(500))).await;
+                        tokio::time::sleep(wait.min(Duration::from_millis(500))).await;
                     } else {
                         tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
+                            () = tokio::time::sleep(wait) => {}
                             Some(job) = self.republish.recv() => self.republish(job).await,
                             () = stop.cancelled() => {}
                         }
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

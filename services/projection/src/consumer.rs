@@ -78,11 +78,10 @@ impl Consumer {
     /// Consumes until `stop` is cancelled; the batch in hand is finished
     /// first, what was not taken stays in the stream for the next start.
     pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
-        const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-        // Short: a retry costs a consumer's creation, and a stream whose
-        // leader died answers again as soon as another is elected.
-        const MAX_BACKOFF: Duration = Duration::from_secs(1);
-        let mut backoff = FIRST_BACKOFF;
+        // At most 1 s: a retry costs a consumer's creation, and a stream
+        // whose leader died answers again as soon as another is elected.
+        let mut backoff =
+            telemetry::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let mut held = self.store.held_count().await?;
         let mut replays = self.replays.take();
         metrics::gauge!("projection_held_events").set(held as f64);
@@ -126,12 +125,8 @@ impl Consumer {
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "consumer interrupted; resuming from the checkpoint");
                     metrics::counter!("projection_consumer_errors_total").increment(1);
-                    // A failure after progress starts the back-off over:
-                    // the wait grows only while nothing gets through.
-                    if self.checkpoint().await != checkpoint {
-                        backoff = FIRST_BACKOFF;
-                    }
-                    let pause = tokio::time::sleep(backoff);
+                    let progressed = self.checkpoint().await != checkpoint;
+                    let pause = tokio::time::sleep(backoff.after_failure(progressed));
                     tokio::pin!(pause);
                     loop {
                         tokio::select! {
@@ -140,7 +135,6 @@ impl Consumer {
                             () = stop.cancelled() => return Ok(()),
                         }
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

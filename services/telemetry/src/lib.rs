@@ -6,6 +6,9 @@
 //!
 //! This crate knows nothing of dossiers, events, databases or gRPC.
 
+mod backoff;
+pub use backoff::Backoff;
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
